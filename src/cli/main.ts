@@ -1,0 +1,20 @@
+import { Command, CommanderError } from 'commander';
+import { CapfiltError, describeError } from '../errors.ts';
+import { commands } from './commands.ts';
+
+const program = new Command('capfilt')
+  .description('CapFilt data cleaning: BLIP captioner + filter over scraped image-text pairs')
+  .version('0.1.0')
+  .exitOverride();
+
+for (const register of commands) register(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode);
+  const { code, message } = describeError(e);
+  process.stderr.write(`capfilt: ${message}\n`);
+  if (!(e instanceof CapfiltError) && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+  process.exit(code === 'CLI_USAGE' ? 2 : 1);
+}
