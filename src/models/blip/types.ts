@@ -91,3 +91,34 @@ export interface TextScore {
   /** ITC cosine similarity between normalised image and text projections. */
   itc: number;
 }
+
+export interface RuntimeOptions {
+  /** 'cpu' or 'cuda:N'. */
+  device: string;
+  /** Intra-op threads for the CPU execution provider (0 = ORT default). */
+  threads: number;
+  /** Graph precision: fp32 everywhere; fp16 for GPU; int8 (dynamic quantisation) for CPU. */
+  precision: 'fp32' | 'fp16' | 'int8';
+}
+
+/** The captioner: BlipForConditionalGeneration (vision encoder + text decoder). */
+export interface Captioner {
+  /** One result per input, in order; a bad image fails alone (IMAGE_DECODE_FAILED). */
+  caption(images: ImageInput[], options: GenerationOptions): Promise<PerImage<string[]>[]>;
+  close(): Promise<void>;
+}
+
+/** The filter: BlipForImageTextRetrieval (vision encoder, text encoder + ITM head, ITC). */
+export interface Filter {
+  /** Scores every text of every item; each image is encoded once for all its texts. */
+  score(items: { image: ImageInput; texts: string[] }[]): Promise<PerImage<TextScore[]>[]>;
+  close(): Promise<void>;
+}
+
+/** What `loadBlip(dir, options)` in src/models/blip/index.ts returns. */
+export interface BlipModels {
+  captioner: Captioner | null;
+  filter: Filter | null;
+  /** Model ids and file hashes for run.json. */
+  info: { captioner: Record<string, unknown> | null; filter: Record<string, unknown> | null };
+}
