@@ -29,6 +29,50 @@ export const ERROR_CODES = {
   SESSION_RUN_FAILED: 'ONNX Runtime failed to run a graph',
   DEVICE_UNAVAILABLE: 'the requested execution device is not available',
   IMAGE_DECODE_FAILED: 'image bytes cannot be decoded',
+
+  // input rows and files (readers)
+  INPUT_UNREADABLE: 'input file cannot be opened or read',
+  INPUT_FORMAT_UNSUPPORTED: 'input file format is not one of parquet, csv, tsv, jsonl, txt (optionally .gz)',
+  INPUT_COLUMN_MISSING: 'a configured input column (url, caption) is not in the file',
+  INPUT_ROW_MALFORMED: 'an input row cannot be parsed (bad JSON line, broken CSV quoting)',
+  INPUT_URL_MISSING: 'input row has no URL',
+  INPUT_URL_INVALID: 'input row URL is not a valid http(s) URL',
+  INPUT_CAPTION_INVALID: 'input row caption is not a string',
+  INPUT_CAPTION_TOO_LONG: 'input row caption exceeds the size limit',
+  INPUT_ENCODING_INVALID: 'input row is not valid UTF-8',
+
+  // downloading
+  DOWNLOAD_TIMEOUT: 'download timed out (connect, headers, body or total)',
+  DOWNLOAD_HTTP_STATUS: 'server answered with a non-success HTTP status',
+  DOWNLOAD_TOO_LARGE: 'response body exceeds the size limit',
+  DOWNLOAD_OPTED_OUT: 'X-Robots-Tag opts the resource out (noai, noimageai, noindex, noimageindex)',
+  DOWNLOAD_REDIRECT_LIMIT: 'too many redirects or a redirect loop',
+  DOWNLOAD_REDIRECT_INVALID: 'redirect without a usable Location (missing, malformed or not http(s))',
+  DOWNLOAD_BLOCKED_ADDRESS: 'URL resolves to an address the SSRF guard blocks (loopback, private, link-local, ...)',
+  DOWNLOAD_DNS_FAILED: 'host name does not resolve',
+  DOWNLOAD_NETWORK: 'network error (connection refused or reset, TLS failure)',
+  DOWNLOAD_ENCODING_INVALID: 'Content-Encoding is unsupported or the compressed body is corrupt',
+  DOWNLOAD_ABORTED: 'download was cancelled',
+
+  // image checks and conversion
+  IMAGE_EMPTY: 'downloaded body is empty',
+  IMAGE_NOT_AN_IMAGE: 'downloaded body is not an image (HTML, text, JSON ...)',
+  IMAGE_FORMAT_REFUSED: 'image format is refused by configuration (SVG by default)',
+  IMAGE_FORMAT_UNSUPPORTED: 'image format cannot be decoded by this build',
+  IMAGE_PIXEL_LIMIT: 'declared image dimensions exceed limitInputPixels (decompression bomb guard)',
+  IMAGE_TOO_SMALL: 'image is smaller than minImageSize',
+  IMAGE_TOO_LARGE: 'image area exceeds maxImageArea',
+  IMAGE_ASPECT_RATIO: 'image aspect ratio exceeds maxAspectRatio',
+  IMAGE_ENCODE_FAILED: 'image cannot be resized or encoded',
+  IMAGE_DUPLICATE: 'image bytes are an exact duplicate of an earlier row in this run',
+
+  // output shards
+  OUTPUT_WRITE_FAILED: 'an output file cannot be written',
+  OUTPUT_SHARD_INVALID: 'an output shard is missing or unreadable',
+  OUTPUT_EXISTS: 'the output folder already holds a run',
+
+  // filter decisions (row reasons written by the filter stage and by rethreshold)
+  FILTER_NO_TEXT_KEPT: 'no text of the row (web or synthetic) passed the filter thresholds',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
