@@ -73,6 +73,11 @@ export const ERROR_CODES = {
 
   // filter decisions (row reasons written by the filter stage and by rethreshold)
   FILTER_NO_TEXT_KEPT: 'no text of the row (web or synthetic) passed the filter thresholds',
+
+  // dashboard and telemetry
+  DASHBOARD_TOKEN_REQUIRED: 'the dashboard binds a non-loopback address but no token was given',
+  DASHBOARD_LISTEN_FAILED: 'the dashboard cannot listen on the requested host and port',
+  METRICS_LISTEN_FAILED: 'the /metrics server cannot listen on the requested host and port',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
