@@ -78,6 +78,14 @@ export const ERROR_CODES = {
   DASHBOARD_TOKEN_REQUIRED: 'the dashboard binds a non-loopback address but no token was given',
   DASHBOARD_LISTEN_FAILED: 'the dashboard cannot listen on the requested host and port',
   METRICS_LISTEN_FAILED: 'the /metrics server cannot listen on the requested host and port',
+
+  // pipeline, queues and workers
+  REDIS_UNAVAILABLE: 'Redis cannot be reached at the configured URL (and no private redis-server could be started)',
+  RUN_ACTIVE: 'another capfilt run process is already driving this output folder',
+  STAGING_STATE_MISSING: 'a shard has no state in the staging store',
+  STAGING_BLOB_MISSING: 'a staged image is missing from the staging store',
+  STAGE_FAILED: 'a stage failed on the whole shard after all attempts; its pending rows are failed',
+  WORKER_SHUTDOWN: 'the worker stopped before the job finished; the job is released for another worker',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,156 @@
+import { z } from 'zod';
+
+/**
+ * The one typed configuration of a run. Every option has its default and a comment in
+ * config/default.yaml (that file is the source of the defaults; this schema only validates).
+ * Objects are strict so that a misspelt option is an error, not a silently ignored key.
+ * Each part of the system receives its slice (`config.download`, `config.caption`, ...).
+ */
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+const prob = z.number().min(0).max(1);
+
+export const STAGES = ['download', 'caption', 'filter', 'write'] as const;
+
+export const redisSchema = z.strictObject({
+  url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
+  prefix: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"'),
+  autoStart: z.boolean(),
+});
+
+export const inputSchema = z.strictObject({
+  path: z.string().min(1).nullable(),
+  format: z.enum(['auto', 'parquet', 'csv', 'tsv', 'jsonl', 'txt']),
+  urlCol: z.string().min(1),
+  captionCol: z.string().min(1).nullable(),
+  saveAdditionalColumns: z.array(z.string().min(1)),
+  trusted: z.boolean(),
+  trustedCol: z.string().min(1).nullable(),
+  maxCaptionBytes: posInt,
+});
+
+export const outputSchema = z.strictObject({
+  dir: z.string().min(1).nullable(),
+});
+
+export const shardsSchema = z.strictObject({
+  rows: posInt.max(1_000_000),
+});
+
+export const pipelineSchema = z.strictObject({
+  stages: z.array(z.enum(STAGES)).min(1),
+  maxInFlightShards: posInt,
+  attempts: posInt,
+  backoffMs: nonNegInt,
+  lockDurationMs: z.number().int().min(1000),
+  stalledIntervalMs: z.number().int().min(1000),
+  maxStalledCount: nonNegInt,
+  concurrency: z.strictObject({
+    download: posInt,
+    caption: posInt,
+    filter: posInt,
+    write: posInt,
+  }),
+});
+
+export const stagingSchema = z.strictObject({
+  backend: z.enum(['fs', 'redis']),
+  dir: z.string().min(1).nullable(),
+});
+
+export const downloadSchema = z.strictObject({
+  concurrency: posInt,
+  timeoutMs: posInt,
+  connectTimeoutMs: posInt,
+  retries: nonNegInt,
+  retryBaseMs: nonNegInt,
+  maxBodyBytes: posInt,
+  maxRedirects: nonNegInt,
+  perHostConcurrency: posInt,
+  perHostDelayMs: nonNegInt,
+  userAgentToken: z.string().min(1).nullable(),
+  userAgentUrl: z.string().min(1).nullable(),
+  disallowedHeaderDirectives: z.array(z.string().min(1)),
+  ssrfAllowlist: z.array(z.string().min(1)),
+});
+
+export const imageSchema = z.strictObject({
+  size: posInt,
+  resizeMode: z.enum(['no', 'border', 'keep_ratio', 'keep_ratio_largest', 'center_crop']),
+  format: z.enum(['jpg', 'webp', 'png']),
+  quality: z.number().int().min(1).max(100),
+  minImageSize: nonNegInt,
+  maxImageArea: posInt.nullable(),
+  maxAspectRatio: z.number().positive().nullable(),
+  limitInputPixels: posInt,
+  duplicates: z.enum(['off', 'mark', 'drop']),
+});
+
+export const modelsSchema = z.strictObject({
+  captioner: z.string().min(1),
+  filter: z.string().min(1),
+  device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, '"cpu" or "cuda:N"'),
+  threads: nonNegInt,
+  precision: z.enum(['fp32', 'fp16', 'int8']),
+});
+
+export const captionSchema = z.strictObject({
+  k: posInt.max(64),
+  keepTop: posInt.nullable(),
+  method: z.enum(['nucleus', 'beam', 'greedy']),
+  topP: z.number().gt(0).max(1),
+  topK: nonNegInt,
+  temperature: z.number().positive(),
+  repetitionPenalty: z.number().positive(),
+  numBeams: posInt,
+  lengthPenalty: z.number(),
+  maxLength: posInt,
+  minLength: nonNegInt,
+  prompt: z.string(),
+  seed: nonNegInt,
+  batchSize: posInt,
+});
+
+export const filterSchema = z.strictObject({
+  itmThreshold: prob,
+  itcThreshold: z.number().min(-1).max(1).nullable(),
+  selection: z.enum(['original-first', 'best-scoring', 'synthetic-first']),
+  batchSize: posInt,
+});
+
+export const configSchema = z
+  .strictObject({
+    redis: redisSchema,
+    input: inputSchema,
+    output: outputSchema,
+    shards: shardsSchema,
+    pipeline: pipelineSchema,
+    staging: stagingSchema,
+    download: downloadSchema,
+    image: imageSchema,
+    models: modelsSchema,
+    caption: captionSchema,
+    filter: filterSchema,
+  })
+  .superRefine((c, ctx) => {
+    if (c.caption.keepTop !== null && c.caption.keepTop > c.caption.k) {
+      ctx.addIssue({ code: 'custom', path: ['caption', 'keepTop'], message: `at most caption.k (${c.caption.k})` });
+    }
+    if (c.caption.minLength > c.caption.maxLength) {
+      ctx.addIssue({ code: 'custom', path: ['caption', 'minLength'], message: `at most caption.maxLength (${c.caption.maxLength})` });
+    }
+    if (c.caption.method === 'beam' && c.caption.k > c.caption.numBeams) {
+      ctx.addIssue({ code: 'custom', path: ['caption', 'k'], message: `at most caption.numBeams (${c.caption.numBeams}) with beam search` });
+    }
+    for (const needed of ['download', 'write'] as const) {
+      if (!c.pipeline.stages.includes(needed)) {
+        ctx.addIssue({ code: 'custom', path: ['pipeline', 'stages'], message: `a list that includes "${needed}" (every run downloads its rows and writes its shards)` });
+      }
+    }
+    const order = c.pipeline.stages.map((s) => STAGES.indexOf(s));
+    if (order.some((v, i) => i > 0 && v <= order[i - 1])) {
+      ctx.addIssue({ code: 'custom', path: ['pipeline', 'stages'], message: `stages in pipeline order without repeats (${STAGES.join(',')})` });
+    }
+  });
+
+export type CapfiltConfig = z.infer<typeof configSchema>;
