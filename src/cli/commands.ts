@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { register as demoData } from './demo-data.ts';
 
 /**
  * Every CLI command module exports `register(program)`; this list is the CLI's table of
@@ -6,4 +7,6 @@ import type { Command } from 'commander';
  */
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [];
+export const commands: RegisterCommand[] = [
+  demoData,
+];
