@@ -1,0 +1,39 @@
+import type { BlipArchitecture, BlipConfig } from './config.ts';
+import type { BuiltGraph, GraphBuilder } from './graph/builder.ts';
+import { buildCrossKVGraph, buildDecoderGraph, buildFilterTextGraph } from './graph/text.ts';
+import { buildVisionGraph } from './graph/vision.ts';
+import type { LayerOptions, WeightGetter } from './graph/layers.ts';
+
+/**
+ * The declarative table of graphs per architecture: graph name → builder. A converted folder
+ * holds `<name>.onnx` + `<name>.onnx.data` for each entry.
+ */
+
+type Builder = (cfg: BlipConfig, w: WeightGetter, opts: LayerOptions) => GraphBuilder;
+
+export const GRAPH_TABLE: Record<BlipArchitecture, Record<string, Builder>> = {
+  BlipForConditionalGeneration: {
+    vision: (cfg, w, opts) => buildVisionGraph(cfg, w, { ...opts, projection: false }),
+    cross_kv: buildCrossKVGraph,
+    decoder: buildDecoderGraph,
+  },
+  BlipForImageTextRetrieval: {
+    vision: (cfg, w, opts) => buildVisionGraph(cfg, w, { ...opts, projection: true }),
+    text_filter: buildFilterTextGraph,
+  },
+};
+
+export function graphNames(arch: BlipArchitecture): string[] {
+  return Object.keys(GRAPH_TABLE[arch]);
+}
+
+export function graphFile(name: string): { model: string; data: string } {
+  return { model: `${name}.onnx`, data: `${name}.onnx.data` };
+}
+
+/** Builds the graphs one at a time, so only one graph's weights are held in memory at once. */
+export function* buildGraphs(cfg: BlipConfig, w: WeightGetter, opts: LayerOptions = {}): Generator<[string, BuiltGraph]> {
+  for (const [name, build] of Object.entries(GRAPH_TABLE[cfg.architecture])) {
+    yield [name, build(cfg, w, opts).build(graphFile(name).data)];
+  }
+}
