@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { CapfiltError } from '../errors.ts';
+import type { CapfiltConfig } from '../config/schema.ts';
+
+/**
+ * A run's state in Redis. The queues carry only {runId, shardId}; everything a worker needs to
+ * know about the run (its config) and everything `status`/the dashboard show live here.
+ *
+ * Keys (K = "<redis.prefix>:run:<runId>"):
+ *   <prefix>:runs       zset    runId → start time (ms), for `capfilt status`
+ *   K:meta              hash    config (JSON), input, out, status, totalRows, totalShards,
+ *                               skippedShards, startedAt, finishedAt, error
+ *   K:lock              string  token of the `capfilt run` process driving the run (PX expiry)
+ *   K:inflight          set     shards staged and not yet written (the backpressure bound)
+ *   K:done              hash    shardId → JSON counts, set once per shard (HSETNX)
+ *   K:totals            hash    rows, kept, filtered, failed, shards (sums over K:done)
+ *   K:failed            hash    shardId → error, shards whose write failed for good
+ */
+export interface ShardCounts {
+  rows: number;
+  kept: number;
+  filtered: number;
+  failed: number;
+}
+
+export type RunStatus = 'planning' | 'running' | 'done' | 'failed' | 'interrupted';
+
+export interface RunMeta {
+  runId: string;
+  status: RunStatus;
+  input: string;
+  out: string;
+  stages: string[];
+  totalRows: number;
+  totalShards: number;
+  skippedShards: number;
+  startedAt: number;
+  finishedAt: number | null;
+  error: string | null;
+}
+
+export interface RunTotals extends ShardCounts {
+  shards: number;
+}
+
+const MARK_DONE = `
+-- KEYS: 1 done, 2 totals, 3 inflight
+-- ARGV: 1 shardId, 2 counts JSON, 3 rows, 4 kept, 5 filtered, 6 failed
+-- Output: 1 when recorded now, 0 when the shard was already recorded (a retried write).
+redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[2], 'rows', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'kept', ARGV[4])
+redis.call('HINCRBY', KEYS[2], 'filtered', ARGV[5])
+redis.call('HINCRBY', KEYS[2], 'failed', ARGV[6])
+redis.call('HINCRBY', KEYS[2], 'shards', 1)
+return 1`;
+
+const RELEASE_LOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+const REFRESH_LOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
+export class RunState {
+  readonly key: string;
+
+  constructor(
+    readonly redis: Redis,
+    readonly prefix: string,
+    readonly runId: string,
+  ) {
+    this.key = `${prefix}:run:${runId}`;
+  }
+
+  /**
+   * Takes the run's lock for this process; throws RUN_ACTIVE while another live `capfilt run`
+   * holds it. The lock expires on its own when its holder dies (kill -9), so a rerun after a
+   * crash proceeds once `ttlMs` has passed.
+   */
+  async acquire(ttlMs = 15_000): Promise<() => Promise<void>> {
+    const token = randomUUID();
+    const ok = await this.redis.set(`${this.key}:lock`, token, 'PX', ttlMs, 'NX');
+    if (ok !== 'OK') {
+      const ttl = await this.redis.pttl(`${this.key}:lock`);
+      throw new CapfiltError('RUN_ACTIVE', `run ${this.runId} is being driven by another capfilt run process (its lock expires in ${Math.max(0, Math.round(ttl / 1000))} s if that process is gone); use capfilt worker to add workers to it`, { runId: this.runId });
+    }
+    const timer = setInterval(() => {
+      this.redis.eval(REFRESH_LOCK, 1, `${this.key}:lock`, token, ttlMs).catch(() => undefined);
+    }, Math.max(1000, Math.floor(ttlMs / 3)));
+    timer.unref();
+    return async () => {
+      clearInterval(timer);
+      await this.redis.eval(RELEASE_LOCK, 1, `${this.key}:lock`, token);
+    };
+  }
+
+  /** Starts (or restarts) the run: fresh counters, config published for the workers. */
+  async begin(config: CapfiltConfig, meta: Omit<RunMeta, 'status' | 'finishedAt' | 'error' | 'runId'>): Promise<void> {
+    await this.redis
+      .multi()
+      .del(`${this.key}:inflight`, `${this.key}:done`, `${this.key}:totals`, `${this.key}:failed`, `${this.key}:meta`)
+      .hset(`${this.key}:meta`, {
+        runId: this.runId,
+        config: JSON.stringify(config),
+        status: 'planning',
+        input: meta.input,
+        out: meta.out,
+        stages: JSON.stringify(meta.stages),
+        totalRows: meta.totalRows,
+        totalShards: meta.totalShards,
+        skippedShards: meta.skippedShards,
+        startedAt: meta.startedAt,
+      })
+      .zadd(`${this.prefix}:runs`, meta.startedAt, this.runId)
+      .exec();
+  }
+
+  async update(fields: Partial<Pick<RunMeta, 'status' | 'totalRows' | 'totalShards' | 'skippedShards' | 'finishedAt' | 'error'>>): Promise<void> {
+    const flat: Record<string, string | number> = {};
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined) flat[k] = v === null ? '' : (v as string | number);
+    if (Object.keys(flat).length) await this.redis.hset(`${this.key}:meta`, flat);
+  }
+
+  async config(): Promise<CapfiltConfig | null> {
+    const c = await this.redis.hget(`${this.key}:meta`, 'config');
+    return c ? (JSON.parse(c) as CapfiltConfig) : null;
+  }
+
+  async meta(): Promise<RunMeta | null> {
+    const h = await this.redis.hgetall(`${this.key}:meta`);
+    if (!h.runId) return null;
+    return {
+      runId: h.runId,
+      status: h.status as RunStatus,
+      input: h.input,
+      out: h.out,
+      stages: JSON.parse(h.stages ?? '[]'),
+      totalRows: Number(h.totalRows ?? 0),
+      totalShards: Number(h.totalShards ?? 0),
+      skippedShards: Number(h.skippedShards ?? 0),
+      startedAt: Number(h.startedAt ?? 0),
+      finishedAt: h.finishedAt ? Number(h.finishedAt) : null,
+      error: h.error || null,
+    };
+  }
+
+  async addInFlight(shardId: string): Promise<void> {
+    await this.redis.sadd(`${this.key}:inflight`, shardId);
+  }
+
+  async inFlight(): Promise<number> {
+    return this.redis.scard(`${this.key}:inflight`);
+  }
+
+  /** Records a written shard once; a retried write returns false and changes nothing. */
+  async markDone(shardId: string, counts: ShardCounts): Promise<boolean> {
+    const r = await this.redis.eval(MARK_DONE, 3, `${this.key}:done`, `${this.key}:totals`, `${this.key}:inflight`, shardId, JSON.stringify(counts), counts.rows, counts.kept, counts.filtered, counts.failed);
+    return r === 1;
+  }
+
+  async markFailed(shardId: string, error: string): Promise<void> {
+    await this.redis.multi().hset(`${this.key}:failed`, shardId, error).srem(`${this.key}:inflight`, shardId).exec();
+  }
+
+  async failedShards(): Promise<Record<string, string>> {
+    return this.redis.hgetall(`${this.key}:failed`);
+  }
+
+  async totals(): Promise<RunTotals> {
+    const h = await this.redis.hgetall(`${this.key}:totals`);
+    return { rows: Number(h.rows ?? 0), kept: Number(h.kept ?? 0), filtered: Number(h.filtered ?? 0), failed: Number(h.failed ?? 0), shards: Number(h.shards ?? 0) };
+  }
+
+  async doneCounts(): Promise<Record<string, ShardCounts>> {
+    const h = await this.redis.hgetall(`${this.key}:done`);
+    return Object.fromEntries(Object.entries(h).map(([k, v]) => [k, JSON.parse(v) as ShardCounts]));
+  }
+}
+
+export async function listRuns(redis: Redis, prefix: string, limit = 20): Promise<string[]> {
+  return redis.zrevrange(`${prefix}:runs`, 0, limit - 1);
+}

@@ -1,0 +1,22 @@
+import { join, resolve } from 'node:path';
+import type { Redis } from 'ioredis';
+import type { CapfiltConfig } from '../../config/schema.ts';
+import { CapfiltError } from '../../errors.ts';
+import { FsStagingStore } from './fs.ts';
+import { RedisStagingStore } from './redis.ts';
+import type { StagingStore } from './types.ts';
+
+export type { StagingStore } from './types.ts';
+
+/** The staging folder of the fs backend: staging.dir, or <output.dir>/.staging. */
+export function stagingDir(config: CapfiltConfig): string | null {
+  if (config.staging.dir) return resolve(config.staging.dir);
+  return config.output.dir ? join(resolve(config.output.dir), '.staging') : null;
+}
+
+export function openStagingStore(config: CapfiltConfig, redis: Redis): StagingStore {
+  if (config.staging.backend === 'redis') return new RedisStagingStore(redis, config.redis.prefix);
+  const dir = stagingDir(config);
+  if (!dir) throw new CapfiltError('CONFIG_INVALID', 'option staging.dir: expected a folder (or output.dir to derive <output.dir>/.staging) for staging.backend fs, got null');
+  return new FsStagingStore(dir);
+}
