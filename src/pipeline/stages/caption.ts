@@ -1,0 +1,55 @@
+import type { Captioner, GenerationOptions, ImageInput } from '../../models/blip/types.ts';
+import type { CapfiltConfig } from '../../config/schema.ts';
+import type { RowRecord } from '../records.ts';
+import type { ShardState, StageContext } from './types.ts';
+
+/**
+ * Caption stage: K synthetic captions per downloaded image with the BLIP captioner.
+ * Input: records with `status: 'pending'`, `image.ref` in the staging store, not trusted
+ * (human pairs are merged as given, as in the paper's bootstrapped dataset).
+ * Output: `captions: string[]` (K per image); an image the captioner cannot use fails alone
+ * with the runtime's code. The rows of the shard are batched (`caption.batchSize` images per
+ * call) so that the accelerator sees full batches.
+ */
+export function generationOptions(c: CapfiltConfig['caption']): GenerationOptions {
+  return {
+    method: c.method,
+    maxLength: c.maxLength,
+    minLength: c.minLength,
+    numBeams: c.method === 'beam' ? c.numBeams : 1,
+    lengthPenalty: c.lengthPenalty,
+    topP: c.topP,
+    topK: c.topK,
+    temperature: c.temperature,
+    repetitionPenalty: c.repetitionPenalty,
+    numReturnSequences: c.k,
+    prompt: c.prompt,
+    seed: c.seed,
+  };
+}
+
+export function captionable(r: RowRecord): boolean {
+  return r.status === 'pending' && !r.trusted && r.image !== null;
+}
+
+export async function captionShard(state: ShardState, ctx: StageContext & { captioner: Captioner }): Promise<void> {
+  const rows = state.records.filter(captionable);
+  const options = generationOptions(ctx.config.caption);
+  const size = ctx.config.caption.batchSize;
+  for (let i = 0; i < rows.length; i += size) {
+    ctx.signal.throwIfAborted();
+    const batch = rows.slice(i, i + size);
+    const images: ImageInput[] = await Promise.all(batch.map(async (r) => ({ key: r.key, bytes: await ctx.staging.getBlob(r.image!.ref) })));
+    const results = await ctx.captioner.caption(images, options);
+    batch.forEach((r, j) => {
+      const res = results[j];
+      if (res.ok) {
+        r.captions = res.value;
+      } else {
+        r.status = 'failed';
+        r.reason = res.code;
+        r.reasonDetail = res.message;
+      }
+    });
+  }
+}
