@@ -1,0 +1,90 @@
+/**
+ * Politeness per host: at most `concurrency` requests in flight to one host, and request starts
+ * to one host at least `minDelayMs` apart. A start time is reserved when a slot is taken, so two
+ * requests released at the same moment still start `minDelayMs` apart.
+ */
+interface HostState {
+  active: number;
+  nextStart: number;
+  waiters: Array<() => void>;
+}
+
+export class HostLimiter {
+  private readonly hosts = new Map<string, HostState>();
+
+  constructor(private readonly concurrency: number, private readonly minDelayMs: number) {
+    if (!(concurrency >= 1)) throw new RangeError(`perHostConcurrency must be >= 1, got ${concurrency}`);
+  }
+
+  /** Resolves with a release function once the request may start. Rejects when `signal` aborts. */
+  async acquire(host: string, signal?: AbortSignal): Promise<() => void> {
+    const state = this.state(host);
+    if (state.active >= this.concurrency || state.waiters.length > 0) {
+      await new Promise<void>((resolve, reject) => {
+        const wake = () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          const i = state.waiters.indexOf(wake);
+          if (i >= 0) state.waiters.splice(i, 1);
+          reject(signal!.reason);
+        };
+        if (signal?.aborted) return reject(signal.reason);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        state.waiters.push(wake);
+      });
+    }
+    state.active++;
+    const now = Date.now();
+    const start = Math.max(now, state.nextStart);
+    state.nextStart = start + this.minDelayMs;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      state.active--;
+      const next = state.waiters.shift();
+      if (next) next();
+      else if (state.active === 0 && state.nextStart <= Date.now()) this.hosts.delete(host);
+    };
+    if (start > now) {
+      try {
+        await sleep(start - now, signal);
+      } catch (e) {
+        release();
+        throw e;
+      }
+    }
+    return release;
+  }
+
+  /** Hosts currently tracked (for tests and metrics). */
+  size(): number {
+    return this.hosts.size;
+  }
+
+  private state(host: string): HostState {
+    let s = this.hosts.get(host);
+    if (!s) {
+      s = { active: 0, nextStart: 0, waiters: [] };
+      this.hosts.set(host, s);
+    }
+    return s;
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
