@@ -1,0 +1,103 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { CapfiltError } from '../../errors.ts';
+import { loadBlipConfig, loadPreprocessorConfig, type BlipArchitecture } from './config.ts';
+import { writeGraph } from './graph/builder.ts';
+import { buildGraphs, graphFile } from './graphs.ts';
+import { MANIFEST, MANIFEST_FORMAT, type Manifest } from './loader.ts';
+import type { RuntimeOptions } from './types.ts';
+import { expectedWeights } from './weights/names.ts';
+import { CheckedWeights, openWeightFolder, weightFileOf } from './weights/source.ts';
+
+/**
+ * `capfilt models convert`: Hugging Face BLIP folder(s) → converted folder(s) holding the ONNX
+ * graphs with external data, config.json, preprocessor_config.json, the tokenizer files and a
+ * manifest (source file sha256s, config, precision). Each model is written to a temporary
+ * sibling folder and renamed into place, so a folder is never half-written.
+ */
+
+export const ROLE_OF: Record<BlipArchitecture, 'captioner' | 'filter'> = {
+  BlipForConditionalGeneration: 'captioner',
+  BlipForImageTextRetrieval: 'filter',
+};
+
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json', 'added_tokens.json'];
+
+async function sha256(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** Converts one HF folder into `outDir` (created; replaced if it exists). */
+export async function convertModel(inDir: string, outDir: string, precision: RuntimeOptions['precision'] = 'fp32'): Promise<Manifest> {
+  if (precision === 'fp16') throw new CapfiltError('MODEL_UNSUPPORTED', 'precision fp16: this runtime builds fp32 and int8 graphs only');
+  const cfg = loadBlipConfig(inDir);
+  const pre = loadPreprocessorConfig(inDir, cfg.vision.imageSize);
+  const weightFile = weightFileOf(inDir).file;
+  const weights = new CheckedWeights(openWeightFolder(inDir), expectedWeights(cfg));
+  const tmp = `${outDir}.tmp-${process.pid}-${Date.now()}`;
+  await mkdir(tmp, { recursive: true });
+  try {
+    const graphs: Manifest['graphs'] = {};
+    for (const [name, g] of buildGraphs(cfg, weights, { int8: precision === 'int8' })) {
+      const f = graphFile(name);
+      await writeGraph(g, join(tmp, f.model), join(tmp, f.data));
+      graphs[name] = f;
+    }
+    const files: Record<string, string> = {};
+    for (const f of ['config.json', 'preprocessor_config.json', basename(weightFile), ...TOKENIZER_FILES]) {
+      const p = join(inDir, f);
+      if (!existsSync(p)) continue;
+      files[f] = await sha256(p);
+      if (f !== basename(weightFile)) await copyFile(p, join(tmp, f));
+    }
+    if (!files['preprocessor_config.json']) await writeFile(join(tmp, 'preprocessor_config.json'), `${JSON.stringify(pre.raw, null, 2)}\n`);
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      architecture: cfg.architecture,
+      precision,
+      graphs,
+      source: { dir: resolve(inDir), files, weightDtypes: weights.sourceDtypes() },
+      config: cfg.raw,
+      createdBy: 'capfilt models convert',
+    };
+    await writeFile(join(tmp, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+    await rm(outDir, { recursive: true, force: true });
+    await rename(tmp, outDir);
+    return manifest;
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  } finally {
+    weights.close();
+  }
+}
+
+/**
+ * Converts `inPath` — one HF folder, or a folder holding `captioner/` and/or `filter/` — into
+ * `outDir/captioner` and/or `outDir/filter` (the layout `loadBlip` reads).
+ */
+export async function convert(inPath: string, outDir: string, precision: RuntimeOptions['precision'] = 'fp32'): Promise<Record<string, Manifest>> {
+  const out: Record<string, Manifest> = {};
+  if (existsSync(join(inPath, 'config.json'))) {
+    const role = ROLE_OF[loadBlipConfig(inPath).architecture];
+    out[role] = await convertModel(inPath, join(outDir, role), precision);
+    return out;
+  }
+  const roles = (['captioner', 'filter'] as const).filter((r) => existsSync(join(inPath, r, 'config.json')));
+  if (!roles.length) {
+    throw new CapfiltError('MODEL_DIR_INVALID', `${inPath}: neither a BLIP folder (config.json) nor a folder holding captioner/ or filter/`, { dir: inPath });
+  }
+  await mkdir(outDir, { recursive: true });
+  for (const role of roles) {
+    const arch = loadBlipConfig(join(inPath, role)).architecture;
+    if (ROLE_OF[arch] !== role) {
+      throw new CapfiltError('MODEL_DIR_INVALID', `${join(inPath, role)}: architecture ${arch} does not belong in ${role}/`, { dir: join(inPath, role) });
+    }
+    out[role] = await convertModel(join(inPath, role), join(outDir, role), precision);
+  }
+  return out;
+}
