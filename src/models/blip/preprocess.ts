@@ -11,7 +11,7 @@
  * Output: pixelValues float32 [N, 3, S, S]; the rows of images that fail to decode are zero
  * and their `errors[i]` says why (IMAGE_DECODE_FAILED); the other images are unaffected.
  */
-import sharp from 'sharp';
+import sharp, { type OutputInfo } from 'sharp';
 import { CapfiltError, describeError } from '../../errors.ts';
 
 export interface PreprocessConfig {
@@ -66,7 +66,7 @@ export async function preprocessImages(images: Uint8Array[], cfg: PreprocessConf
  * Returns HWC uint8 [S, S, 3].
  */
 export async function resizeToRgb(bytes: Uint8Array, size: number, limitInputPixels = DEFAULT_LIMIT_PIXELS, index = 0): Promise<Uint8Array> {
-  let decoded: { data: Buffer; info: sharp.OutputInfo };
+  let decoded: { data: Buffer; info: OutputInfo };
   try {
     decoded = await sharp(bytes, { limitInputPixels, failOn: 'error' })
       .rotate()
