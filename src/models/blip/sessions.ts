@@ -40,6 +40,8 @@ export function sessionOptions(opts: RuntimeOptions): ort.InferenceSession.Sessi
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     interOpNumThreads: 1,
+    // Failures surface as CapfiltErrors carrying ORT's message; its own stderr log would duplicate them.
+    logSeverityLevel: 4,
     ...(opts.threads > 0 ? { intraOpNumThreads: opts.threads } : {}),
   };
   if (device.kind === 'cpu') return { ...base, executionProviders: ['cpu'] };

@@ -58,7 +58,7 @@ export class CheckedWeights {
       throw new CapfiltError('WEIGHTS_MISSING_KEYS', `${file}: ${missing.length} tensor(s) missing: ${listed(missing)}`, { file, missing });
     }
     const used = new Set(this.resolved.values());
-    const unexpected = source.keys().filter((k) => !expected.has(k) && !used.has(k) && !isIgnorableKey(k));
+    const unexpected = source.keys().filter((k) => !expected.has(k) && !used.has(k) && !isIgnorableKey(k)).sort();
     if (unexpected.length) {
       throw new CapfiltError('WEIGHTS_UNEXPECTED_KEYS', `${file}: ${unexpected.length} tensor(s) the model does not know: ${listed(unexpected)}`, { file, unexpected });
     }

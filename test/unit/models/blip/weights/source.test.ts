@@ -1,0 +1,113 @@
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CapfiltError } from '../../../../../src/errors.ts';
+import { loadBlipConfig } from '../../../../../src/models/blip/config.ts';
+import { expectedWeights, LM_HEAD } from '../../../../../src/models/blip/weights/names.ts';
+import { openSafetensors } from '../../../../../src/models/blip/weights/safetensors.ts';
+import { CheckedWeights, openWeightFolder } from '../../../../../src/models/blip/weights/source.ts';
+import { writeSafetensors, type StEntry } from './safetensors-writer.ts';
+
+const fixtures = new URL('../../../../fixtures/', import.meta.url).pathname;
+const t1 = join(fixtures, 'parity/t1/captioner');
+const dir = mkdtempSync(join(tmpdir(), 'capfilt-src-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A copy of the t1 captioner folder whose tensors are edited by `edit`. */
+function variant(name: string, edit: (m: Map<string, StEntry>) => void): string {
+  const out = join(dir, name);
+  mkdirSync(out);
+  copyFileSync(join(t1, 'config.json'), join(out, 'config.json'));
+  const st = openSafetensors(join(t1, 'model.safetensors'));
+  const m = new Map<string, StEntry>();
+  for (const k of st.keys().sort()) {
+    const t = st.get(k);
+    m.set(k, { dtype: 'F32', shape: t.shape, bytes: new Uint8Array(t.data.buffer) });
+  }
+  st.close();
+  edit(m);
+  writeSafetensors(join(out, 'model.safetensors'), Object.fromEntries(m));
+  return out;
+}
+
+function check(folder: string): CheckedWeights {
+  return new CheckedWeights(openWeightFolder(folder), expectedWeights(loadBlipConfig(folder)));
+}
+
+function caught(fn: () => unknown): CapfiltError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof CapfiltError) return e;
+    throw e;
+  }
+  throw new Error('no error');
+}
+
+describe('checked weight folders', () => {
+  it('accepts the t1 captioner and resolves the decoder.bias alias', () => {
+    const w = check(t1);
+    expect(w.get(LM_HEAD.bias).data.length).toBe(96);
+    expect(w.source.has(LM_HEAD.decoderBias)).toBe(false);
+    w.close();
+  });
+
+  it('lists every missing key', () => {
+    const folder = variant('missing', (m) => {
+      m.delete('vision_model.post_layernorm.weight');
+      m.delete('text_decoder.bert.encoder.layer.1.crossattention.self.key.bias');
+    });
+    const e = caught(() => check(folder));
+    expect(e.code).toBe('WEIGHTS_MISSING_KEYS');
+    expect(e.message).toContain('2 tensor(s) missing');
+    expect(e.message).toContain('vision_model.post_layernorm.weight');
+    expect(e.message).toContain('text_decoder.bert.encoder.layer.1.crossattention.self.key.bias');
+    expect(e.message).toContain(join(folder, 'model.safetensors'));
+  });
+
+  it('lists unexpected keys but ignores position_ids buffers and the decoder.bias alias', () => {
+    const folder = variant('unexpected', (m) => {
+      const one = { dtype: 'F32', shape: [1], bytes: new Uint8Array(4) };
+      m.set('text_decoder.bert.pooler.dense.weight', one);
+      m.set('itm_head.weight', one);
+      m.set('text_decoder.bert.embeddings.position_ids', { dtype: 'I64', shape: [1], bytes: new Uint8Array(8) });
+      m.set(LM_HEAD.decoderBias, m.get(LM_HEAD.bias)!);
+    });
+    const e = caught(() => check(folder));
+    expect(e.code).toBe('WEIGHTS_UNEXPECTED_KEYS');
+    expect(e.details.unexpected).toEqual(['itm_head.weight', 'text_decoder.bert.pooler.dense.weight']);
+  });
+
+  it('falls back to the word embeddings when the LM head decoder weight is absent (tied)', () => {
+    const folder = variant('tied', (m) => m.delete(LM_HEAD.decoderWeight));
+    const w = check(folder);
+    const emb = w.get(LM_HEAD.wordEmbeddings).data;
+    expect(w.get(LM_HEAD.decoderWeight).data).toEqual(emb);
+    w.close();
+  });
+
+  it('reports tensors whose shape disagrees with config.json', () => {
+    const folder = variant('shape', (m) => {
+      m.set('vision_model.post_layernorm.bias', { dtype: 'F32', shape: [2, 16], bytes: m.get('vision_model.post_layernorm.bias')!.bytes });
+    });
+    const e = caught(() => check(folder));
+    expect(e.code).toBe('WEIGHTS_TENSOR_INVALID');
+    expect(e.message).toContain('vision_model.post_layernorm.bias [2, 16] (config needs [32])');
+  });
+
+  it('reads pytorch_model.bin when there is no model.safetensors', () => {
+    const folder = join(dir, 'bin');
+    mkdirSync(folder);
+    copyFileSync(join(t1, 'config.json'), join(folder, 'config.json'));
+    copyFileSync(join(fixtures, 'pickle/t1_captioner.bin'), join(folder, 'pytorch_model.bin'));
+    const w = check(folder);
+    const ref = check(t1);
+    expect(w.get('vision_model.encoder.layers.1.self_attn.qkv.weight').data).toEqual(ref.get('vision_model.encoder.layers.1.self_attn.qkv.weight').data);
+    w.close();
+    ref.close();
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    expect(caught(() => openWeightFolder(empty)).code).toBe('MODEL_DIR_INVALID');
+  });
+});
