@@ -103,16 +103,25 @@ export function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: n
   return g.o('Transpose', [r], { perm: [0, 2, 1, 3] });
 }
 
+/** [B, T, N·D] → [B, N, D, T]: keys laid out for q·kᵀ without a per-step transpose. */
+export function splitHeadsTransposed(g: GraphBuilder, x: string, heads: number, headDim: number): string {
+  const r = g.o('Reshape', [x, g.i64([0, 0, heads, headDim])]);
+  return g.o('Transpose', [r], { perm: [0, 2, 3, 1] });
+}
+
 /** [B, N, S, D] → [B, S, N·D]. */
 export function mergeHeads(g: GraphBuilder, x: string, hidden: number): string {
   const t = g.o('Transpose', [x], { perm: [0, 2, 1, 3] });
   return g.o('Reshape', [t, g.i64([0, 0, hidden])]);
 }
 
-/** softmax(q·kᵀ·scale + mask)·v over [B, N, S, D] × [B, N, T, D]; mask broadcastable to [B, N, S, T]. */
-export function attend(g: GraphBuilder, q: string, k: string, v: string, headDim: number, mask?: string): string {
+/**
+ * softmax(q·kᵀ·scale + mask)·v over [B, N, S, D] × [B, N, T, D]; mask broadcastable to
+ * [B, N, S, T]. With `kTransposed`, k is already [B, N, D, T] (cached image keys).
+ */
+export function attend(g: GraphBuilder, q: string, k: string, v: string, headDim: number, mask?: string, kTransposed = false): string {
   const qs = g.o('Mul', [q, g.f32(1 / Math.sqrt(headDim))]);
-  let scores = g.o('MatMul', [qs, g.o('Transpose', [k], { perm: [0, 1, 3, 2] })]);
+  let scores = g.o('MatMul', [qs, kTransposed ? k : g.o('Transpose', [k], { perm: [0, 1, 3, 2] })]);
   if (mask) scores = g.o('Add', [scores, mask]);
   const probs = g.o('Softmax', [scores], { axis: -1 });
   return g.o('MatMul', [probs, v]);

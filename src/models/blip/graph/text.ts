@@ -1,7 +1,7 @@
 import type { BlipConfig } from '../config.ts';
 import { LM_HEAD } from '../weights/names.ts';
 import { GraphBuilder } from './builder.ts';
-import { activation, additiveMask, attend, dim, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, splitHeads, type LayerOptions, type WeightGetter } from './layers.ts';
+import { activation, additiveMask, attend, dim, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from './layers.ts';
 
 /**
  * BLIP text graphs (BERT, post-LN, cross-attention to image embeddings).
@@ -12,13 +12,14 @@ import { activation, additiveMask, attend, dim, l2Normalize, layerNorm, linear, 
  *
  * cross_kv (captioner, once per image):
  *   in:  image_embeds  float32 [images, Tv, Hv]
- *   out: cross_key_{l}, cross_value_{l}  float32 [images, N, Tv, D]   l = 0..layers-1
+ *   out: cross_key_{l}    float32 [images, N, D, Tv]   (keys pre-transposed for q·kᵀ)
+ *        cross_value_{l}  float32 [images, N, Tv, D]   l = 0..layers-1
  *
  * decoder (captioner, every step):
  *   in:  input_ids       int64   [rows, seq]
  *        attention_mask  int64   [rows, past + seq]   (1 = token, 0 = padding)
  *        past_key_{l}, past_value_{l}    float32 [rows, N, past, D]   (past may be 0)
- *        cross_key_{l}, cross_value_{l}  float32 [images, N, Tv, D]
+ *        cross_key_{l} [images, N, D, Tv], cross_value_{l} [images, N, Tv, D]  float32
  *   out: logits          float32 [rows, seq, V]   positions start at `past`
  *        present_key_{l}, present_value_{l}  float32 [rows, N, past + seq, D]
  *
@@ -50,16 +51,16 @@ function embeddings(g: GraphBuilder, w: WeightGetter, prefix: string, ids: strin
   return layerNorm(g, w, `${prefix}.embeddings.LayerNorm`, g.o('Add', [words, pos]), eps);
 }
 
-/** Cross-attention over grouped rows: q [rows, S, H], K/V [images, N, Tv, D] → [rows, S, H]. */
+/** Cross-attention over grouped rows: q [rows, S, H], K [images, N, D, Tv], V [images, N, Tv, D] → [rows, S, H]. */
 function groupedCrossAttend(g: GraphBuilder, q: string, k: string, v: string, d: TextDims): string {
   const grouped = g.o('Reshape', [q, g.o('Concat', [dim(g, k, 0), g.i64([-1, d.H])], { axis: 0 })]);
-  const ctx = mergeHeads(g, attend(g, splitHeads(g, grouped, d.N, d.D), k, v, d.D), d.H);
+  const ctx = mergeHeads(g, attend(g, splitHeads(g, grouped, d.N, d.D), k, v, d.D, undefined, true), d.H);
   return g.o('Reshape', [ctx, g.o('Shape', [q])]);
 }
 
 function imageKV(g: GraphBuilder, w: WeightGetter, l: string, image: string, d: TextDims, opts: LayerOptions): [string, string] {
   return [
-    splitHeads(g, linear(g, w, `${l}.crossattention.self.key`, image, opts), d.N, d.D),
+    splitHeadsTransposed(g, linear(g, w, `${l}.crossattention.self.key`, image, opts), d.N, d.D),
     splitHeads(g, linear(g, w, `${l}.crossattention.self.value`, image, opts), d.N, d.D),
   ];
 }
@@ -101,7 +102,7 @@ export function buildCrossKVGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
   const image = g.input('image_embeds', 'float32', ['images', cfg.vision.seqLen, cfg.text.encoderHiddenSize]);
   for (let i = 0; i < cfg.text.layers; i++) {
     const [k, v] = imageKV(g, w, `text_decoder.bert.encoder.layer.${i}`, image, d, opts);
-    g.output(k, `cross_key_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D]);
+    g.output(k, `cross_key_${i}`, 'float32', ['images', d.N, d.D, cfg.vision.seqLen]);
     g.output(v, `cross_value_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D]);
   }
   return g;
@@ -119,7 +120,7 @@ export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
     pasts.push([g.input(`past_key_${i}`, 'float32', ['rows', d.N, 'past', d.D]), g.input(`past_value_${i}`, 'float32', ['rows', d.N, 'past', d.D])]);
   }
   for (let i = 0; i < t.layers; i++) {
-    crosses.push([g.input(`cross_key_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D]), g.input(`cross_value_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D])]);
+    crosses.push([g.input(`cross_key_${i}`, 'float32', ['images', d.N, d.D, cfg.vision.seqLen]), g.input(`cross_value_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D])]);
   }
   // Positions continue after the cache: [past, past + seq).
   const past = g.o('Squeeze', [dim(g, pasts[0][0], 2), g.i64([0])]);
