@@ -32,12 +32,12 @@ async function sha256(file: string): Promise<string> {
 }
 
 /** Converts one HF folder into `outDir` (created; replaced if it exists). */
-export async function convertModel(inDir: string, outDir: string, precision: RuntimeOptions['precision'] = 'fp32'): Promise<Manifest> {
+export async function convertModel(inDir: string, outDir: string, precision: RuntimeOptions['precision'] = 'fp32', weightsFile?: string): Promise<Manifest> {
   if (precision === 'fp16') throw new CapfiltError('MODEL_UNSUPPORTED', 'precision fp16: this runtime builds fp32 and int8 graphs only');
   const cfg = loadBlipConfig(inDir);
   const pre = loadPreprocessorConfig(inDir, cfg.vision.imageSize);
-  const weightFile = weightFileOf(inDir).file;
-  const weights = new CheckedWeights(openWeightFolder(inDir), expectedWeights(cfg));
+  const weightFile = weightFileOf(inDir, weightsFile).file;
+  const weights = new CheckedWeights(openWeightFolder(inDir, weightFile), expectedWeights(cfg));
   const tmp = `${outDir}.tmp-${process.pid}-${Date.now()}`;
   await mkdir(tmp, { recursive: true });
   try {
@@ -48,11 +48,12 @@ export async function convertModel(inDir: string, outDir: string, precision: Run
       graphs[name] = f;
     }
     const files: Record<string, string> = {};
-    for (const f of ['config.json', 'preprocessor_config.json', basename(weightFile), ...TOKENIZER_FILES]) {
+    files[basename(weightFile)] = await sha256(weightFile);
+    for (const f of ['config.json', 'preprocessor_config.json', ...TOKENIZER_FILES]) {
       const p = join(inDir, f);
       if (!existsSync(p)) continue;
       files[f] = await sha256(p);
-      if (f !== basename(weightFile)) await copyFile(p, join(tmp, f));
+      await copyFile(p, join(tmp, f));
     }
     if (!files['preprocessor_config.json']) await writeFile(join(tmp, 'preprocessor_config.json'), `${JSON.stringify(pre.raw, null, 2)}\n`);
     const manifest: Manifest = {

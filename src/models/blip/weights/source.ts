@@ -6,8 +6,15 @@ import { FALLBACKS, isIgnorableKey, type ExpectedWeights } from './names.ts';
 import { openPytorchBin } from './pickle.ts';
 import { openSafetensors } from './safetensors.ts';
 
-/** The checkpoint file of a Hugging Face folder: model.safetensors preferred, else pytorch_model.bin. */
-export function weightFileOf(dir: string): { file: string; format: 'safetensors' | 'pytorch' } {
+/**
+ * The checkpoint file of a Hugging Face folder: model.safetensors preferred, else
+ * pytorch_model.bin; `file` names one explicitly (format from its extension).
+ */
+export function weightFileOf(dir: string, file?: string): { file: string; format: 'safetensors' | 'pytorch' } {
+  if (file) {
+    if (!existsSync(file)) throw new CapfiltError('MODEL_DIR_INVALID', `${file}: weights file not found`, { file });
+    return { file, format: file.endsWith('.safetensors') ? 'safetensors' : 'pytorch' };
+  }
   const st = join(dir, 'model.safetensors');
   if (existsSync(st)) return { file: st, format: 'safetensors' };
   const bin = join(dir, 'pytorch_model.bin');
@@ -15,8 +22,8 @@ export function weightFileOf(dir: string): { file: string; format: 'safetensors'
   throw new CapfiltError('MODEL_DIR_INVALID', `${dir}: neither model.safetensors nor pytorch_model.bin found`, { dir });
 }
 
-export function openWeightFolder(dir: string): WeightSource {
-  const { file, format } = weightFileOf(dir);
+export function openWeightFolder(dir: string, weightsFile?: string): WeightSource {
+  const { file, format } = weightFileOf(dir, weightsFile);
   return format === 'safetensors' ? openSafetensors(file) : openPytorchBin(file);
 }
 
