@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { register as demoData } from './demo-data.ts';
+import { register as dashboard } from './dashboard.ts';
 
 /**
  * Every CLI command module exports `register(program)`; this list is the CLI's table of
@@ -8,5 +9,6 @@ import { register as demoData } from './demo-data.ts';
 export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [
+  dashboard,
   demoData,
 ];

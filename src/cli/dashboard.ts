@@ -1,0 +1,49 @@
+import type { Command } from 'commander';
+import { CapfiltError } from '../errors.ts';
+import { startDashboard } from '../dashboard/server.ts';
+
+interface DashboardFlags {
+  host: string;
+  port: string;
+  token?: string;
+  readOnly?: boolean;
+  prefix: string;
+  redisUrl?: string;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new CapfiltError('CLI_USAGE', `--port must be an integer in [0, 65535], got "${value}"`, { option: 'port', value });
+  }
+  return n;
+}
+
+export function register(program: Command): void {
+  program
+    .command('dashboard')
+    .description('live web dashboard (runs, filter rates, score histograms, samples, workers), /metrics and bull-board at /queues')
+    .option('--host <addr>', 'address to bind; any non-loopback address needs --token', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0 picks a free one)', '8080')
+    .option('--token <secret>', 'require this token (Bearer header or the login form); default CAPFILT_DASHBOARD_TOKEN')
+    .option('--read-only', 'hide retry, clean and delete actions in /queues')
+    .option('--prefix <prefix>', 'deployment key prefix (config redis.prefix)', process.env.CAPFILT_REDIS_PREFIX ?? 'capfilt')
+    .option('--redis-url <url>', 'Redis URL (default REDIS_URL or redis://127.0.0.1:6379)')
+    .action(async (flags: DashboardFlags) => {
+      const dashboard = await startDashboard({
+        host: flags.host,
+        port: port(flags.port),
+        token: flags.token ?? process.env.CAPFILT_DASHBOARD_TOKEN ?? null,
+        readOnly: flags.readOnly ?? false,
+        prefix: flags.prefix,
+        redisUrl: flags.redisUrl,
+      });
+      process.stdout.write(`capfilt dashboard: ${dashboard.url} (metrics ${dashboard.url}metrics, queues ${dashboard.url}queues)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await dashboard.close();
+    });
+}

@@ -1,0 +1,179 @@
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { fastifySSE } from '@fastify/sse';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { CapfiltError } from '../errors.ts';
+import type { RowStatus } from '../pipeline/records.ts';
+import { StatsReader, type RunSnapshot, type RunSummary, type WorkerView } from '../telemetry/stats-reader.ts';
+import { DEFAULT_PREFIX } from '../telemetry/stats-schema.ts';
+import { checkBind, installAuth } from './auth.ts';
+import { QueueWatcher, type StageQueue } from './queues.ts';
+import { createRunMetrics } from './run-metrics.ts';
+
+/**
+ * `capfilt dashboard`: a fastify server over the stats in Redis.
+ *   GET /                       the page (static HTML + JS + uPlot, no build step)
+ *   GET /events?run=<id>        SSE: an `overview` event every pollMs
+ *   GET /api/overview?run=<id>  the same payload once
+ *   GET /api/runs, /api/runs/:id, /api/runs/:id/samples?status=&noise=&reason=&limit=
+ *   GET /api/workers, /metrics; /queues (bull-board)
+ */
+export interface DashboardOptions {
+  /** Used when `redis` is not given; default REDIS_URL or redis://127.0.0.1:6379. */
+  redisUrl?: string;
+  /** Caller-owned connection (not closed by the dashboard). */
+  redis?: Redis;
+  /** Deployment prefix (config `redis.prefix`), shared by the queues and the stats keys. */
+  prefix?: string;
+  host?: string;
+  port?: number;
+  token?: string | null;
+  readOnly?: boolean;
+  /** How often the page is updated over SSE. Default 1000 ms. */
+  pollMs?: number;
+  logger?: boolean;
+}
+
+export interface Dashboard {
+  readonly url: string;
+  readonly app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+export interface Overview {
+  now: number;
+  readOnly: boolean;
+  auth: boolean;
+  runs: RunSummary[];
+  run: RunSnapshot | null;
+  queues: StageQueue[];
+  workers: WorkerView[];
+  warnings: string[];
+}
+
+const PUBLIC_DIR = fileURLToPath(new URL('./public/', import.meta.url));
+const require = createRequire(import.meta.url);
+
+/** Static files served from the package: a fixed table, so no request path reaches the disk. */
+const ASSETS: Record<string, { file: string; type: string }> = {
+  '/': { file: `${PUBLIC_DIR}index.html`, type: 'text/html; charset=utf-8' },
+  '/assets/app.js': { file: `${PUBLIC_DIR}app.js`, type: 'text/javascript; charset=utf-8' },
+  '/assets/charts.js': { file: `${PUBLIC_DIR}charts.js`, type: 'text/javascript; charset=utf-8' },
+  '/assets/style.css': { file: `${PUBLIC_DIR}style.css`, type: 'text/css; charset=utf-8' },
+  '/assets/uPlot.iife.min.js': { file: require.resolve('uplot/dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
+  '/assets/uPlot.min.css': { file: require.resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
+};
+
+/** Stages with waiting jobs and no live worker that serves them. */
+export function stallWarnings(queues: readonly StageQueue[], workers: readonly WorkerView[]): string[] {
+  const out: string[] = [];
+  for (const q of queues) {
+    const waiting = q.counts.waiting + q.counts.prioritized + q.counts.delayed;
+    if (waiting === 0) continue;
+    if (!workers.some((w) => w.live && w.stages.includes(q.stage))) {
+      out.push(`Stage "${q.stage}" has ${waiting} waiting job${waiting === 1 ? '' : 's'} but no live worker serves it.`);
+    }
+  }
+  return out;
+}
+
+export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashboard> {
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? 8080;
+  const token = opts.token || null;
+  checkBind(host, token);
+  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  const readOnly = opts.readOnly ?? false;
+  const pollMs = opts.pollMs ?? 1000;
+  const ownRedis = !opts.redis;
+  const redis = opts.redis ?? new Redis(opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: false });
+  const reader = new StatsReader(redis, prefix);
+  const queues = new QueueWatcher(redis, prefix, readOnly);
+  const metrics = createRunMetrics(reader, queues);
+
+  const app = Fastify({ logger: opts.logger ?? false });
+  if (token) installAuth(app, token);
+  await app.register(fastifySSE, { heartbeatInterval: 15_000 });
+  await queues.mount(app);
+
+  const cache = new Map<string, { at: number; value: Promise<Overview> }>();
+  async function readOverview(runId: string | null): Promise<Overview> {
+    const runs = await reader.listRuns(20);
+    queues.addFromRuns(runs.map((r) => r.meta));
+    const id = runId && runs.some((r) => r.meta.runId === runId) ? runId : runs[0]?.meta.runId ?? null;
+    const [run, q, workers] = await Promise.all([id ? reader.run(id) : null, queues.depths(), reader.workers()]);
+    return { now: Date.now(), readOnly, auth: token !== null, runs, run, queues: q, workers, warnings: stallWarnings(q, workers) };
+  }
+  // Every open page polls; clients looking at the same run within half a poll share one read.
+  function overview(runId: string | null): Promise<Overview> {
+    const k = runId ?? '';
+    const hit = cache.get(k);
+    if (hit && Date.now() - hit.at < pollMs / 2) return hit.value;
+    const value = readOverview(runId);
+    cache.set(k, { at: Date.now(), value });
+    value.catch(() => cache.delete(k));
+    return value;
+  }
+
+  for (const [path, asset] of Object.entries(ASSETS)) {
+    app.get(path, async (_req, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(await readFile(asset.file)));
+  }
+  app.get('/favicon.ico', async (_req, reply) => reply.code(204).send());
+
+  app.get('/api/overview', async (req) => overview((req.query as { run?: string }).run ?? null));
+  app.get('/api/runs', async () => reader.listRuns(50));
+  app.get('/api/runs/:id', async (req, reply) => {
+    const snap = await reader.run((req.params as { id: string }).id);
+    return snap ?? reply.code(404).send({ error: 'no such run' });
+  });
+  app.get('/api/runs/:id/samples', async (req) => {
+    const q = req.query as { status?: string; noise?: string; reason?: string; limit?: string };
+    const status = ['kept', 'filtered', 'failed', 'pending'].includes(q.status ?? '') ? (q.status as RowStatus) : null;
+    return reader.samples((req.params as { id: string }).id, {
+      status, noise: q.noise || null, reason: q.reason || null, limit: q.limit ? Math.max(1, Math.min(1000, Number(q.limit) || 60)) : undefined,
+    });
+  });
+  app.get('/api/workers', async () => reader.workers());
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+
+  app.get('/events', { sse: 'only' }, async (req, reply) => {
+    const runId = (req.query as { run?: string }).run ?? null;
+    reply.sse.keepAlive();
+    let timer: NodeJS.Timeout | null = null;
+    let seq = 0;
+    const push = async () => {
+      if (!reply.sse.isConnected) return;
+      try {
+        await reply.sse.send({ id: String(++seq), event: 'overview', data: await overview(runId) });
+      } catch (e) {
+        await reply.sse.send({ event: 'problem', data: { message: (e as Error).message } }).catch(() => undefined);
+      }
+      if (reply.sse.isConnected) timer = setTimeout(push, pollMs);
+    };
+    reply.sse.onClose(() => { if (timer) clearTimeout(timer); });
+    await push();
+  });
+
+  try {
+    await app.listen({ host, port });
+  } catch (e) {
+    await app.close().catch(() => undefined);
+    await queues.close();
+    if (ownRedis) redis.disconnect();
+    throw new CapfiltError('DASHBOARD_LISTEN_FAILED', `cannot listen on ${host}:${port}: ${(e as Error).message}`, { host, port }, { cause: e });
+  }
+  const addr = app.server.address();
+  const boundPort = typeof addr === 'object' && addr ? addr.port : port;
+  const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  return {
+    url: `http://${shownHost}:${boundPort}/`,
+    app,
+    async close() {
+      await app.close();
+      await queues.close();
+      if (ownRedis) await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
