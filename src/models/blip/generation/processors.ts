@@ -1,0 +1,128 @@
+/**
+ * Logits processors as Hugging Face `generate` applies them, each a small function that edits
+ * one row's scores in place (float32, like the reference). Order matters and follows HF:
+ * processors (repetition penalty, min length) for every method, then warpers (temperature,
+ * top-k, top-p) for sampling only.
+ */
+
+export interface RowState {
+  /** The row's tokens so far: bos, prompt and everything generated. */
+  tokens: number[];
+}
+
+export type LogitsProcessor = (scores: Float32Array, row: RowState) => void;
+
+/** HF RepetitionPenaltyLogitsProcessor: every token already present is made less likely once. */
+export function repetitionPenalty(penalty: number): LogitsProcessor | null {
+  if (penalty === 1) return null;
+  return (scores, row) => {
+    for (const t of new Set(row.tokens)) {
+      if (t < 0 || t >= scores.length) continue;
+      const s = scores[t];
+      scores[t] = s < 0 ? s * penalty : s / penalty;
+    }
+  };
+}
+
+/** HF MinLengthLogitsProcessor: eos is forbidden while the whole sequence is shorter than minLength. */
+export function minLength(min: number, eos: number): LogitsProcessor | null {
+  if (min <= 0) return null;
+  return (scores, row) => {
+    if (row.tokens.length < min) scores[eos] = -Infinity;
+  };
+}
+
+export function temperature(t: number): LogitsProcessor | null {
+  if (t === 1) return null;
+  return (scores) => {
+    for (let i = 0; i < scores.length; i++) scores[i] = scores[i] / t;
+  };
+}
+
+/** HF TopKLogitsWarper: scores below the k-th largest become -inf (ties with it survive). */
+export function topK(k: number): LogitsProcessor | null {
+  if (k <= 0) return null;
+  return (scores) => {
+    if (k >= scores.length) return;
+    const kth = kthLargest(scores, k);
+    for (let i = 0; i < scores.length; i++) if (scores[i] < kth) scores[i] = -Infinity;
+  };
+}
+
+/**
+ * HF TopPLogitsWarper: sort ascending, drop tokens while the cumulative probability stays
+ * ≤ 1 − p, always keep the most likely token. What is kept is the smallest top set whose
+ * probability exceeds p.
+ */
+export function topP(p: number): LogitsProcessor | null {
+  if (p >= 1) return null;
+  return (scores) => {
+    // Tokens already at -inf have probability 0 and stay removed, so only the rest is sorted.
+    const order: number[] = [];
+    for (let i = 0; i < scores.length; i++) if (scores[i] !== -Infinity) order.push(i);
+    order.sort((a, b) => scores[a] - scores[b] || b - a);
+    const probs = softmax(scores);
+    let cum = 0;
+    for (let r = 0; r < order.length - 1; r++) {
+      const i = order[r];
+      cum = Math.fround(cum + probs[i]);
+      if (cum > 1 - p) break;
+      scores[i] = -Infinity;
+    }
+  };
+}
+
+export function applyAll(processors: (LogitsProcessor | null)[], scores: Float32Array, row: RowState): void {
+  for (const p of processors) if (p) p(scores, row);
+}
+
+export function softmax(scores: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
+  const out = new Float32Array(scores.length);
+  let sum = 0;
+  for (let i = 0; i < scores.length; i++) {
+    const e = scores[i] === -Infinity ? 0 : Math.exp(scores[i] - max);
+    out[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < scores.length; i++) out[i] = out[i] / sum;
+  return out;
+}
+
+export function logSoftmax(scores: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
+  let sum = 0;
+  for (let i = 0; i < scores.length; i++) sum += Math.exp(scores[i] - max);
+  const lse = max + Math.log(sum);
+  const out = new Float32Array(scores.length);
+  for (let i = 0; i < scores.length; i++) out[i] = scores[i] - lse;
+  return out;
+}
+
+/** First index of the largest score (torch.argmax on CPU picks the first). */
+export function argmax(scores: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < scores.length; i++) if (scores[i] > scores[best]) best = i;
+  return best;
+}
+
+function kthLargest(scores: Float32Array, k: number): number {
+  // A bounded min-heap would be O(n log k); k is small (≤ 50) and n ≈ 30k, so a sorted copy of
+  // the candidates above a running threshold is simpler and fast enough.
+  const top: number[] = [];
+  for (let i = 0; i < scores.length; i++) {
+    const s = scores[i];
+    if (top.length < k) {
+      top.push(s);
+      if (top.length === k) top.sort((a, b) => b - a);
+    } else if (s > top[k - 1]) {
+      let j = k - 1;
+      while (j > 0 && top[j - 1] < s) { top[j] = top[j - 1]; j--; }
+      top[j] = s;
+    }
+  }
+  if (top.length < k) top.sort((a, b) => b - a);
+  return top[k - 1];
+}
