@@ -27,6 +27,7 @@ export const inputSchema = z.strictObject({
   trusted: z.boolean(),
   trustedCol: z.string().min(1).nullable(),
   maxCaptionBytes: posInt,
+  maxRecordBytes: posInt,
 });
 
 export const outputSchema = z.strictObject({

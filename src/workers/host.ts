@@ -1,0 +1,153 @@
+import { hostname } from 'node:os';
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { CapfiltConfig } from '../config/schema.ts';
+import { describeError } from '../errors.ts';
+import { RunState } from '../pipeline/run-state.ts';
+import type { StageName } from '../pipeline/stages/types.ts';
+import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
+import type { StagingStore } from '../pipeline/staging/types.ts';
+import { processMetrics } from '../telemetry/metrics.ts';
+import { StatsWriter } from '../telemetry/stats.ts';
+import { openRedis, workerConnection } from './connection.ts';
+import { makeProcessor, settleFailedJob, type ProcessorDeps } from './processor.ts';
+import { StageQueues, type ShardJobData } from './queues.ts';
+import { StageRegistry } from './stages.ts';
+
+/**
+ * A worker process's stage workers: one BullMQ Worker per stage it serves, sharing one model
+ * cache, one staging store per backend, one stats writer. Stateless: everything it needs about a
+ * run comes from Redis, so any number of hosts can serve the same queues.
+ *
+ * Shutdown (`close`, wired to SIGTERM/SIGINT by the CLI): stop taking jobs and let the current
+ * ones finish for up to `drainMs`; jobs still running then are aborted and moved back to wait
+ * (no attempt used), and the lock is released for another worker.
+ */
+export interface WorkerHostOptions {
+  /** The host's own config: redis, pipeline concurrency and locks, models runtime (device). */
+  config: CapfiltConfig;
+  stages: StageName[];
+  log: Logger;
+  /** Per-process overrides of the run's batch sizes (`capfilt worker --batch-size`). */
+  batchSize?: number | null;
+  /** Write live stats for the dashboard (default true). */
+  stats?: boolean;
+  drainMs?: number;
+}
+
+const RUN_CACHE_MS = 5_000;
+
+export class WorkerHost {
+  private readonly redis: Redis;
+  private readonly queues: StageQueues;
+  private readonly workers: Worker<ShardJobData>[] = [];
+  private readonly registry: StageRegistry;
+  private readonly stagings = new Map<string, StagingStore>();
+  private readonly runs = new Map<string, { at: number; value: Promise<Awaited<ReturnType<ProcessorDeps['run']>>> }>();
+  private readonly stats: StatsWriter | null;
+  private heartbeat: { stop(): Promise<void> } | null = null;
+  private closing: Promise<void> | null = null;
+  readonly deps: ProcessorDeps;
+
+  constructor(private readonly o: WorkerHostOptions) {
+    this.redis = openRedis(o.config.redis.url);
+    this.queues = new StageQueues(workerConnection(o.config.redis.url), o.config.redis.prefix);
+    this.registry = new StageRegistry({ device: o.config.models.device, threads: o.config.models.threads, precision: o.config.models.precision }, o.log);
+    this.stats = o.stats === false ? null : new StatsWriter({ redis: this.redis, prefix: o.config.redis.prefix, metrics: processMetrics() });
+    this.deps = {
+      queues: this.queues,
+      log: o.log,
+      stats: this.stats,
+      run: (runId) => this.run(runId),
+      stage: (stage, config) => this.registry.get(stage, config),
+    };
+  }
+
+  private staging(config: CapfiltConfig): StagingStore {
+    const key = config.staging.backend === 'redis' ? 'redis' : `fs:${stagingDir(config)}`;
+    let s = this.stagings.get(key);
+    if (!s) {
+      s = openStagingStore(config, this.redis);
+      this.stagings.set(key, s);
+    }
+    return s;
+  }
+
+  private run(runId: string): ReturnType<ProcessorDeps['run']> {
+    const hit = this.runs.get(runId);
+    if (hit && Date.now() - hit.at < RUN_CACHE_MS) return hit.value;
+    const value = (async () => {
+      const state = new RunState(this.redis, this.o.config.redis.prefix, runId);
+      const runConfig = await state.config();
+      if (!runConfig) return null;
+      const config: CapfiltConfig = this.o.batchSize
+        ? { ...runConfig, caption: { ...runConfig.caption, batchSize: this.o.batchSize }, filter: { ...runConfig.filter, batchSize: this.o.batchSize } }
+        : runConfig;
+      return { state, config, staging: this.staging(config) };
+    })();
+    value.catch(() => this.runs.delete(runId));
+    this.runs.set(runId, { at: Date.now(), value });
+    return value;
+  }
+
+  async start(): Promise<void> {
+    const c = this.o.config.pipeline;
+    for (const stage of this.o.stages) {
+      const w = new Worker<ShardJobData>(stage, makeProcessor(stage, this.deps), {
+        connection: workerConnection(this.o.config.redis.url),
+        prefix: this.o.config.redis.prefix,
+        concurrency: c.concurrency[stage],
+        lockDuration: c.lockDurationMs,
+        stalledInterval: c.stalledIntervalMs,
+        maxStalledCount: c.maxStalledCount,
+        autorun: false,
+      });
+      w.on('failed', (job: Job<ShardJobData> | undefined, err: Error) => {
+        if (!job) return;
+        void (async () => {
+          if (!(await job.isFailed())) return;
+          this.o.log.warn({ stage, runId: job.data.runId, shardId: job.data.shardId, err: describeError(err) }, 'job failed for good; settling its shard');
+          await settleFailedJob(stage, job, err, this.deps);
+        })().catch((e: unknown) => this.o.log.error({ err: describeError(e) }, 'settling a failed job failed'));
+      });
+      w.on('error', (err) => this.o.log.error({ stage, err: describeError(err) }, 'worker error'));
+      this.workers.push(w);
+      void w.run();
+    }
+    await Promise.all(this.workers.map((w) => w.waitUntilReady()));
+    if (this.stats) {
+      this.heartbeat = this.stats.startHeartbeat({
+        host: hostname(),
+        stages: this.o.stages,
+        device: this.o.config.models.device,
+        concurrency: Math.max(...this.o.stages.map((s) => c.concurrency[s])),
+      });
+    }
+    this.o.log.info({ stages: this.o.stages, prefix: this.o.config.redis.prefix, device: this.o.config.models.device }, 'workers started');
+  }
+
+  /** Preloads models for the stages this host serves (so the first job does not pay for it). */
+  async warm(config: CapfiltConfig): Promise<void> {
+    for (const stage of this.o.stages) await this.registry.get(stage, config);
+  }
+
+  close(drainMs = this.o.drainMs ?? 30_000): Promise<void> {
+    this.closing ??= (async () => {
+      const timer = setTimeout(() => {
+        this.o.log.warn({ drainMs }, 'drain timeout: releasing running jobs to the queue');
+        for (const w of this.workers) w.cancelAllJobs('worker shutting down');
+      }, drainMs);
+      timer.unref();
+      await Promise.all(this.workers.map((w) => w.close()));
+      clearTimeout(timer);
+      await this.heartbeat?.stop().catch(() => undefined);
+      await this.queues.close();
+      await this.registry.close();
+      for (const s of this.stagings.values()) await s.close();
+      this.redis.disconnect();
+      this.o.log.info('workers stopped');
+    })();
+    return this.closing;
+  }
+}

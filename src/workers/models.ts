@@ -1,0 +1,60 @@
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { loadBlip } from '../models/blip/index.ts';
+import type { BlipModels, Captioner, Filter, RuntimeOptions } from '../models/blip/types.ts';
+import { CapfiltError } from '../errors.ts';
+
+/**
+ * Models are loaded once per worker process, on first use, and shared by every job and run that
+ * names the same folder. Loading is memoised as a promise so that concurrent jobs wait for one
+ * load instead of starting several.
+ */
+export class ModelCache {
+  private readonly loads = new Map<string, Promise<BlipModels>>();
+
+  constructor(
+    private readonly runtime: RuntimeOptions,
+    private readonly log: Logger,
+  ) {}
+
+  private load(dir: string): Promise<BlipModels> {
+    const key = resolve(dir);
+    let p = this.loads.get(key);
+    if (!p) {
+      const t0 = performance.now();
+      p = loadBlip(key, this.runtime).then((m) => {
+        this.log.info({ dir: key, ms: Math.round(performance.now() - t0), device: this.runtime.device }, 'models loaded');
+        return m;
+      });
+      p.catch(() => this.loads.delete(key));
+      this.loads.set(key, p);
+    }
+    return p;
+  }
+
+  async captioner(dir: string): Promise<Captioner> {
+    const m = await this.load(dir);
+    if (!m.captioner) throw new CapfiltError('MODEL_DIR_INVALID', `models.captioner ${dir} holds no captioner (BlipForConditionalGeneration)`, { dir });
+    return m.captioner;
+  }
+
+  async filter(dir: string): Promise<Filter> {
+    const m = await this.load(dir);
+    if (!m.filter) throw new CapfiltError('MODEL_DIR_INVALID', `models.filter ${dir} holds no filter (BlipForImageTextRetrieval)`, { dir });
+    return m.filter;
+  }
+
+  async info(dir: string): Promise<BlipModels['info']> {
+    return (await this.load(dir)).info;
+  }
+
+  async close(): Promise<void> {
+    const all = await Promise.allSettled(this.loads.values());
+    this.loads.clear();
+    for (const r of all) {
+      if (r.status !== 'fulfilled') continue;
+      await r.value.captioner?.close();
+      await r.value.filter?.close();
+    }
+  }
+}

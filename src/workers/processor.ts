@@ -1,0 +1,126 @@
+import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import type { Logger } from 'pino';
+import type { CapfiltConfig } from '../config/schema.ts';
+import { CapfiltError, describeError, isCapfiltError, type ErrorCode } from '../errors.ts';
+import { countStatuses, finalizeRecords } from '../pipeline/decisions.ts';
+import type { RunState } from '../pipeline/run-state.ts';
+import type { ShardState, StageContext, StageName } from '../pipeline/stages/types.ts';
+import type { StagingStore } from '../pipeline/staging/types.ts';
+import type { StatsWriter } from '../telemetry/stats.ts';
+import { nextStage, type ShardJobData, type StageQueues } from './queues.ts';
+
+/**
+ * The BullMQ processor of one stage. The job carries {runId, shardId}; the processor loads
+ * the run's config and the shard's state, runs the stage logic unless the state says the stage
+ * already ran (a retried or re-fed job), saves the state, and enqueues the next stage. The write
+ * step records the shard once in the run's totals (idempotent) and deletes its staging.
+ *
+ * Errors: shard-level failures are retried with backoff; a CapfiltError whose code is in
+ * PERMANENT_CODES fails at once (UnrecoverableError). A job that fails for good is settled by
+ * `settleFailedJob`: its shard still goes to write, with its pending rows failed (STAGE_FAILED),
+ * so every row is accounted. On shutdown the job is moved back to wait, not failed.
+ */
+export type StageFn = (state: ShardState, ctx: StageContext) => Promise<void>;
+
+export interface ProcessorDeps {
+  queues: StageQueues;
+  log: Logger;
+  run(runId: string): Promise<{ state: RunState; config: CapfiltConfig; staging: StagingStore } | null>;
+  stage(stage: StageName, config: CapfiltConfig): Promise<StageFn>;
+  stats: StatsWriter | null;
+}
+
+export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'CONFIG_INVALID', 'STAGING_STATE_MISSING', 'STAGING_BLOB_MISSING', 'MODEL_DIR_INVALID', 'MODEL_CONFIG_INVALID',
+  'MODEL_UNSUPPORTED', 'WEIGHTS_TRUNCATED', 'WEIGHTS_HEADER_INVALID', 'WEIGHTS_TENSOR_INVALID', 'WEIGHTS_MISSING_KEYS',
+  'WEIGHTS_UNEXPECTED_KEYS', 'PICKLE_FORBIDDEN_GLOBAL', 'PICKLE_INVALID', 'TOKENIZER_INVALID', 'DEVICE_UNAVAILABLE',
+  'INPUT_UNREADABLE', 'INPUT_FORMAT_UNSUPPORTED', 'INPUT_COLUMN_MISSING',
+]);
+
+function failPending(state: ShardState, failure: NonNullable<ShardJobData['failure']>): void {
+  for (const r of state.records) {
+    if (r.status !== 'pending') continue;
+    r.status = 'failed';
+    r.reason = 'STAGE_FAILED';
+    r.reasonDetail = `${failure.stage}: ${failure.code}: ${failure.message}`.slice(0, 500);
+  }
+}
+
+export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
+  return async (job: Job<ShardJobData>, token?: string, signal?: AbortSignal): Promise<{ shardId: string; skipped?: string }> => {
+    const { runId, shardId } = job.data;
+    const log = deps.log.child({ stage, runId, shardId, attempt: job.attemptsMade + 1 });
+    const run = await deps.run(runId);
+    if (!run) throw new UnrecoverableError(`run ${runId} has no state in Redis (it was deleted); dropping job ${job.id}`);
+    const { config, staging } = run;
+    const state = await staging.getState(runId, shardId);
+    if (!state) {
+      if ((await run.state.doneCounts())[shardId]) return { shardId, skipped: 'shard already written' };
+      throw new UnrecoverableError(new CapfiltError('STAGING_STATE_MISSING', `shard ${shardId} of run ${runId} has no state in the ${staging.kind} staging store (workers on several hosts need staging.backend=redis or a shared staging.dir)`).message);
+    }
+    const ctrl = new AbortController();
+    const onAbort = () => ctrl.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (!state.stagesDone.includes(stage)) {
+        if (stage === 'write') {
+          if (job.data.failure) failPending(state, job.data.failure);
+          finalizeRecords(state.records, config.filter.selection);
+        }
+        const fn = await deps.stage(stage, config);
+        const t0 = performance.now();
+        await fn(state, { config, staging, log, signal: ctrl.signal });
+        state.timings[stage] = Math.round(performance.now() - t0);
+        state.stagesDone.push(stage);
+        if (stage !== 'write') await staging.putState(state);
+        log.debug({ ms: state.timings[stage] }, 'stage done');
+      }
+      if (stage === 'write') {
+        const counts = countStatuses(state.records);
+        if (counts.kept + counts.filtered + counts.failed !== counts.rows) {
+          throw new UnrecoverableError(`shard ${shardId}: ${counts.rows - counts.kept - counts.filtered - counts.failed} rows are still pending after write`);
+        }
+        if (deps.stats) {
+          await deps.stats
+            .recordRows(runId, 'write', state.records, { shardId, final: true, loadImage: (r) => (r.image ? staging.getBlob(r.image.ref).catch(() => null) : Promise.resolve(null)) })
+            .catch((e: unknown) => log.warn({ err: describeError(e) }, 'stats update failed'));
+        }
+        await run.state.markDone(shardId, counts);
+        await staging.deleteShard(runId, shardId);
+        return { shardId };
+      }
+      if (deps.stats) await deps.stats.recordRows(runId, stage, state.records, { shardId }).catch((e: unknown) => log.warn({ err: describeError(e) }, 'stats update failed'));
+      const next = nextStage(config.pipeline.stages, stage);
+      if (next) await deps.queues.enqueue(next, { runId, shardId }, config);
+      return { shardId };
+    } catch (e) {
+      if (signal?.aborted) {
+        // Shutting down: hand the job back untouched (no attempt used) for another worker.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      if (e instanceof UnrecoverableError) throw e;
+      if (isCapfiltError(e) && PERMANENT_CODES.has(e.code)) throw new UnrecoverableError(e.message);
+      throw e;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  };
+}
+
+/**
+ * Called for a job that failed for good (attempts used up, unrecoverable, or stalled too often):
+ * an earlier stage's shard is sent to write with its pending rows failed; a failed write is
+ * recorded in the run's failed shards so that the run ends and reports it.
+ */
+export async function settleFailedJob(stage: StageName, job: Job<ShardJobData>, err: Error, deps: ProcessorDeps): Promise<void> {
+  const { runId, shardId } = job.data;
+  const run = await deps.run(runId);
+  if (!run) return;
+  const { code, message } = describeError(err);
+  if (stage === 'write') {
+    await run.state.markFailed(shardId, `${code}: ${message}`);
+    return;
+  }
+  await deps.queues.enqueue('write', { runId, shardId, failure: { stage, code, message } }, run.config);
+}

@@ -1,0 +1,77 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { CapfiltConfig } from '../config/schema.ts';
+import type { StageName } from '../pipeline/stages/types.ts';
+
+/**
+ * The stage queues: one BullMQ queue per stage, named after the stage, under the deployment's
+ * key prefix (`redis.prefix`), shared by every run of the deployment. A job carries only ids;
+ * its job id is derived from (run, shard, stage), so adding the same step twice (a retried
+ * processor, a resumed run re-feeding a shard) yields one job.
+ */
+export interface ShardJobData {
+  runId: string;
+  shardId: string;
+  /** Set on a write job that settles a shard whose earlier stage failed for good. */
+  failure?: { stage: StageName; code: string; message: string };
+}
+
+export function jobIdOf(stage: StageName, runId: string, shardId: string): string {
+  // BullMQ refuses ":" in custom ids (it is its key separator).
+  return `${runId}.${shardId}.${stage}`;
+}
+
+export function jobOptions(config: CapfiltConfig): JobsOptions {
+  return {
+    attempts: config.pipeline.attempts,
+    backoff: { type: 'exponential', delay: config.pipeline.backoffMs },
+    // Run state lives in the run's keys and output files; finished jobs would only cost memory.
+    removeOnComplete: true,
+    removeOnFail: { age: 7 * 24 * 3600 },
+  };
+}
+
+export function nextStage(stages: readonly StageName[], current: StageName): StageName | null {
+  const i = stages.indexOf(current);
+  return i >= 0 && i + 1 < stages.length ? stages[i + 1] : null;
+}
+
+export class StageQueues {
+  private readonly queues = new Map<StageName, Queue<ShardJobData>>();
+
+  constructor(
+    private readonly connection: ConnectionOptions,
+    readonly prefix: string,
+  ) {}
+
+  get(stage: StageName): Queue<ShardJobData> {
+    let q = this.queues.get(stage);
+    if (!q) {
+      q = new Queue<ShardJobData>(stage, { connection: this.connection, prefix: this.prefix });
+      this.queues.set(stage, q);
+    }
+    return q;
+  }
+
+  /**
+   * Adds the shard's job for `stage` unless it already exists. A job left failed by an earlier
+   * attempt of the run is removed first, so that a rerun processes the shard again.
+   */
+  async enqueue(stage: StageName, data: ShardJobData, config: CapfiltConfig): Promise<void> {
+    const q = this.get(stage);
+    const id = jobIdOf(stage, data.runId, data.shardId);
+    const existing = await q.getJob(id);
+    if (existing && (await existing.isFailed())) await existing.remove().catch(() => undefined);
+    await q.add(stage, data, { ...jobOptions(config), jobId: id });
+  }
+
+  async counts(): Promise<Record<string, Record<string, number>>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const [name, q] of this.queues) out[name] = await q.getJobCounts('wait', 'active', 'delayed', 'failed', 'prioritized');
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    this.queues.clear();
+  }
+}
