@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import { register as caption } from './caption.ts';
+import { register as models } from './models.ts';
+import { register as score } from './score.ts';
 import { register as demoData } from './demo-data.ts';
 import { register as dashboard } from './dashboard.ts';
 
@@ -9,6 +12,9 @@ import { register as dashboard } from './dashboard.ts';
 export type RegisterCommand = (program: Command) => void;
 
 export const commands: RegisterCommand[] = [
+  caption,
+  models,
+  score,
   dashboard,
   demoData,
 ];

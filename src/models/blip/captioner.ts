@@ -1,0 +1,62 @@
+import { CapfiltError, describeError } from '../../errors.ts';
+import { OrtDecoderSession } from './decoder-session.ts';
+import { generate, generatedIds, promptPrefix } from './generation/index.ts';
+import { encodeImages } from './images.ts';
+import type { LoadedModel } from './loader.ts';
+import { f32 } from './sessions.ts';
+import type { Captioner, GenerationOptions, ImageInput, PerImage } from './types.ts';
+
+/**
+ * The captioner (BlipForConditionalGeneration) over the `vision`, `cross_kv` and `decoder`
+ * graphs. As HF's BLIP generate: the prompt is tokenized without specials and prefixed with
+ * `[DEC]` (the processor's `[CLS] prompt [SEP]` with the first id replaced by bos and the last
+ * dropped); captions are the decoded ids after that prefix, so the prompt is stripped.
+ */
+export class BlipCaptioner implements Captioner {
+  constructor(private readonly model: LoadedModel, private readonly batch = 8) {
+    if (!model.tokenizer) throw new CapfiltError('TOKENIZER_INVALID', `${model.dir}: the captioner needs tokenizer.json or vocab.txt`, { dir: model.dir });
+  }
+
+  /** The decoder prefix for `prompt`: [bos, prompt ids…]. */
+  prefixFor(prompt: string): number[] {
+    return promptPrefix(this.model.tokenizer!.encode(prompt), this.model.special.bos);
+  }
+
+  async caption(images: ImageInput[], options: GenerationOptions): Promise<PerImage<string[]>[]> {
+    const m = this.model;
+    const results: PerImage<string[]>[] = images.map((im) => ({ key: im.key, ok: false, code: 'INTERNAL', message: 'not captioned' }));
+    const encoded = await encodeImages(m, images, this.batch);
+    const ready: number[] = [];
+    encoded.forEach((e, i) => {
+      if (e.ok) ready.push(i);
+      else results[i] = { key: images[i].key, ok: false, code: e.code, message: e.message };
+    });
+    const prefix = this.prefixFor(options.prompt);
+    const { seqLen, hiddenSize } = m.cfg.vision;
+    const perImage = seqLen * hiddenSize;
+    for (let s = 0; s < ready.length; s += this.batch) {
+      const chunk = ready.slice(s, s + this.batch);
+      let session: OrtDecoderSession | undefined;
+      try {
+        const embeds = new Float32Array(chunk.length * perImage);
+        chunk.forEach((i, k) => embeds.set((encoded[i] as { embeds: Float32Array }).embeds, k * perImage));
+        session = await OrtDecoderSession.open(m.cfg, m.sessions.cross_kv, m.sessions.decoder, f32(embeds, [chunk.length, seqLen, hiddenSize]));
+        const seqs = await generate(session, chunk.map(() => prefix), options, m.special, chunk.map((i) => images[i].key));
+        chunk.forEach((i, k) => {
+          const captions = seqs[k].map((ids) => m.tokenizer!.decode(generatedIds(ids, prefix.length, m.special.eos)).trim());
+          results[i] = { key: images[i].key, ok: true, value: captions };
+        });
+      } catch (e) {
+        const { code, message } = describeError(e);
+        for (const i of chunk) results[i] = { key: images[i].key, ok: false, code, message };
+      } finally {
+        session?.close();
+      }
+    }
+    return results;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(Object.values(this.model.sessions).map((s) => s.release()));
+  }
+}

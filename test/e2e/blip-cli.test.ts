@@ -1,0 +1,100 @@
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const repo = new URL('../../', import.meta.url).pathname;
+const fixtures = join(repo, 'test/fixtures/parity');
+const tmp = mkdtempSync(join(tmpdir(), 'capfilt-blip-cli-'));
+const hf = join(tmp, 'hf');
+const converted = join(tmp, 'converted');
+const image = join(fixtures, 't1/preprocess_0.png');
+
+async function capfilt(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run('node', [join(repo, 'bin/capfilt.js'), ...args], { env: { ...process.env, CAPFILT_LOG_LEVEL: 'warn' } });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
+
+beforeAll(() => {
+  // The t1 parity checkpoints with a tokenizer over their 96-id vocabulary.
+  for (const role of ['captioner', 'filter']) {
+    cpSync(join(fixtures, 't1', role), join(hf, role), { recursive: true });
+    cpSync(join(fixtures, 't1-tokenizer'), join(hf, role), { recursive: true });
+  }
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('capfilt models / caption / score on the t1 checkpoints', () => {
+  it('converts both models and describes the result', async () => {
+    const r = await capfilt('models', 'convert', hf, converted);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('captioner: BlipForConditionalGeneration');
+    expect(readdirSync(join(converted, 'captioner')).sort()).toEqual(expect.arrayContaining(['manifest.json', 'vision.onnx', 'vision.onnx.data', 'decoder.onnx', 'cross_kv.onnx', 'vocab.txt', 'preprocessor_config.json']));
+    const manifest = JSON.parse(readFileSync(join(converted, 'filter/manifest.json'), 'utf8'));
+    expect(manifest.source.files['model.safetensors']).toMatch(/^[0-9a-f]{64}$/);
+    expect(manifest.precision).toBe('fp32');
+    const info = await capfilt('models', 'info', converted);
+    expect(info.code, info.stderr).toBe(0);
+    const parsed = JSON.parse(info.stdout);
+    expect(parsed.captioner.format).toBe('converted');
+    expect(parsed.filter.architecture).toBe('BlipForImageTextRetrieval');
+  });
+
+  it('captions with --json; a file that is not an image fails alone', async () => {
+    const bad = join(tmp, 'not-an-image.jpg');
+    writeFileSync(bad, 'hello');
+    const r = await capfilt('caption', '--model', converted, '--json', '--max-length', '12', '--min-length', '0', image, bad);
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout);
+    expect(out[0]).toMatchObject({ image, ok: true });
+    expect(out[0].captions).toHaveLength(1);
+    expect(typeof out[0].captions[0]).toBe('string');
+    expect(out[1]).toMatchObject({ image: bad, ok: false, code: 'IMAGE_DECODE_FAILED' });
+  });
+
+  it('gives K reproducible nucleus captions and beam captions from an HF folder', async () => {
+    const args = ['caption', '--model', hf, '--json', '--method', 'nucleus', '-k', '2', '--seed', '7', '--max-length', '10', '--min-length', '0', image];
+    const a = await capfilt(...args);
+    expect(a.code, a.stderr).toBe(0);
+    const b = await capfilt(...args);
+    expect(JSON.parse(a.stdout)[0].captions).toHaveLength(2);
+    expect(JSON.parse(b.stdout)).toEqual(JSON.parse(a.stdout));
+    const beam = await capfilt('caption', '--model', join(converted, 'captioner'), '--json', '--method', 'beam', '--num-beams', '3', '--max-length', '10', '--min-length', '0', image);
+    expect(beam.code, beam.stderr).toBe(0);
+    expect(JSON.parse(beam.stdout)[0].ok).toBe(true);
+  });
+
+  it('scores texts with ITM probabilities and ITC cosines', async () => {
+    const r = await capfilt('score', '--model', converted, '--json', image, 'a red circle', 'two dogs on the beach');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.scores.map((s: { text: string }) => s.text)).toEqual(['a red circle', 'two dogs on the beach']);
+    for (const s of out.scores) {
+      expect(s.itm).toBeGreaterThan(0);
+      expect(s.itm).toBeLessThan(1);
+      expect(Math.abs(s.itc)).toBeLessThanOrEqual(1);
+    }
+    const hfScores = JSON.parse((await capfilt('score', '--model', join(hf, 'filter'), '--json', image, 'a red circle', 'two dogs on the beach')).stdout);
+    hfScores.scores.forEach((s: { itm: number; itc: number }, i: number) => {
+      expect(s.itm).toBeCloseTo(out.scores[i].itm, 5);
+      expect(s.itc).toBeCloseTo(out.scores[i].itc, 5);
+    });
+  });
+
+  it('fails with a coded error on a folder without a model and on bad flags', async () => {
+    const r = await capfilt('score', '--model', tmp, image, 'x');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('MODEL_DIR_INVALID');
+    const flags = await capfilt('caption', '--model', converted, '--method', 'sideways', image);
+    expect(flags.code).toBe(2);
+    expect(flags.stderr).toContain('--method');
+  });
+});

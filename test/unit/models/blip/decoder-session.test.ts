@@ -1,0 +1,68 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type * as ort from 'onnxruntime-node';
+import { OrtDecoderSession } from '../../../../src/models/blip/decoder-session.ts';
+import { loadModel, releaseModel, type LoadedModel } from '../../../../src/models/blip/loader.ts';
+import { f32 } from '../../../../src/models/blip/sessions.ts';
+
+const t1 = new URL('../../../fixtures/parity/t1/', import.meta.url).pathname;
+let model: LoadedModel;
+let embeds: ort.Tensor;
+
+beforeAll(async () => {
+  model = await loadModel(join(t1, 'captioner'), { device: 'cpu', threads: 1, precision: 'fp32' });
+  const S = model.cfg.vision.imageSize;
+  const px = f32(Float32Array.from({ length: 3 * 3 * S * S }, (_, i) => Math.sin(i * 0.37)), [3, 3, S, S]);
+  embeds = (await model.sessions.vision.run({ pixel_values: px })).last_hidden_state;
+});
+afterAll(async () => releaseModel(model));
+
+const open = () => OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds);
+const V = () => model.cfg.text.vocabSize;
+const row = (logits: Float32Array, r: number) => Array.from(logits.subarray(r * V(), (r + 1) * V()));
+
+function expectClose(a: number[], b: number[]): void {
+  expect(a.length).toBe(b.length);
+  for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(1e-5);
+}
+
+describe('OrtDecoderSession', () => {
+  it('gives the same logits with the KV cache as with the whole sequence at once', async () => {
+    const bos = model.special.bos;
+    const seqs = [[bos, 5, 9, 11], [bos, 7, 7, 30], [bos, 40, 2, 6]];
+    const whole = await open();
+    const all = await whole.step(seqs);
+    const inc = await open();
+    await inc.step(seqs.map((s) => s.slice(0, 2)));
+    await inc.step(seqs.map((s) => [s[2]]));
+    const last = await inc.step(seqs.map((s) => [s[3]]));
+    for (let r = 0; r < 3; r++) expectClose(row(last, r), row(all, r));
+  });
+
+  it('re-indexes rows: grouped expansion, reordering and an irregular layout agree with fresh rows', async () => {
+    const bos = model.special.bos;
+    const base = await open();
+    const ref = await base.step([[bos, 5], [bos, 6], [bos, 7]]);
+    const refNext = await base.step([[8], [9], [10]]);
+
+    const grouped = await open();
+    await grouped.step([[bos, 5], [bos, 6], [bos, 7]]);
+    grouped.select([0, 0, 1, 1, 2, 2]);
+    expect(grouped.rows).toBe(6);
+    const g = await grouped.step([[8], [8], [9], [9], [10], [10]]);
+    for (let r = 0; r < 6; r++) expectClose(row(g, r), row(refNext, Math.floor(r / 2)));
+
+    const irregular = await open();
+    await irregular.step([[bos, 5], [bos, 6], [bos, 7]]);
+    irregular.select([2, 0, 0, 2, 1]);
+    const ir = await irregular.step([[10], [8], [8], [10], [9]]);
+    [2, 0, 0, 2, 1].forEach((src, r) => expectClose(row(ir, r), row(refNext, src)));
+    expect(row(ref, 0)).not.toEqual(row(ref, 1));
+  });
+
+  it('rejects ragged steps and out-of-range selections', async () => {
+    const s = await open();
+    await expect(s.step([[1, 2], [1], [1, 2]])).rejects.toMatchObject({ code: 'SESSION_INPUT_MISMATCH' });
+    expect(() => s.select([0, 3])).toThrow(/indices must lie in \[0, 3\)/);
+  });
+});
