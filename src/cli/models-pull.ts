@@ -1,0 +1,165 @@
+/**
+ * `capfilt models pull <repo-id|alias> [--out dir] [--revision rev]`: fetches a BLIP model
+ * folder from the Hugging Face hub (or any server speaking its API: `HF_ENDPOINT`), with
+ * `HF_TOKEN` for private or gated repos.
+ *
+ * Only the files the runtime reads are downloaded: config.json, preprocessor_config.json, the
+ * tokenizer files, and model.safetensors (pytorch_model.bin only when a repo has no
+ * safetensors). Each file is streamed to `<name>.part` and renamed when complete, so an
+ * interrupted pull never leaves a truncated file under the real name.
+ *
+ * Aliases pull a captioner + filter pair into `<out>/captioner` and `<out>/filter`, the layout
+ * `capfilt caption/score --model` and `capfilt models convert` take.
+ */
+import { createWriteStream, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { downloadFile, listFiles } from '@huggingface/hub';
+import type { Command } from 'commander';
+import { CapfiltError } from '../errors.ts';
+
+export const ALIASES: Record<string, { captioner: string; filter: string }> = {
+  'blip-base': { captioner: 'Salesforce/blip-image-captioning-base', filter: 'Salesforce/blip-itm-base-coco' },
+  'blip-large': { captioner: 'Salesforce/blip-image-captioning-large', filter: 'Salesforce/blip-itm-large-coco' },
+};
+
+const REQUIRED = ['config.json'];
+const OPTIONAL = ['preprocessor_config.json', 'tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json'];
+const WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
+
+export interface PullOptions {
+  /** Repo id (`org/name`) or an alias from ALIASES. */
+  spec: string;
+  out: string;
+  revision?: string;
+  hubUrl?: string;
+  accessToken?: string;
+  /** Progress lines (default: stderr). */
+  log?: (line: string) => void;
+}
+
+export interface PulledRepo {
+  repo: string;
+  dir: string;
+  files: { path: string; bytes: number }[];
+}
+
+export async function pullModel(o: PullOptions): Promise<PulledRepo[]> {
+  const alias = ALIASES[o.spec];
+  const jobs = alias
+    ? [{ repo: alias.captioner, dir: join(o.out, 'captioner') }, { repo: alias.filter, dir: join(o.out, 'filter') }]
+    : [{ repo: checkRepoId(o.spec), dir: o.out }];
+  const out: PulledRepo[] = [];
+  for (const job of jobs) out.push(await pullRepo(job.repo, job.dir, o));
+  return out;
+}
+
+function checkRepoId(spec: string): string {
+  if (!/^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(spec) || spec.includes('..')) {
+    throw new CapfiltError('CLI_USAGE', `"${spec}" is neither a hub repo id (org/name) nor an alias (${Object.keys(ALIASES).join(', ')})`, { spec });
+  }
+  return spec;
+}
+
+async function pullRepo(repo: string, dir: string, o: PullOptions): Promise<PulledRepo> {
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const hub = { repo: { type: 'model' as const, name: repo }, revision: o.revision, hubUrl: o.hubUrl, accessToken: o.accessToken };
+  const where = `${repo}${o.revision ? `@${o.revision}` : ''} from ${o.hubUrl ?? 'https://huggingface.co'}`;
+  const sizes = new Map<string, number>();
+  try {
+    for await (const entry of listFiles(hub)) {
+      if (entry.type === 'file') sizes.set(entry.path, entry.size);
+    }
+  } catch (e) {
+    throw new CapfiltError('MODEL_PULL_FAILED', `${where}: cannot list the repository (${(e as Error).message}); check the name, --revision, and HF_TOKEN for private or gated repos`, { repo }, { cause: e });
+  }
+  const missing = REQUIRED.filter((f) => !sizes.has(f));
+  if (missing.length) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no ${missing.join(', ')}; is it a BLIP model?`, { repo });
+  const weights = WEIGHTS.find((f) => sizes.has(f));
+  if (!weights) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has neither model.safetensors nor pytorch_model.bin`, { repo });
+  if (!sizes.has('tokenizer.json') && !sizes.has('vocab.txt')) {
+    throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has neither tokenizer.json nor vocab.txt`, { repo });
+  }
+  const wanted = [...REQUIRED, ...OPTIONAL.filter((f) => sizes.has(f)), weights];
+
+  mkdirSync(dir, { recursive: true });
+  log(`pulling ${where} → ${dir} (${wanted.length} files, ${formatBytes(wanted.reduce((a, f) => a + sizes.get(f)!, 0))})`);
+  const files: PulledRepo['files'] = [];
+  for (const path of wanted) {
+    const bytes = await downloadTo(hub, path, join(dir, path), sizes.get(path)!, where, log);
+    files.push({ path, bytes });
+  }
+  return { repo, dir, files };
+}
+
+async function downloadTo(
+  hub: { repo: { type: 'model'; name: string }; revision?: string; hubUrl?: string; accessToken?: string },
+  path: string,
+  target: string,
+  expected: number,
+  where: string,
+  log: (line: string) => void,
+): Promise<number> {
+  const part = `${target}.part`;
+  const started = Date.now();
+  try {
+    const blob = await downloadFile({ ...hub, path });
+    if (!blob) throw new Error('the hub says the file does not exist');
+    let done = 0;
+    let nextReport = 0.1;
+    const progress = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        done += chunk.length;
+        if (expected > 8 * 1024 * 1024 && done / expected >= nextReport) {
+          log(`  ${path}: ${Math.floor((done / expected) * 100)}% of ${formatBytes(expected)}`);
+          nextReport += 0.1;
+        }
+        cb(null, chunk);
+      },
+    });
+    await pipeline(Readable.fromWeb(blob.stream() as WebReadableStream<Uint8Array>), progress, createWriteStream(part));
+    const got = statSync(part).size;
+    if (got !== expected) throw new Error(`received ${got} bytes, the hub lists ${expected}`);
+    renameSync(part, target);
+    log(`  ${path} ${formatBytes(got)} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return got;
+  } catch (e) {
+    rmSync(part, { force: true });
+    throw new CapfiltError('MODEL_PULL_FAILED', `${where}: downloading ${path} failed: ${messageOf(e)}`, { repo: hub.repo.name, file: path }, { cause: e });
+  }
+}
+
+function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** Adds `pull` to the `models` command group. */
+export function registerPull(models: Command): void {
+  models
+    .command('pull')
+    .description(`download a BLIP model from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN); aliases: ${Object.keys(ALIASES).join(', ')}`)
+    .argument('<repo>', 'hub repo id (org/name) or an alias pulling captioner + filter')
+    .option('--out <dir>', 'output folder (default: models/<alias or repo name>)')
+    .option('--revision <rev>', 'branch, tag or commit (default: main)')
+    .action(async (spec: string, opts: { out?: string; revision?: string }) => {
+      const out = resolve(opts.out ?? join('models', spec.split('/').pop()!));
+      const pulled = await pullModel({
+        spec,
+        out,
+        revision: opts.revision,
+        hubUrl: process.env.HF_ENDPOINT?.replace(/\/+$/, '') || undefined,
+        accessToken: process.env.HF_TOKEN || undefined,
+      });
+      for (const p of pulled) process.stdout.write(`${p.repo} → ${p.dir}\n`);
+    });
+}

@@ -1,0 +1,172 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pullModel, registerPull } from '../../src/cli/models-pull.ts';
+import { isCapfiltError } from '../../src/errors.ts';
+
+/**
+ * A stand-in for the Hugging Face hub on 127.0.0.1, implementing the endpoints
+ * @huggingface/hub calls (tree listing, resolve with a bytes=0-0 probe, ranged GETs), with a
+ * private repo that needs a token and a file that fails with 500.
+ */
+interface Repo { sha: string; files: Map<string, Buffer>; private?: boolean; broken?: string }
+
+const TOKEN = 'hf_standin_token';
+const big = randomBytes(3 * 1024 * 1024 + 17);
+const repos = new Map<string, Repo>([
+  ['Salesforce/blip-image-captioning-base', { sha: 'a'.repeat(40), files: files({
+    'config.json': '{"architectures":["BlipForConditionalGeneration"]}',
+    'preprocessor_config.json': '{"image_size":384}',
+    'tokenizer.json': '{"model":{}}',
+    'tokenizer_config.json': '{}',
+    'special_tokens_map.json': '{}',
+    'vocab.txt': '[PAD]\n',
+    'model.safetensors': big,
+    'pytorch_model.bin': 'should not be downloaded when safetensors exist',
+    'tf_model.h5': 'never needed',
+    'README.md': '# model card',
+  }) }],
+  ['Salesforce/blip-itm-base-coco', { sha: 'b'.repeat(40), files: files({
+    'config.json': '{"architectures":["BlipForImageTextRetrieval"]}',
+    'vocab.txt': '[PAD]\n[UNK]\n',
+    'tokenizer_config.json': '{"do_lower_case":true}',
+    'pytorch_model.bin': randomBytes(2000),
+  }) }],
+  ['org/private-blip', { sha: 'c'.repeat(40), private: true, files: files({ 'config.json': '{}', 'tokenizer.json': '{}', 'model.safetensors': 'x' }) }],
+  ['org/no-weights', { sha: 'd'.repeat(40), files: files({ 'config.json': '{}', 'tokenizer.json': '{}' }) }],
+  ['org/broken', { sha: 'e'.repeat(40), broken: 'model.safetensors', files: files({ 'config.json': '{}', 'tokenizer.json': '{}', 'model.safetensors': randomBytes(100) }) }],
+]);
+const requested: string[] = [];
+
+function files(o: Record<string, string | Buffer>): Map<string, Buffer> {
+  return new Map(Object.entries(o).map(([k, v]) => [k, Buffer.isBuffer(v) ? v : Buffer.from(v)]));
+}
+
+function handle(req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url!, 'http://x');
+  const fail = (status: number, code: string) => { res.writeHead(status, { 'x-error-code': code, 'content-type': 'application/json' }); res.end(JSON.stringify({ error: code })); };
+  const tree = url.pathname.match(/^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)$/);
+  const resolveM = url.pathname.match(/^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/);
+  const m = tree ?? resolveM;
+  if (!m) return fail(404, 'NotFound');
+  const repo = repos.get(decodeURIComponent(m[1]));
+  if (!repo || (repo.private && req.headers.authorization !== `Bearer ${TOKEN}`)) return fail(401, 'RepoNotFound');
+  const rev = decodeURIComponent(m[2]);
+  if (rev !== 'main' && rev !== repo.sha) return fail(404, 'RevisionNotFound');
+  if (tree) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify([...repo.files].map(([path, b]) => ({ type: 'file', path, size: b.length, oid: createHash('sha1').update(b).digest('hex') }))));
+    return;
+  }
+  const path = decodeURIComponent(m[3]);
+  const body = repo.files.get(path);
+  if (!body) return fail(404, 'EntryNotFound');
+  const range = req.headers.range?.match(/^bytes=(\d+)-(\d+)$/);
+  if (!range) requested.push(`${m[1]}/${path}`);
+  if (repo.broken === path && !range) return fail(500, 'InternalError');
+  const etag = `"${createHash('sha1').update(body).digest('hex')}"`;
+  if (range) {
+    const a = Number(range[1]);
+    const b = Math.min(Number(range[2]), body.length - 1);
+    res.writeHead(206, { 'content-range': `bytes ${a}-${b}/${body.length}`, 'content-length': b - a + 1, etag, 'content-type': 'application/octet-stream' });
+    res.end(body.subarray(a, b + 1));
+    return;
+  }
+  res.writeHead(200, { 'content-length': body.length, etag, 'content-type': 'application/octet-stream' });
+  res.end(body);
+}
+
+let server: ReturnType<typeof createServer>;
+let hubUrl = '';
+const tmp = mkdtempSync(join(tmpdir(), 'capfilt-pull-'));
+
+beforeAll(async () => {
+  server = createServer(handle);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  hubUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await new Promise<void>((r) => server.close(() => r()));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+async function runCli(args: string[], env: Record<string, string | undefined>): Promise<{ stdout: string; stderr: string }> {
+  const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_TOKEN: process.env.HF_TOKEN };
+  const out: string[] = [];
+  const err: string[] = [];
+  const w1 = process.stdout.write.bind(process.stdout);
+  const w2 = process.stderr.write.bind(process.stderr);
+  Object.assign(process.env, env);
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k];
+  process.stdout.write = ((c: string) => (out.push(String(c)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((c: string) => (err.push(String(c)), true)) as typeof process.stderr.write;
+  try {
+    const program = new Command('capfilt').exitOverride();
+    registerPull(program.command('models'));
+    await program.parseAsync(['node', 'capfilt', 'models', 'pull', ...args]);
+  } finally {
+    process.stdout.write = w1;
+    process.stderr.write = w2;
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  }
+  return { stdout: out.join(''), stderr: err.join('') };
+}
+
+describe('capfilt models pull against a stand-in hub', () => {
+  it('pulls the blip-base alias into captioner/ and filter/ with only the needed files', async () => {
+    const out = join(tmp, 'blip-base');
+    requested.length = 0;
+    const { stdout, stderr } = await runCli(['blip-base', '--out', out], { HF_ENDPOINT: `${hubUrl}/`, HF_TOKEN: undefined });
+    expect(readdirSync(join(out, 'captioner')).sort()).toEqual(['config.json', 'model.safetensors', 'preprocessor_config.json', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt']);
+    expect(readdirSync(join(out, 'filter')).sort()).toEqual(['config.json', 'pytorch_model.bin', 'tokenizer_config.json', 'vocab.txt']);
+    expect(readFileSync(join(out, 'captioner', 'model.safetensors')).equals(big)).toBe(true);
+    expect(readFileSync(join(out, 'filter', 'pytorch_model.bin')).equals(repos.get('Salesforce/blip-itm-base-coco')!.files.get('pytorch_model.bin')!)).toBe(true);
+    expect(requested.some((r) => /tf_model|README|captioning-base\/pytorch_model/.test(r))).toBe(false);
+    expect(stdout).toContain(`Salesforce/blip-image-captioning-base → ${join(out, 'captioner')}`);
+    expect(stderr).toMatch(/model\.safetensors: \d+% of 3\.0 MiB|model\.safetensors 3\.0 MiB/);
+  });
+
+  it('honours --revision and HF_TOKEN for a private repo', async () => {
+    const out = join(tmp, 'private');
+    await runCli(['org/private-blip', '--out', out, '--revision', 'c'.repeat(40)], { HF_ENDPOINT: hubUrl, HF_TOKEN: TOKEN });
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);
+  });
+
+  const pullError = async (spec: string, extra: Partial<Parameters<typeof pullModel>[0]> = {}) => {
+    try {
+      await pullModel({ spec, out: join(tmp, spec.replace(/\W/g, '_')), hubUrl, log: () => {}, ...extra });
+    } catch (e) {
+      if (isCapfiltError(e)) return `${e.code} ${e.message}`;
+      throw e;
+    }
+    return 'no error';
+  };
+
+  it('fails clearly without the token, for an unknown revision, and for a missing repo', async () => {
+    expect(await pullError('org/private-blip')).toMatch(/^MODEL_PULL_FAILED .*org\/private-blip.*HF_TOKEN/);
+    expect(await pullError('org/private-blip', { accessToken: TOKEN, revision: 'nope' })).toMatch(/^MODEL_PULL_FAILED .*org\/private-blip@nope/);
+    expect(await pullError('org/missing')).toMatch(/^MODEL_PULL_FAILED .*org\/missing/);
+  });
+
+  it('fails for a repo without weights and for a download that breaks, leaving no partial file', async () => {
+    expect(await pullError('org/no-weights')).toMatch(/^MODEL_PULL_FAILED .*neither model\.safetensors nor pytorch_model\.bin/);
+    expect(await pullError('org/broken')).toMatch(/^MODEL_PULL_FAILED .*downloading model\.safetensors failed/);
+    const dir = join(tmp, 'org_broken');
+    expect(existsSync(join(dir, 'model.safetensors'))).toBe(false);
+    expect(existsSync(join(dir, 'model.safetensors.part'))).toBe(false);
+  });
+
+  it('refuses a spec that is neither an alias nor a repo id', async () => {
+    expect(await pullError('../etc')).toMatch(/^CLI_USAGE /);
+    expect(await pullError('blip-huge')).toMatch(/^CLI_USAGE .*blip-base, blip-large/);
+  });
+
+  it('reports an unreachable hub as MODEL_PULL_FAILED', async () => {
+    expect(await pullError('org/no-weights', { hubUrl: 'http://127.0.0.1:9' })).toMatch(/^MODEL_PULL_FAILED .*127\.0\.0\.1:9/);
+  });
+});
