@@ -140,6 +140,26 @@ describe('damaged zips', () => {
     }
   });
 
+  it('follows the zip64 end record torch writes when the classic one is saturated', () => {
+    // Checkpoints past 4 GiB carry 0xFFFF/0xFFFFFFFF in the classic record; torch always writes
+    // the zip64 record too, so saturating the classic fields exercises that path on a small file.
+    const raw = Buffer.from(readFileSync(join(FIX, 'basic_p2.bin')));
+    const eocd = raw.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+    raw.writeUInt16LE(0xffff, eocd + 8);
+    raw.writeUInt16LE(0xffff, eocd + 10);
+    raw.writeUInt32LE(0xffffffff, eocd + 12);
+    raw.writeUInt32LE(0xffffffff, eocd + 16);
+    const file = join(tmp, 'zip64.bin');
+    writeFileSync(file, raw);
+    const src = openPytorchBin(file);
+    try {
+      expect(src.keys()).toEqual(Object.keys(expected));
+      expect(Array.from(src.get('transposed.weight').data)).toEqual(expected['transposed.weight'].data);
+    } finally {
+      src.close();
+    }
+  });
+
   it('reads deflated entries too', () => {
     const pkl = readDataPkl('basic_p2.bin');
     const orig = openPytorchBin(join(FIX, 'basic_p2.bin'));
