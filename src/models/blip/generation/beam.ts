@@ -2,7 +2,7 @@
  * Beam search as Hugging Face's BeamSearchScorer (transformers 4.37) runs it, per image:
  *
  * - each image holds numBeams rows; initial beam scores are [0, -1e9, …] so the first step
- *   expands beam 0 only;
+ *   expands beam 0 only (run once per image here, then fanned out);
  * - a step scores log_softmax(logits) after the processors (repetition penalty, min length),
  *   adds each beam's running sum, and takes the best 2·numBeams (beam, token) candidates;
  * - in rank order, an eos candidate ranked below numBeams is ignored, a higher-ranked one
@@ -62,20 +62,26 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
     }
   };
 
-  if (nb > 1) session.select(images.flatMap((im) => Array.from({ length: nb }, () => im.image)));
+  // The first step runs the prefix once per image: every beam of an image is still the same
+  // sequence, so the other rows would be wasted work. The first `select` fans them out.
   let active = images;
-  let feed = active.flatMap((im) => im.rows.map((r) => r.slice()));
+  let rowsPerImage = 1;
+  let logits = await session.step(prefix.map((p) => [...p]));
   for (;;) {
-    const logits = await session.step(feed);
     const v = session.vocabSize;
     const curLen = active[0].rows[0].length + 1;
     const parents: number[] = [];
     active.forEach((im, a) => {
       const candidates: Candidate[] = [];
+      let scores: Float32Array | null = null;
       for (let j = 0; j < nb; j++) {
-        const row = a * nb + j;
-        const scores = logSoftmax(logits.subarray(row * v, (row + 1) * v));
-        applyAll(processors, scores, { tokens: im.rows[j] });
+        // On the first step all beams read the image's single row (their −1e9 scores keep
+        // them behind beam 0 unless beam 0 has too few finite continuations, as in HF).
+        if (rowsPerImage > 1 || scores === null) {
+          const row = a * rowsPerImage + (rowsPerImage > 1 ? j : 0);
+          scores = logSoftmax(logits.subarray(row * v, (row + 1) * v));
+          applyAll(processors, scores, { tokens: im.rows[j] });
+        }
         topCandidates(scores, im.scores[j], j, 2 * nb, candidates);
       }
       candidates.sort((x, y) => y.score - x.score);
@@ -95,7 +101,7 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
       im.done = im.done || (im.bank.length >= nb && im.worst >= best / (curLen - promptLen) ** lp);
       im.rows = chosen.map((c) => [...im.rows[c.beam], c.token]);
       im.scores = chosen.map((c) => c.score);
-      for (const c of chosen) parents.push(a * nb + c.beam);
+      for (const c of chosen) parents.push(a * rowsPerImage + (rowsPerImage > 1 ? c.beam : 0));
     });
     if (curLen >= options.maxLength || active.every((im) => im.done)) break;
     const indices: number[] = [];
@@ -107,7 +113,8 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
     });
     session.select(indices);
     active = next;
-    feed = active.flatMap((im) => im.rows.map((r) => [r[r.length - 1]]));
+    rowsPerImage = nb;
+    logits = await session.step(active.flatMap((im) => im.rows.map((r) => [r[r.length - 1]])));
   }
 
   return images.map((im) => {

@@ -31,16 +31,18 @@ export async function decodeRows(
   for (let i = 0; i < prefix.length; i++) {
     for (let r = 0; r < k; r++) rows.push({ image: i, tokens: [...prefix[i]], rng: sampling ? sampleRng(options.seed, sampleKeys[i], r) : null });
   }
+  // The prefix is run once per image; the K sample rows of an image share it and are split
+  // off afterwards by `select`, which copies the cache.
+  let logits = await session.step(prefix.map((p) => [...p]));
+  let logitsRow = (j: number) => rows[j].image;
   if (k > 1) session.select(rows.map((r) => r.image));
-
   let active = rows;
-  let feed = rows.map((r) => r.tokens.slice());
   for (;;) {
-    const logits = await session.step(feed);
     const v = session.vocabSize;
     for (let j = 0; j < active.length; j++) {
       const row = active[j];
-      const scores = logits.slice(j * v, (j + 1) * v);
+      const at = logitsRow(j);
+      const scores = logits.slice(at * v, (at + 1) * v);
       applyAll(processors, scores, row);
       row.tokens.push(row.rng ? sample(scores, row.rng) : argmax(scores));
     }
@@ -54,7 +56,8 @@ export async function decodeRows(
       session.select(keep);
       active = keep.map((j) => active[j]);
     }
-    feed = active.map((r) => [r.tokens[r.tokens.length - 1]]);
+    logits = await session.step(active.map((r) => [r.tokens[r.tokens.length - 1]]));
+    logitsRow = (j) => j;
   }
 
   const out: number[][][] = prefix.map(() => []);

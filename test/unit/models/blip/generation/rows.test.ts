@@ -72,6 +72,13 @@ describe('nucleus sampling', () => {
     expect(all[0]).not.toEqual(all[1]);
   });
 
+  it('runs the prefix once per image, then K rows per image', async () => {
+    const lm = lmFor(2);
+    // minLength keeps every row alive past the second step.
+    await generate(lm, [[3], [3]], { ...opts, minLength: 4 }, special, ['a', 'b']);
+    expect(lm.stepRows.slice(0, 3)).toEqual([2, 6, 6]);
+  });
+
   it('draws each return sequence from its own stream: K=2 is a prefix of K=4', async () => {
     const two = await generate(lmFor(1), [[3]], { ...opts, numReturnSequences: 2 }, special, ['k']);
     const four = await generate(lmFor(1), [[3]], { ...opts, numReturnSequences: 4 }, special, ['k']);
