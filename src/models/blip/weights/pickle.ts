@@ -453,11 +453,14 @@ export function openPytorchBin(path: string): WeightSource {
 }
 
 /** Nested dicts (e.g. `{"model": state_dict}`) flatten to dotted names; non-tensor values are ignored. */
-function collectTensors(d: Map<unknown, unknown>, prefix: string, out: Map<string, TensorRef>): void {
+function collectTensors(d: Map<unknown, unknown>, prefix: string, out: Map<string, TensorRef>, seen = new Set<Map<unknown, unknown>>()): void {
+  // A crafted pickle can make a dict contain itself through the memo.
+  if (seen.has(d)) return;
+  seen.add(d);
   for (const [k, v] of d) {
     if (typeof k !== 'string') continue;
     if (isTensor(v)) out.set(prefix + k, v);
-    else if (v instanceof Map) collectTensors(v, `${prefix}${k}.`, out);
+    else if (v instanceof Map) collectTensors(v, `${prefix}${k}.`, out, seen);
   }
 }
 

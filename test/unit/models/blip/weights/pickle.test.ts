@@ -112,6 +112,16 @@ describe('refusing what a state dict never needs', () => {
     expect(codeOf(() => unpickle(Buffer.from([0x80, 2, 0x7d]), 'x.pkl'))).toBe('PICKLE_INVALID');
   });
 
+  it('survives a dict that contains itself', () => {
+    // {'a': <itself>} through BINPUT/BINGET
+    const pkl = Uint8Array.from([0x80, 2, 0x7d, 0x71, 0, 0x58, 1, 0, 0, 0, 0x61, 0x68, 0, 0x73, 0x2e]);
+    const file = join(tmp, 'cycle.bin');
+    writeFileSync(file, zipSync({ 'archive/data.pkl': pkl }, { level: 0 }));
+    const src = openPytorchBin(file);
+    expect(src.keys()).toEqual([]);
+    src.close();
+  });
+
   it('calls the legacy non-zip format unsupported', () => {
     expect(() => openPytorchBin(join(FIX, 'legacy.bin'))).toThrow(/MODEL_UNSUPPORTED: .*legacy\.bin.*legacy/);
   });
