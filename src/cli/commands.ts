@@ -4,6 +4,9 @@ import { register as models } from './models.ts';
 import { register as score } from './score.ts';
 import { register as demoData } from './demo-data.ts';
 import { register as dashboard } from './dashboard.ts';
+import { register as run } from './run.ts';
+import { register as worker } from './worker.ts';
+import { register as status } from './status.ts';
 
 /**
  * Every CLI command module exports `register(program)`; this list is the CLI's table of
@@ -17,4 +20,7 @@ export const commands: RegisterCommand[] = [
   score,
   dashboard,
   demoData,
+  run,
+  worker,
+  status,
 ];

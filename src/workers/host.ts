@@ -132,6 +132,14 @@ export class WorkerHost {
     for (const stage of this.o.stages) await this.registry.get(stage, config);
   }
 
+  /** Model ids and hashes for run.json (only of the model stages this host serves). */
+  async modelInfo(config: CapfiltConfig): Promise<Record<string, unknown> | null> {
+    const out: Record<string, unknown> = {};
+    if (this.o.stages.includes('caption')) out.captioner = (await this.registry.modelInfo(config))[0].captioner;
+    if (this.o.stages.includes('filter')) out.filter = (await this.registry.modelInfo(config))[1].filter;
+    return Object.keys(out).length ? out : null;
+  }
+
   close(drainMs = this.o.drainMs ?? 30_000): Promise<void> {
     this.closing ??= (async () => {
       const timer = setTimeout(() => {

@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { loadConfig, parseSetArgs, type LoadedConfig, type Override } from './load.ts';
+
+/**
+ * Command-line flags that map onto config options. Each command adds the flags it needs; the
+ * values become overrides (the top layer of the merge) named after the flag in error messages.
+ */
+export interface FlagSpec {
+  flag: string;
+  path: string;
+  help: string;
+}
+
+export const COMMON_FLAGS: FlagSpec[] = [
+  { flag: '--redis-url <url>', path: 'redis.url', help: 'Redis URL (default REDIS_URL or redis://127.0.0.1:6379)' },
+  { flag: '--prefix <prefix>', path: 'redis.prefix', help: 'deployment key prefix for queues and run keys' },
+];
+
+export const RUN_FLAGS: FlagSpec[] = [
+  { flag: '--input <path>', path: 'input.path', help: 'input file or folder (parquet, csv, tsv, jsonl, txt)' },
+  { flag: '--out <dir>', path: 'output.dir', help: 'output folder' },
+  { flag: '--input-format <format>', path: 'input.format', help: 'auto, parquet, csv, tsv, jsonl, txt' },
+  { flag: '--url-col <name>', path: 'input.urlCol', help: 'column with the image URL' },
+  { flag: '--caption-col <name>', path: 'input.captionCol', help: 'column with the web text' },
+  { flag: '--save-additional-columns <list>', path: 'input.saveAdditionalColumns', help: 'comma-separated extra columns to keep' },
+  { flag: '--trusted', path: 'input.trusted', help: 'the input is human-annotated: merge it unfiltered' },
+  { flag: '--shard-rows <n>', path: 'shards.rows', help: 'rows per shard' },
+  { flag: '--stages <list>', path: 'pipeline.stages', help: 'stages of this run, e.g. download,filter,write' },
+  { flag: '--max-in-flight <n>', path: 'pipeline.maxInFlightShards', help: 'shards between planning and written output' },
+  { flag: '--staging <backend>', path: 'staging.backend', help: 'fs or redis' },
+  { flag: '--staging-dir <dir>', path: 'staging.dir', help: 'folder of the fs staging store' },
+  { flag: '--captioner <dir>', path: 'models.captioner', help: 'captioner model folder' },
+  { flag: '--filter-model <dir>', path: 'models.filter', help: 'filter model folder' },
+  { flag: '--k <n>', path: 'caption.k', help: 'synthetic captions per image' },
+  { flag: '--keep-top <m>', path: 'caption.keepTop', help: 'keep the best M synthetic captions by ITC' },
+  { flag: '--method <method>', path: 'caption.method', help: 'nucleus, beam or greedy' },
+  { flag: '--itm <threshold>', path: 'filter.itmThreshold', help: 'keep texts with ITM P(match) >= this' },
+  { flag: '--itc <threshold>', path: 'filter.itcThreshold', help: 'also require ITC cosine >= this' },
+  { flag: '--selection <policy>', path: 'filter.selection', help: 'original-first, best-scoring, synthetic-first' },
+];
+
+export const WORKER_FLAGS: FlagSpec[] = [
+  { flag: '--device <device>', path: 'models.device', help: 'cpu or cuda:N' },
+  { flag: '--threads <n>', path: 'models.threads', help: 'CPU intra-op threads (0: ORT default)' },
+  { flag: '--precision <p>', path: 'models.precision', help: 'fp32, fp16 or int8' },
+];
+
+function camel(flag: string): string {
+  const name = flag.replace(/^--/, '').split(' ')[0];
+  return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function addConfigFlags(cmd: Command, specs: FlagSpec[]): Command {
+  for (const s of specs) cmd.option(s.flag, `${s.help} (${s.path})`);
+  return cmd
+    .option('--config <file>', 'YAML/JSON config file (merged over config/default.yaml)')
+    .option('--set <option=value>', 'set any option, e.g. --set filter.itmThreshold=0.6 (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[]);
+}
+
+export function loadFromFlags(flags: Record<string, unknown>, specs: FlagSpec[], extra: Override[] = []): LoadedConfig {
+  const overrides: Override[] = [];
+  for (const s of specs) {
+    const v = flags[camel(s.flag)];
+    if (v !== undefined) overrides.push({ path: s.path, value: typeof v === 'boolean' ? v : String(v), source: s.flag.split(' ')[0] });
+  }
+  overrides.push(...extra, ...parseSetArgs((flags.set as string[] | undefined) ?? []));
+  return loadConfig({ file: (flags.config as string | undefined) ?? null, env: process.env, overrides });
+}

@@ -1,0 +1,56 @@
+import { rename, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CapfiltConfig } from '../config/schema.ts';
+import { CAPFILT_VERSION } from '../io/fetch.ts';
+
+/**
+ * The run summary: what `capfilt run` returns and prints, and run.json in the output folder
+ * (config, model ids and hashes, versions, totals, filter rates), written atomically.
+ */
+export interface RunSummary {
+  runId: string;
+  input: string;
+  out: string;
+  status: 'done' | 'failed' | 'interrupted';
+  stages: string[];
+  totalRows: number;
+  totalShards: number;
+  rows: number;
+  kept: number;
+  filtered: number;
+  failed: number;
+  shardsWritten: number;
+  shardsSkipped: number;
+  failedShards: Record<string, string>;
+  rowsInFailedShards: number;
+  /** rows + rows of failed shards = input rows, kept + filtered + failed = rows, one record per shard. */
+  reconciled: boolean;
+  seconds: number;
+  rowsPerSec: number;
+  redisUrl: string;
+  config: CapfiltConfig;
+  labels: Record<string, string>;
+}
+
+export function publicSummary(s: RunSummary): Omit<RunSummary, 'config'> {
+  const { config: _config, ...rest } = s;
+  return rest;
+}
+
+export async function writeRunSummary(s: RunSummary, models: unknown): Promise<string> {
+  const file = join(s.out, 'run.json');
+  const body = {
+    capfilt: CAPFILT_VERSION,
+    node: process.version,
+    ...publicSummary(s),
+    keptRate: s.rows ? s.kept / s.rows : 0,
+    models,
+    config: s.config,
+    finishedAt: new Date().toISOString(),
+  };
+  await mkdir(s.out, { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`);
+  await rename(tmp, file);
+  return file;
+}
