@@ -47,7 +47,7 @@ export interface RecordRowsOptions {
   final?: boolean;
   /** Encoded image bytes of a record (from the staging store) for sample thumbnails. */
   loadImage?: (record: RowRecord) => Promise<Uint8Array | null>;
-  /** Ground-truth noise label of a record. Default: `record.extra.noise` when it is a string. */
+  /** Ground-truth noise label of a record. Default: `extra.noise`, `extra.noise_label` or `extra.label`. */
   noiseOf?: (record: RowRecord) => string | null;
   /** Time the rows finished the stage (ms). Default now. */
   at?: number;
@@ -144,9 +144,13 @@ class RateMeter {
   }
 }
 
+/** The first string among the input columns `noise`, `noise_label`, `label` (saveAdditionalColumns). */
 function noiseFromExtra(r: RowRecord): string | null {
-  const v = r.extra?.noise;
-  return typeof v === 'string' && v ? v : null;
+  for (const k of ['noise', 'noise_label', 'label']) {
+    const v = r.extra?.[k];
+    if (typeof v === 'string' && v) return v;
+  }
+  return null;
 }
 
 /** Up to n rows, round-robin over kept / filtered / failed, in a key-hash order (deterministic). */

@@ -81,25 +81,29 @@ export class DemoStatsProducer {
     this.seed = o.seed ?? 7;
   }
 
-  async register(): Promise<void> {
+  async register(startedAt = Date.now()): Promise<void> {
     await this.o.writer.registerRun({
-      runId: this.o.runId, input: 'demo/pairs.parquet', totalRows: this.total, totalShards: this.o.shards,
+      runId: this.o.runId, input: 'demo/pairs.parquet', totalRows: this.total, totalShards: this.o.shards, startedAt,
       stages: ['download', 'caption', 'filter', 'write'], itmThreshold: this.o.itmThreshold ?? 0.5,
       labels: { captioner: 'models/demo', filter: 'models/demo' },
     });
   }
 
-  async shard(i: number): Promise<RowRecord[]> {
+  /** Records shard `i` through all four stages; `at` backdates it (history before the page opened). */
+  async shard(i: number, at = Date.now()): Promise<RowRecord[]> {
     const rows = Array.from({ length: this.o.shardRows }, (_, j) => demoRecord(this.seed, i * this.o.shardRows + j, this.o.itmThreshold));
     const records = rows.map((r) => r.record);
     const byKey = new Map(rows.map((r) => [r.record.key, r.pair]));
     const shardId = `demo-${String(i).padStart(5, '0')}`;
     const asPending = records.map((r) => (r.status === 'failed' ? r : { ...r, status: 'pending' as const, reason: null, scores: [], captions: [] }));
-    await this.o.writer.recordRows(this.o.runId, 'download', asPending, { shardId });
-    await this.o.writer.recordRows(this.o.runId, 'caption', asPending, { shardId });
-    await this.o.writer.recordRows(this.o.runId, 'filter', records, { shardId });
+    // Stages finish a shard one after another, so each stage's throughput leads the next one's.
+    const now = at;
+    await this.o.writer.recordRows(this.o.runId, 'download', asPending, { shardId, at: now - 1500 });
+    await this.o.writer.recordRows(this.o.runId, 'caption', asPending, { shardId, at: now - 1000 });
+    await this.o.writer.recordRows(this.o.runId, 'filter', records, { shardId, at: now - 500 });
     await this.o.writer.recordRows(this.o.runId, 'write', records, {
       shardId,
+      at: now,
       loadImage: async (r) => {
         const pair = byKey.get(r.key);
         return pair ? renderScene(pair.scene, { size: 256, format: 'jpeg', quality: 88 }) : null;

@@ -12,19 +12,42 @@ import { DemoStatsProducer } from './dashboard-fixtures.ts';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `test-dash-${randomUUID().slice(0, 8)}`;
 const runId = 'demo-run-1';
+const SHARDS = 120;
+const SHARD_ROWS = 25;
+const HISTORY = 50;
 let redis: Redis;
 let dashboard: Dashboard;
 let browser: Browser;
 let page: Page;
 let writer: StatsWriter;
+let reader: StatsReader;
 let producer: DemoStatsProducer;
 let heartbeat: { stop(): Promise<void> };
 let writeQueue: Queue;
-let nextShard = 0;
 
-async function produce(shards: number): Promise<void> {
-  for (let i = 0; i < shards; i++) await producer.shard(nextShard++);
-}
+/**
+ * Shards keep arriving in the background while the page is open, one per second as from a
+ * worker pool; tests that compare the page with Redis exactly pause it first.
+ */
+const feed = {
+  next: 0,
+  paused: false,
+  stopped: false,
+  loop: Promise.resolve(),
+  start(gapMs: number) {
+    this.loop = (async () => {
+      while (!this.stopped && this.next < SHARDS) {
+        if (!this.paused) await producer.shard(this.next++);
+        await new Promise((r) => setTimeout(r, gapMs));
+      }
+    })();
+  },
+  async rest() {
+    this.stopped = true;
+    await this.loop;
+    while (this.next < SHARDS) await producer.shard(this.next++);
+  },
+};
 
 async function textOf(sel: string): Promise<string> {
   return (await page.locator(sel).textContent())?.trim() ?? '';
@@ -32,12 +55,24 @@ async function textOf(sel: string): Promise<string> {
 
 const asNumber = (s: string) => Number(s.replace(/[^0-9.]/g, ''));
 
+/** Pauses the feed and waits until the page shows what Redis holds. */
+async function settle(): Promise<NonNullable<Awaited<ReturnType<StatsReader['run']>>>> {
+  feed.paused = true;
+  await new Promise((r) => setTimeout(r, 1200));
+  const snap = (await reader.run(runId))!;
+  await page.waitForFunction((n) => document.querySelector('#rows-done')?.textContent === n, snap.counters.done.toLocaleString('en-US'), { timeout: 10_000 });
+  return snap;
+}
+
 beforeAll(async () => {
   redis = new Redis(REDIS_URL);
-  writer = new StatsWriter({ redis, prefix, seriesBucketSec: 1, samplesPerShard: 6 });
-  producer = new DemoStatsProducer({ writer, runId, shards: 16, shardRows: 50 });
-  await producer.register();
-  await produce(3);
+  writer = new StatsWriter({ redis, prefix, samplesPerShard: 3 });
+  reader = new StatsReader(redis, prefix);
+  producer = new DemoStatsProducer({ writer, runId, shards: SHARDS, shardRows: SHARD_ROWS });
+  // The run started a minute ago: backdated shards give the throughput chart its history.
+  const t0 = Date.now() - HISTORY * 1000;
+  await producer.register(t0 - 4000);
+  for (; feed.next < HISTORY; feed.next++) await producer.shard(feed.next, t0 + feed.next * 1000 + ((feed.next * 379) % 500) - 250);
   heartbeat = writer.startHeartbeat({ id: 'gpu-box-1:4242', host: 'gpu-box-1', pid: 4242, stages: ['download', 'caption', 'filter'], device: 'cuda:0', concurrency: 2 }, 300);
   // A job waiting in a stage no live worker serves must raise the page's warning.
   writeQueue = new Queue('write', { connection: redis, prefix });
@@ -45,9 +80,12 @@ beforeAll(async () => {
   dashboard = await startDashboard({ redis, prefix, host: '127.0.0.1', port: 0, pollMs: 400 });
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1440, height: 1800 }, deviceScaleFactor: 1 });
+  feed.start(1000);
 });
 
 afterAll(async () => {
+  feed.stopped = true;
+  await feed.loop;
   await browser?.close();
   await heartbeat?.stop();
   await dashboard?.close();
@@ -58,22 +96,24 @@ afterAll(async () => {
 });
 
 describe('dashboard in a real browser', () => {
-  it('shows the run live: numbers increase while a producer records shards', async () => {
+  it('shows the run live: numbers increase while shards are being recorded', async () => {
     await page.goto(dashboard.url);
     await page.waitForFunction(() => Number(document.querySelector('#rows-done')?.textContent?.replace(/,/g, '')) > 0);
     const first = asNumber(await textOf('#rows-done'));
-    expect(first).toBe(150);
-    expect(await textOf('#rows-total')).toBe('800');
-    await produce(4);
+    expect(first).toBeGreaterThanOrEqual(HISTORY * SHARD_ROWS);
+    expect(await textOf('#rows-total')).toBe((SHARDS * SHARD_ROWS).toLocaleString('en-US'));
     await page.waitForFunction((n) => Number(document.querySelector('#rows-done')?.textContent?.replace(/,/g, '')) > n, first, { timeout: 10_000 });
     const later = asNumber(await textOf('#rows-done'));
     expect(later).toBeGreaterThan(first);
-    await page.waitForFunction(() => document.querySelector('#rows-done')?.textContent === '350', null, { timeout: 10_000 });
-    const snap = await new StatsReader(redis, prefix).run(runId);
-    const web = snap!.counters.texts.web;
-    expect(await page.locator('#kpi-web .kpi-value').textContent()).toBe(`${((100 * web.kept) / web.total).toFixed(1)}%`);
-    expect(await textOf('#n-kept')).toBe(String(snap!.counters.final.kept));
     expect(asNumber(await textOf('#rate'))).toBeGreaterThan(0);
+    expect(await textOf('#eta')).toMatch(/^\d+(s|m \d+s)$/);
+
+    const snap = await settle();
+    const web = snap.counters.texts.web;
+    expect(await page.locator('#kpi-web .kpi-value').textContent()).toBe(`${((100 * web.kept) / web.total).toFixed(1)}%`);
+    expect(await textOf('#n-kept')).toBe(snap.counters.final.kept.toLocaleString('en-US'));
+    expect(await textOf('#n-failed')).toBe(snap.counters.final.failed.toLocaleString('en-US'));
+    feed.paused = false;
   });
 
   it('renders the throughput chart and both score histograms on canvas', async () => {
@@ -88,15 +128,15 @@ describe('dashboard in a real browser', () => {
       }, id);
       expect(painted, id).toBeGreaterThan(0.01);
     }
-    // Legends name both sources on the histograms.
     expect(await page.locator('#chart-itm .u-legend').textContent()).toContain('synthetic captions');
+    expect(await page.locator('#chart-rate .u-legend').textContent()).toContain('caption');
   });
 
   it('recomputes kept % from the histogram when the threshold moves', async () => {
-    const snap = await new StatsReader(redis, prefix).run(runId);
-    const spec = snap!.histograms.itm.spec;
+    const snap = await settle();
+    const spec = snap.histograms.itm.spec;
     const expectAt = (t: number) => {
-      const k = keptAtThreshold(spec, snap!.histograms.itm.counts.web, t);
+      const k = keptAtThreshold(spec, snap.histograms.itm.counts.web, t);
       return `${((100 * k.kept) / k.total).toFixed(1)}%`;
     };
     await expect.poll(() => page.locator('#whatif-itm .w.web b').textContent()).toBe(expectAt(0.5));
@@ -106,6 +146,7 @@ describe('dashboard in a real browser', () => {
     expect(await page.locator('#whatif-itm .w.web .delta').textContent()).toMatch(/^-\d+\.\d pts$/);
     await page.locator('[data-reset="itm"]').click();
     await expect.poll(() => page.locator('#whatif-itm .w.web b').textContent()).toBe(expectAt(0.5));
+    feed.paused = false;
   });
 
   it('shows a gallery of real thumbnails, filters by decision and noise, and enlarges on click', async () => {
@@ -141,19 +182,22 @@ describe('dashboard in a real browser', () => {
     expect(await page.locator('#warnings').textContent()).not.toContain('"caption"');
   });
 
-  it('keeps updating to the end of the run and saves a screenshot', async () => {
-    await produce(16 - nextShard);
-    await writer.finishRun(runId);
-    await page.waitForFunction(() => document.querySelector('#rows-done')?.textContent === '800', null, { timeout: 10_000 });
-    expect(await textOf('#pct')).toBe('100.0%');
-    expect(await textOf('#run-state')).toBe('finished');
-    await page.waitForTimeout(600);
-    const shot = artifactPath('dashboard.png');
-    await page.screenshot({ path: shot, fullPage: true });
+  it('keeps updating to the end of the run and saves screenshots', async () => {
+    expect(await textOf('#run-state')).toBe('running');
+    const running = artifactPath('dashboard-running.png');
+    await page.screenshot({ path: running, fullPage: true });
     if (process.env.CAPFILT_DOCS_SCREENSHOT === '1') {
       const docs = new URL('../../docs/img/', import.meta.url);
       mkdirSync(docs, { recursive: true });
-      copyFileSync(shot, new URL('dashboard.png', docs));
+      copyFileSync(running, new URL('dashboard.png', docs));
     }
+    await feed.rest();
+    await writer.finishRun(runId);
+    const total = (SHARDS * SHARD_ROWS).toLocaleString('en-US');
+    await page.waitForFunction((t) => document.querySelector('#rows-done')?.textContent === t, total, { timeout: 10_000 });
+    expect(await textOf('#pct')).toBe('100.0%');
+    expect(await textOf('#run-state')).toBe('finished');
+    expect(await textOf('#eta')).toBe('done');
+    await page.screenshot({ path: artifactPath('dashboard.png'), fullPage: true });
   });
 });

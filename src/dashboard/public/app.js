@@ -65,6 +65,7 @@
     renderProgress(run, o.now);
     renderKpis(run.counters);
     charts.rate.update(run.series, run.meta.bucketSec);
+    $('#rate-sub').textContent = `rows/s per stage, ${run.meta.bucketSec} s buckets`;
     renderStages(o, run);
     renderReasons(run.counters);
     for (const score of ['itm', 'itc']) {
@@ -249,7 +250,7 @@
   function sampleTexts(s) {
     if (s.scores.length) return s.scores.map(textRow).join('');
     const rows = [];
-    if (s.text != null) rows.push(`<div class="text-row"><span class="src web"></span><div class="t">${esc(s.text)}</div></div>`);
+    if (s.text != null) rows.push(`<div class="text-row"><span class="src web"></span><div class="t">${esc(s.text || '∅ (empty)')}</div></div>`);
     for (const c of s.captions) rows.push(`<div class="text-row"><span class="src synthetic"></span><div class="t">${esc(c)}</div></div>`);
     return rows.join('');
   }
