@@ -5,7 +5,7 @@ import { basename, join, resolve } from 'node:path';
 import { CapfiltError } from '../../errors.ts';
 import { loadBlipConfig, loadPreprocessorConfig, type BlipArchitecture } from './config.ts';
 import { writeGraph } from './graph/builder.ts';
-import { buildGraphs, graphFile } from './graphs.ts';
+import { buildGraphs, graphFile, layerOptions } from './graphs.ts';
 import { MANIFEST, MANIFEST_FORMAT, type Manifest } from './loader.ts';
 import type { RuntimeOptions } from './types.ts';
 import { expectedWeights } from './weights/names.ts';
@@ -42,7 +42,7 @@ export async function convertModel(inDir: string, outDir: string, precision: Run
   await mkdir(tmp, { recursive: true });
   try {
     const graphs: Manifest['graphs'] = {};
-    for (const [name, g] of buildGraphs(cfg, weights, { int8: precision === 'int8' })) {
+    for (const [name, g] of buildGraphs(cfg, weights, layerOptions(precision))) {
       const f = graphFile(name);
       await writeGraph(g, join(tmp, f.model), join(tmp, f.data));
       graphs[name] = f;

@@ -31,8 +31,13 @@ export function graphFile(name: string): { model: string; data: string } {
   return { model: `${name}.onnx`, data: `${name}.onnx.data` };
 }
 
+/** Layer choices for a precision: fused attention where it measured faster (bench/models.ts). */
+export function layerOptions(precision: 'fp32' | 'fp16' | 'int8'): LayerOptions {
+  return { int8: precision === 'int8', fusedAttention: precision !== 'int8' };
+}
+
 /** Builds the graphs one at a time, so only one graph's weights are held in memory at once. */
-export function* buildGraphs(cfg: BlipConfig, w: WeightGetter, opts: LayerOptions = {}): Generator<[string, BuiltGraph]> {
+export function* buildGraphs(cfg: BlipConfig, w: WeightGetter, opts: LayerOptions = layerOptions('fp32')): Generator<[string, BuiltGraph]> {
   for (const [name, build] of Object.entries(GRAPH_TABLE[cfg.architecture])) {
     yield [name, build(cfg, w, opts).build(graphFile(name).data)];
   }

@@ -4,7 +4,7 @@ import { CapfiltError } from '../../errors.ts';
 import { childLogger } from '../../telemetry/logger.ts';
 import { loadBlipConfig, loadPreprocessorConfig, type BlipConfig, type PreprocessorConfig } from './config.ts';
 import { graphDataBuffer } from './graph/builder.ts';
-import { buildGraphs, graphFile, graphNames } from './graphs.ts';
+import { buildGraphs, graphFile, graphNames, layerOptions } from './graphs.ts';
 import { GraphSession } from './sessions.ts';
 import { loadTokenizer, type BlipTokenizer } from './tokenizer.ts';
 import type { RuntimeOptions, SpecialIds } from './types.ts';
@@ -110,7 +110,7 @@ export async function loadModel(dir: string, opts: RuntimeOptions): Promise<Load
       if (opts.precision === 'fp16') throw new CapfiltError('MODEL_UNSUPPORTED', `precision fp16: this runtime builds fp32 and int8 graphs only`, { dir });
       const weights = new CheckedWeights(openWeightFolder(dir), expectedWeights(cfg));
       try {
-        for (const [name, g] of buildGraphs(cfg, weights, { int8: opts.precision === 'int8' })) {
+        for (const [name, g] of buildGraphs(cfg, weights, layerOptions(opts.precision))) {
           sessions[name] = await GraphSession.create(name, { model: g.model, dataFile: graphFile(name).data, data: graphDataBuffer(g) }, opts);
         }
       } finally {

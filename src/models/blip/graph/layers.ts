@@ -14,6 +14,8 @@ export interface WeightGetter {
 export interface LayerOptions {
   /** Dynamic int8 quantisation of linear layers (MatMulIntegerToFloat via DynamicQuantizeMatMul). */
   int8?: boolean;
+  /** Unmasked/padding-masked self-attention as one com.microsoft Attention node (fp32 only). */
+  fusedAttention?: boolean;
 }
 
 export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
@@ -125,6 +127,41 @@ export function attend(g: GraphBuilder, q: string, k: string, v: string, headDim
   if (mask) scores = g.o('Add', [scores, mask]);
   const probs = g.o('Softmax', [scores], { axis: -1 });
   return g.o('MatMul', [probs, v]);
+}
+
+/**
+ * Self-attention (no cache) as one com.microsoft Attention node: packed Q|K|V projection
+ * [in, 3H] + bias, softmax(q·kᵀ/√D) with ORT's -10000 mask filter (the value BERT/BLIP add),
+ * heads merged: [B, S, in] → [B, S, H]. `parts` are the HF linear prefixes of Q, K, V, or one
+ * fused prefix whose weight is [3H, in] (the vision tower's qkv).
+ */
+export function fusedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: string[], x: string, heads: number, maskIndex?: string): string {
+  const base = parts.length === 1 ? parts[0] : parts[0].replace(/\.[^.]+$/, '.qkv_packed');
+  const wName = `${base}.weight`;
+  const bName = `${base}.bias`;
+  if (!g.has(wName)) {
+    const ws = parts.map((p) => w.get(`${p}.weight`));
+    const outs = ws.map((t) => t.shape[0]);
+    const inDim = ws[0].shape[1];
+    const total = outs.reduce((a, b) => a + b, 0);
+    const packed = new Float32Array(inDim * total);
+    let col = 0;
+    ws.forEach((t, k) => {
+      const tt = transpose2d(t.data, outs[k], inDim);
+      for (let r = 0; r < inDim; r++) packed.set(tt.subarray(r * outs[k], (r + 1) * outs[k]), r * total + col);
+      col += outs[k];
+    });
+    g.weight(wName, packed, [inDim, total]);
+    const bias = new Float32Array(total);
+    let off = 0;
+    for (const p of parts) {
+      const b = w.get(`${p}.bias`).data;
+      bias.set(b, off);
+      off += b.length;
+    }
+    g.weight(bName, bias, [total]);
+  }
+  return g.o('Attention', maskIndex ? [x, wName, bName, maskIndex] : [x, wName, bName], { num_heads: heads }, 'com.microsoft');
 }
 
 /** Additive mask `(1 - m) * -10000` as BERT/BLIP build it; `m` is float, broadcastable. */

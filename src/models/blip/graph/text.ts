@@ -1,7 +1,7 @@
 import type { BlipConfig } from '../config.ts';
 import { LM_HEAD } from '../weights/names.ts';
 import { GraphBuilder } from './builder.ts';
-import { activation, additiveMask, attend, dim, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from './layers.ts';
+import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from './layers.ts';
 
 /**
  * BLIP text graphs (BERT, post-LN, cross-attention to image embeddings).
@@ -68,6 +68,8 @@ function imageKV(g: GraphBuilder, w: WeightGetter, l: string, image: string, d: 
 interface LayerIO {
   x: string;
   mask: string;
+  /** Raw 0/1 padding mask int32 [rows, seq] for the fused Attention node (encoder only). */
+  maskIndex?: string;
   past?: [string, string];
   cross?: [string, string];
 }
@@ -77,14 +79,21 @@ function textLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string,
   const d = dims(cfg);
   const eps = cfg.text.eps;
   const { x } = io;
-  const q = splitHeads(g, linear(g, w, `${l}.attention.self.query`, x, opts), d.N, d.D);
-  let k = splitHeads(g, linear(g, w, `${l}.attention.self.key`, x, opts), d.N, d.D);
-  let v = splitHeads(g, linear(g, w, `${l}.attention.self.value`, x, opts), d.N, d.D);
-  if (io.past) {
-    k = g.o('Concat', [io.past[0], k], { axis: 2 });
-    v = g.o('Concat', [io.past[1], v], { axis: 2 });
+  let ctx: string;
+  let k = '';
+  let v = '';
+  if (opts.fusedAttention && !opts.int8 && !io.past && io.maskIndex) {
+    ctx = fusedSelfAttention(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, d.N, io.maskIndex);
+  } else {
+    const q = splitHeads(g, linear(g, w, `${l}.attention.self.query`, x, opts), d.N, d.D);
+    k = splitHeads(g, linear(g, w, `${l}.attention.self.key`, x, opts), d.N, d.D);
+    v = splitHeads(g, linear(g, w, `${l}.attention.self.value`, x, opts), d.N, d.D);
+    if (io.past) {
+      k = g.o('Concat', [io.past[0], k], { axis: 2 });
+      v = g.o('Concat', [io.past[1], v], { axis: 2 });
+    }
+    ctx = mergeHeads(g, attend(g, q, k, v, d.D, io.mask), d.H);
   }
-  const ctx = mergeHeads(g, attend(g, q, k, v, d.D, io.mask), d.H);
   let h = layerNorm(g, w, `${l}.attention.output.LayerNorm`, g.o('Add', [linear(g, w, `${l}.attention.output.dense`, ctx, opts), x]), eps);
   if (io.cross) {
     const cq = linear(g, w, `${l}.crossattention.self.query`, h, opts);
@@ -155,14 +164,15 @@ export function buildFilterTextGraph(cfg: BlipConfig, w: WeightGetter, opts: Lay
   const image = g.input('image_embeds', 'float32', ['images', cfg.vision.seqLen, t.encoderHiddenSize]);
   const positions = g.o('Range', [g.i64([0], []), g.o('Squeeze', [dim(g, ids, 1), g.i64([0])]), g.i64([1], [])]);
   const additive = additiveMask(g, g.o('Unsqueeze', [g.o('Cast', [mask], { to: 1 }), g.i64([1, 2])]));
+  const maskIndex = g.o('Cast', [mask], { to: 6 });
   const emb = embeddings(g, w, 'text_encoder', ids, positions, t.eps);
 
   let itm = emb;
   let itc = emb;
   for (let i = 0; i < t.layers; i++) {
     const l = `text_encoder.encoder.layer.${i}`;
-    itm = textLayer(g, w, cfg, l, { x: itm, mask: additive, cross: imageKV(g, w, l, image, d, opts) }, opts).x;
-    itc = textLayer(g, w, cfg, l, { x: itc, mask: additive }, opts).x;
+    itm = textLayer(g, w, cfg, l, { x: itm, mask: additive, maskIndex, cross: imageKV(g, w, l, image, d, opts) }, opts).x;
+    itc = textLayer(g, w, cfg, l, { x: itc, mask: additive, maskIndex }, opts).x;
   }
   const first = g.i64([0], []);
   const itmCls = g.o('Gather', [itm, first], { axis: 1 });

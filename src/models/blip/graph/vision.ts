@@ -1,6 +1,6 @@
 import type { BlipConfig } from '../config.ts';
 import { GraphBuilder } from './builder.ts';
-import { activation, attend, dim, l2Normalize, layerNorm, linear, mergeHeads, type LayerOptions, type WeightGetter } from './layers.ts';
+import { activation, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, mergeHeads, type LayerOptions, type WeightGetter } from './layers.ts';
 
 /**
  * BLIP vision encoder (BlipVisionModel): patch conv, class token, position embedding, pre-LN
@@ -37,10 +37,15 @@ export function buildVisionGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerOp
   for (let i = 0; i < v.layers; i++) {
     const l = `${p}.encoder.layers.${i}`;
     const h = layerNorm(g, w, `${l}.layer_norm1`, x, v.eps);
-    const qkv = linear(g, w, `${l}.self_attn.qkv`, h, opts);
-    const heads = g.o('Transpose', [g.o('Reshape', [qkv, g.i64([0, 0, 3, N, D])])], { perm: [2, 0, 3, 1, 4] });
-    const [q, k, vv] = g.op('Split', [heads], { axis: 0 }, { count: 3 }).map((t) => g.o('Squeeze', [t, g.i64([0])]));
-    const ctx = mergeHeads(g, attend(g, q, k, vv, D), H);
+    let ctx: string;
+    if (opts.fusedAttention && !opts.int8) {
+      ctx = fusedSelfAttention(g, w, [`${l}.self_attn.qkv`], h, N);
+    } else {
+      const qkv = linear(g, w, `${l}.self_attn.qkv`, h, opts);
+      const heads = g.o('Transpose', [g.o('Reshape', [qkv, g.i64([0, 0, 3, N, D])])], { perm: [2, 0, 3, 1, 4] });
+      const [q, k, vv] = g.op('Split', [heads], { axis: 0 }, { count: 3 }).map((t) => g.o('Squeeze', [t, g.i64([0])]));
+      ctx = mergeHeads(g, attend(g, q, k, vv, D), H);
+    }
     x = g.o('Add', [x, linear(g, w, `${l}.self_attn.projection`, ctx, opts)]);
     const h2 = layerNorm(g, w, `${l}.layer_norm2`, x, v.eps);
     x = g.o('Add', [x, linear(g, w, `${l}.mlp.fc2`, activation(g, linear(g, w, `${l}.mlp.fc1`, h2, opts), v.act), opts)]);
