@@ -1,0 +1,255 @@
+"""Trains the demo BLIP (ITC + ITM with hard negatives + prompted LM) on a folder written by
+`capfilt demo-data export` and exports the two Hugging Face folders.
+
+usage: /usr/bin/python3 tools/demo-model/train.py --data DIR --val DIR --out models/demo
+           [--minutes 40] [--threads 2] [--seed 0] [--log train.log]
+The learning-rate schedule is fitted to the time budget: after a short warm-up the step time is
+measured and the cosine schedule is set to end when the budget does.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from blip import BlipForConditionalGeneration, BlipForImageTextRetrieval, hf_state_dict, write_safetensors
+from data import IMAGE_MEAN, IMAGE_STD, load_images, load_rows, pad, pixel_values
+from evaluate import PROMPT, evaluate
+from tokenizer import SPECIALS, WordPiece, build_vocab, write_tokenizer_files
+
+MAX_TEXT = 64
+
+
+def make_config(vocab_size, architecture, image_size=64, vh=96, vl=3, th=96, tl=2):
+    ids = {t: SPECIALS.index(t) for t in SPECIALS}
+    return {
+        "architectures": [architecture],
+        "model_type": "blip",
+        "projection_dim": 64,
+        "image_text_hidden_size": 64,
+        "logit_scale_init_value": 2.6592,
+        "initializer_factor": 1.0,
+        "initializer_range": 0.02,
+        "torch_dtype": "float32",
+        "transformers_version": "4.37.0",
+        "text_config": {
+            "model_type": "blip_text_model", "vocab_size": vocab_size, "hidden_size": th,
+            "encoder_hidden_size": vh, "intermediate_size": 4 * th, "projection_dim": 64,
+            "num_hidden_layers": tl, "num_attention_heads": 4, "max_position_embeddings": MAX_TEXT,
+            "hidden_act": "gelu", "layer_norm_eps": 1e-12, "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02,
+            "bos_token_id": ids["[DEC]"], "eos_token_id": ids["[SEP]"], "pad_token_id": ids["[PAD]"],
+            "sep_token_id": ids["[SEP]"], "is_decoder": True, "use_cache": True,
+            "cls_token_id": ids["[CLS]"], "enc_token_id": ids["[ENC]"],
+        },
+        "vision_config": {
+            "model_type": "blip_vision_model", "hidden_size": vh, "intermediate_size": 4 * vh,
+            "projection_dim": 64, "num_hidden_layers": vl, "num_attention_heads": 4,
+            "image_size": image_size, "patch_size": 8, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
+            "attention_dropout": 0.0, "initializer_range": 0.02,
+        },
+    }
+
+
+def init_weights(module):
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)):
+            torch.nn.init.trunc_normal_(m.weight, std=0.02)
+        if isinstance(m, torch.nn.Linear) and m.bias is not None:
+            torch.nn.init.zeros_(m.bias)
+
+
+def with_period(text, rng):
+    return text + "." if rng.random() < 0.3 else text
+
+
+class Batcher:
+    def __init__(self, rows, tok, rng):
+        self.rows, self.tok, self.rng = rows, tok, rng
+        self.junk = [r["web_text"] for r in rows if r["label"] == "junk"]
+        self.cache = {}
+
+    def enc(self, text):
+        ids = self.cache.get(text)
+        if ids is None:
+            ids = self.tok.encode(text, MAX_TEXT)
+            if len(self.cache) < 500_000:
+                self.cache[text] = ids
+        return ids
+
+    def positive(self, i):
+        return with_period(self.rng.choice(self.rows[i]["paraphrases"]), self.rng)
+
+    def negatives(self, i):
+        """Swapped captions, and the row's own web text when it is labelled as not matching."""
+        r = self.rows[i]
+        pool = list(r["swapped"])
+        if r["label"] in ("swapped", "mismatched"):
+            pool.append(r["web_text"])
+        return with_period(self.rng.choice(pool), self.rng)
+
+    def lm(self, i):
+        ids = self.enc(PROMPT + self.rng.choice(self.rows[i]["captions"]))
+        ids = [self.tok.id["[DEC]"]] + ids[1:]
+        return ids
+
+
+def train(args):
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    torch.set_num_threads(args.threads)
+    log = open(args.log, "a")
+
+    def emit(obj):
+        obj["t"] = round(time.time() - t0, 1)
+        line = json.dumps(obj)
+        log.write(line + "\n")
+        log.flush()
+        print(line, flush=True)
+
+    t0 = time.time()
+    rows = load_rows(args.data)
+    images = load_images(args.data, rows, args.image_size)
+    val_rows = load_rows(args.val)
+    val_images = load_images(args.val, val_rows, args.image_size)
+    # The grammar's words all occur within a few thousand rows; junk words need the web texts.
+    texts = [t for r in rows[:3000] for t in r["paraphrases"] + r["swapped"]] + [r["web_text"] for r in rows] + [PROMPT]
+    vocab = build_vocab(texts)
+    tok = WordPiece(vocab)
+    emit({"event": "data", "rows": len(rows), "vocab": len(vocab), "val_rows": len(val_rows)})
+
+    dims = dict(image_size=args.image_size, vh=args.vision_hidden, vl=args.vision_layers, th=args.text_hidden, tl=args.text_layers)
+    cap_cfg = make_config(len(vocab), "BlipForConditionalGeneration", **dims)
+    flt_cfg = make_config(len(vocab), "BlipForImageTextRetrieval", **dims)
+    cap = BlipForConditionalGeneration(cap_cfg)
+    flt = BlipForImageTextRetrieval(flt_cfg)
+    init_weights(cap)
+    init_weights(flt)
+    flt.vision_model = cap.vision_model  # one vision encoder, exported into both folders
+    temp = torch.nn.Parameter(torch.tensor(0.07))
+    params = list({id(p): p for p in list(cap.parameters()) + list(flt.parameters())}.values()) + [temp]
+    n_params = sum(p.numel() for p in params)
+    emit({"event": "model", "params": n_params})
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
+    batcher = Batcher(rows, tok, rng)
+    itm_weight = torch.tensor([1.0, 1.5])
+    B = args.batch
+    budget = args.minutes * 60 - (time.time() - t0)
+    train_start = time.time()
+    total_steps, warmup = None, 200
+    step = 0
+    last_eval = time.time()
+    while True:
+        elapsed = time.time() - train_start
+        if step == 40:
+            per_step = elapsed / 40
+            total_steps = int(budget * 0.93 / per_step)
+            emit({"event": "schedule", "sec_per_step": round(per_step, 3), "total_steps": total_steps})
+        if total_steps is not None and step >= total_steps:
+            break
+        horizon = total_steps or 10_000
+        lr = args.lr * min(1.0, (step + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(1.0, step / horizon))) * 0.95 + 0.05)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        cap.train(), flt.train()
+        idx = rng.sample(range(len(rows)), B)
+        emb = cap.vision_model(pixel_values(images[idx]))
+
+        pos_texts = [batcher.positive(i) for i in idx]
+        pos_ids, pos_mask = pad([batcher.enc(t) for t in pos_texts])
+        same = torch.tensor([[rows[a]["caption"] == rows[b]["caption"] for b in idx] for a in idx], dtype=torch.float)
+        i_feat = flt.image_feat(emb)
+        t_feat = flt.text_feat(pos_ids, pos_mask)
+        t = temp.clamp(0.01, 0.5)
+        sim_i2t = i_feat @ t_feat.T / t
+        target = same / same.sum(1, keepdim=True)
+        loss_itc = (-(F.log_softmax(sim_i2t, 1) * target).sum(1).mean() - (F.log_softmax(sim_i2t.T, 1) * target).sum(1).mean()) / 2
+
+        with torch.no_grad():
+            w_i2t = F.softmax(sim_i2t, 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
+            w_t2i = F.softmax(sim_i2t.T, 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
+            neg_text = torch.multinomial(w_i2t, 1)[:, 0].tolist()
+            neg_img = torch.multinomial(w_t2i, 1)[:, 0].tolist()
+        n_junk = B // 4
+        itm_texts = (pos_texts + [pos_texts[j] for j in neg_text] + pos_texts + [batcher.negatives(i) for i in idx]
+                     + [rng.choice(batcher.junk) for _ in range(n_junk)])
+        img_index = list(range(B)) + list(range(B)) + neg_img + list(range(B)) + list(range(n_junk))
+        labels = torch.tensor([1] * B + [0] * (3 * B + n_junk))
+        ids, mask = pad([batcher.enc(x) for x in itm_texts])
+        logits = flt.itm_logits(emb, ids, mask, image_index=torch.tensor(img_index))
+        loss_itm = F.cross_entropy(logits, labels, weight=itm_weight)
+
+        lm_ids, lm_mask = pad([batcher.lm(i) for i in idx])
+        lm_logits = cap.text_decoder(lm_ids, lm_mask, emb)
+        labels_lm = lm_ids.masked_fill(lm_mask == 0, -100)
+        labels_lm[:, : len(tok.encode(PROMPT)) - 1] = -100
+        loss_lm = F.cross_entropy(lm_logits[:, :-1].reshape(-1, lm_logits.shape[-1]), labels_lm[:, 1:].reshape(-1), ignore_index=-100)
+
+        loss = loss_itc + loss_itm + loss_lm
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % args.log_every == 0:
+            emit({"event": "step", "step": step, "lr": round(lr, 6), "itc": round(loss_itc.item(), 4),
+                  "itm": round(loss_itm.item(), 4), "lm": round(loss_lm.item(), 4), "temp": round(t.item(), 4)})
+        if time.time() - last_eval > args.eval_every * 60:
+            emit({"event": "eval", "step": step, **evaluate(cap, flt, tok, val_rows, val_images, n_caption=100, n_nucleus=40)})
+            last_eval = time.time()
+            save(args, cap, flt, cap_cfg, flt_cfg, vocab)
+
+    final = evaluate(cap, flt, tok, val_rows, val_images)
+    emit({"event": "final", "step": step, "train_seconds": round(time.time() - train_start, 1),
+          "loss_itc": round(loss_itc.item(), 4), "loss_itm": round(loss_itm.item(), 4), "loss_lm": round(loss_lm.item(), 4),
+          "batch": B, "params": n_params, **final})
+    save(args, cap, flt, cap_cfg, flt_cfg, vocab)
+    emit({"event": "exported", "out": args.out})
+
+
+def save(args, cap, flt, cap_cfg, flt_cfg, vocab):
+    preprocessor = {
+        "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
+        "image_mean": IMAGE_MEAN, "image_std": IMAGE_STD, "image_processor_type": "BlipImageProcessor",
+        "processor_class": "BlipProcessor", "resample": 3, "rescale_factor": 1 / 255,
+        "size": {"height": args.image_size, "width": args.image_size}, "image_size": args.image_size,
+    }
+    for name, model, cfg in (("captioner", cap, cap_cfg), ("filter", flt, flt_cfg)):
+        out = os.path.join(args.out, name)
+        os.makedirs(out, exist_ok=True)
+        write_safetensors(os.path.join(out, "model.safetensors"), hf_state_dict(model))
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+        with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
+            json.dump(preprocessor, f, indent=2)
+        write_tokenizer_files(out, vocab, MAX_TEXT)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True)
+    p.add_argument("--val", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--minutes", type=float, default=40)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--eval-every", type=float, default=10)
+    p.add_argument("--log", default="train.log")
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--vision-hidden", type=int, default=96)
+    p.add_argument("--vision-layers", type=int, default=3)
+    p.add_argument("--text-hidden", type=int, default=96)
+    p.add_argument("--text-layers", type=int, default=2)
+    train(p.parse_args())
+
+
+if __name__ == "__main__":
+    main()
