@@ -51,23 +51,35 @@ export function topK(k: number): LogitsProcessor | null {
 
 /**
  * HF TopPLogitsWarper: sort ascending, drop tokens while the cumulative probability stays
- * ≤ 1 − p, always keep the most likely token. What is kept is the smallest top set whose
- * probability exceeds p.
+ * ≤ 1 − p, always keep the most likely token. Equivalently, going down from the most likely
+ * token, keep each token while the probability kept before it is still below p.
+ *
+ * A full sort of a 30k vocabulary per row per step costs more than the decoder step itself,
+ * so only tokens above a probability threshold are sorted; the threshold is lowered only if
+ * they do not reach p (at most 1/threshold tokens can lie above it).
  */
 export function topP(p: number): LogitsProcessor | null {
   if (p >= 1) return null;
   return (scores) => {
-    // Tokens already at -inf have probability 0 and stay removed, so only the rest is sorted.
-    const order: number[] = [];
-    for (let i = 0; i < scores.length; i++) if (scores[i] !== -Infinity) order.push(i);
-    order.sort((a, b) => scores[a] - scores[b] || b - a);
     const probs = softmax(scores);
-    let cum = 0;
-    for (let r = 0; r < order.length - 1; r++) {
-      const i = order[r];
-      cum = Math.fround(cum + probs[i]);
-      if (cum > 1 - p) break;
-      scores[i] = -Infinity;
+    let threshold = 1e-4;
+    for (;;) {
+      const candidates: number[] = [];
+      for (let i = 0; i < probs.length; i++) if (probs[i] > 0 && probs[i] >= threshold) candidates.push(i);
+      candidates.sort((a, b) => probs[b] - probs[a] || a - b);
+      let cum = 0;
+      let keep = 0;
+      while (keep < candidates.length && (keep === 0 || cum < p)) {
+        cum = Math.fround(cum + probs[candidates[keep]]);
+        keep++;
+      }
+      if (cum >= p || threshold === 0) {
+        const kept = new Uint8Array(scores.length);
+        for (let k = 0; k < keep; k++) kept[candidates[k]] = 1;
+        for (let i = 0; i < scores.length; i++) if (!kept[i]) scores[i] = -Infinity;
+        return;
+      }
+      threshold = threshold > 1e-12 ? threshold / 100 : 0;
     }
   };
 }
