@@ -48,6 +48,11 @@
       live.lastElementChild.textContent = 'live';
       render(JSON.parse(e.data));
     });
+    source.addEventListener('problem', (e) => {
+      live.className = 'live off';
+      live.lastElementChild.textContent = 'stale';
+      renderWarnings([`The dashboard cannot read the stats: ${JSON.parse(e.data).message}`]);
+    });
     source.onerror = () => { live.className = 'live off'; live.lastElementChild.textContent = 'reconnecting'; };
   }
 
