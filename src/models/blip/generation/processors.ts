@@ -70,7 +70,7 @@ export function topP(p: number): LogitsProcessor | null {
       let cum = 0;
       let keep = 0;
       while (keep < candidates.length && (keep === 0 || cum < p)) {
-        cum = Math.fround(cum + probs[candidates[keep]]);
+        cum += probs[candidates[keep]];
         keep++;
       }
       if (cum >= p || threshold === 0) {

@@ -56,6 +56,29 @@ describe('temperature, topK, topP', () => {
     expect(topP(1)).toBeNull();
   });
 
+  it('topP keeps the same set as HF\'s ascending-sort formulation, long tails included', () => {
+    // HF: sort ascending, cumsum of softmax, remove where cumsum <= 1 - p, keep the last one.
+    const hf = (logits: Float32Array, p: number) => {
+      const probs = softmax(logits);
+      const order = Array.from(logits.keys()).sort((a, b) => logits[a] - logits[b]);
+      const removed = new Set<number>();
+      let cum = 0;
+      order.forEach((i, r) => { cum += probs[i]; if (cum <= 1 - p && r < order.length - 1) removed.add(i); });
+      return Array.from(logits.keys()).filter((i) => !removed.has(i));
+    };
+    let seed = 7;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    for (let trial = 0; trial < 30; trial++) {
+      const n = trial < 10 ? 50 : 3000;
+      // trials ≥ 20: one dominant token and a long tail of tiny probabilities below the first threshold
+      const logits = Float32Array.from({ length: n }, (_, i) => (trial >= 20 ? (i === 0 ? 9 : rand() * 0.5) : -Math.log(-Math.log(rand())) * (1 + (trial % 3))));
+      const p = [0.5, 0.9, 0.95][trial % 3];
+      const s = logits.slice();
+      topP(p)!(s, { tokens: [] });
+      expect(kept(s), `trial ${trial}`).toEqual(hf(logits, p));
+    }
+  });
+
   it('topP ignores tokens top-k already removed', () => {
     const s = f32([Math.log(0.7), Math.log(0.2), -Infinity, Math.log(0.1)]);
     topP(0.75)!(s, { tokens: [] });
