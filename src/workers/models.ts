@@ -1,13 +1,15 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { loadBlip } from '../models/blip/index.ts';
 import type { BlipModels, Captioner, Filter, RuntimeOptions } from '../models/blip/types.ts';
 import { CapfiltError } from '../errors.ts';
+import { openThreadedBlip } from './inference/client.ts';
 
 /**
  * Models are loaded once per worker process, on first use, and shared by every job and run that
  * names the same folder. Loading is memoised as a promise so that concurrent jobs wait for one
- * load instead of starting several.
+ * load instead of starting several. Each folder's models run in their own inference thread
+ * (inference/client.ts): onnxruntime-node runs graphs synchronously, which on the main thread
+ * would block BullMQ's lock renewal for the length of a batch.
  */
 export class ModelCache {
   private readonly loads = new Map<string, Promise<BlipModels>>();
@@ -22,7 +24,7 @@ export class ModelCache {
     let p = this.loads.get(key);
     if (!p) {
       const t0 = performance.now();
-      p = loadBlip(key, this.runtime).then((m) => {
+      p = openThreadedBlip(key, this.runtime).then((m) => {
         this.log.info({ dir: key, ms: Math.round(performance.now() - t0), device: this.runtime.device }, 'models loaded');
         return m;
       });
