@@ -6,6 +6,7 @@ import { convert } from '../models/blip/convert.ts';
 import { loadBlipConfig } from '../models/blip/config.ts';
 import { isConverted, readManifest } from '../models/blip/loader.ts';
 import { weightFileOf } from '../models/blip/weights/source.ts';
+import { registerPull } from './models-pull.ts';
 
 /** The `models` command group, shared with other modules that add subcommands (pull). */
 export function modelsGroup(program: Command): Command {
@@ -41,6 +42,7 @@ export function modelInfo(dir: string): Record<string, unknown> {
 
 export function register(program: Command): void {
   const models = modelsGroup(program);
+  registerPull(models);
   models
     .command('convert')
     .description('convert a Hugging Face BLIP folder (or a folder with captioner/ and filter/) into ONNX graphs + manifest')
