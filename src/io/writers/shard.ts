@@ -1,0 +1,120 @@
+import { access, mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CapfiltError } from '../../errors.ts';
+import type { RowRecord } from '../../pipeline/records.ts';
+import { writeFileAtomic } from './atomic.ts';
+import { writeShardParquet } from './shard-parquet.ts';
+import { shardStats, type ShardStats } from './stats.ts';
+import { writeTarAtomic, type TarSample } from './tar.ts';
+
+/** Where the writer reads staged image bytes from (the pipeline's staging store, or an old tar). */
+export interface ImageSource {
+  get(ref: string): Promise<Uint8Array>;
+}
+
+export interface WriteShardOptions {
+  outDir: string;
+  /** Output base name, e.g. "00042". */
+  name: string;
+  images: ImageSource;
+  startTime: number;
+  timings?: Record<string, number | undefined>;
+  /**
+   * Also write the images of filtered rows to `NNNNN_filtered.tar`, so that `rethreshold` can
+   * later keep rows a stricter filter dropped. Default true; the images are the small resized ones.
+   */
+  keepFilteredImages?: boolean;
+}
+
+export interface ShardPaths {
+  tar: string;
+  filteredTar: string;
+  parquet: string;
+  stats: string;
+}
+
+export function shardPaths(outDir: string, name: string): ShardPaths {
+  return {
+    tar: join(outDir, `${name}.tar`),
+    filteredTar: join(outDir, `${name}_filtered.tar`),
+    parquet: join(outDir, `${name}.parquet`),
+    stats: join(outDir, `${name}_stats.json`),
+  };
+}
+
+/** A shard is done when its parquet exists: the parquet is renamed into place last. */
+export async function shardDone(outDir: string, name: string): Promise<boolean> {
+  return access(shardPaths(outDir, name).parquet).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Names of the finished shards of an output folder, sorted. */
+export async function listShards(outDir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(outDir);
+  } catch (e) {
+    throw new CapfiltError('OUTPUT_SHARD_INVALID', `${outDir}: ${(e as Error).message}`, { dir: outDir }, { cause: e });
+  }
+  return names
+    .map((n) => /^(\d+)\.parquet$/.exec(n)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .sort();
+}
+
+function sample(r: RowRecord, bytes: Uint8Array): TarSample {
+  const meta = {
+    key: r.key,
+    url: r.url,
+    text: r.text,
+    status: r.status,
+    reason: r.reason,
+    trusted: r.trusted,
+    selected: r.selected,
+    captions: r.captions,
+    scores: r.scores,
+    width: r.image!.width,
+    height: r.image!.height,
+    original_width: r.image!.originalWidth,
+    original_height: r.image!.originalHeight,
+    sha256: r.image!.sha256,
+    duplicate_of: r.image!.duplicateOf ?? null,
+    extra: r.extra,
+  };
+  return {
+    key: r.key,
+    files: [
+      { ext: r.image!.format, data: bytes },
+      { ext: 'txt', data: r.selected ?? '' },
+      { ext: 'json', data: JSON.stringify(meta) },
+    ],
+  };
+}
+
+async function* samples(records: RowRecord[], images: ImageSource): AsyncGenerator<TarSample> {
+  for (const r of records) yield sample(r, await images.get(r.image!.ref));
+}
+
+/**
+ * Writes NNNNN.tar (kept rows), NNNNN_filtered.tar (filtered rows with an image, optional),
+ * NNNNN_stats.json and NNNNN.parquet (every row), each atomically, the parquet last. Every
+ * record must be final (kept/filtered/failed) and every kept record must have an image.
+ */
+export async function writeShardFiles(records: RowRecord[], o: WriteShardOptions): Promise<{ paths: ShardPaths; stats: ShardStats }> {
+  for (const r of records) {
+    if (r.status === 'pending') throw new CapfiltError('OUTPUT_WRITE_FAILED', `shard ${o.name}: row ${r.key} is still pending; every row needs a final status before writing`, { key: r.key });
+    if (r.status === 'kept' && !r.image) throw new CapfiltError('OUTPUT_WRITE_FAILED', `shard ${o.name}: kept row ${r.key} has no image`, { key: r.key });
+  }
+  await mkdir(o.outDir, { recursive: true });
+  const paths = shardPaths(o.outDir, o.name);
+  await writeTarAtomic(paths.tar, samples(records.filter((r) => r.status === 'kept'), o.images));
+  const filtered = records.filter((r) => r.status === 'filtered' && r.image);
+  if ((o.keepFilteredImages ?? true) && filtered.length) await writeTarAtomic(paths.filteredTar, samples(filtered, o.images));
+  else await rm(paths.filteredTar, { force: true });
+  const stats = shardStats(o.name, records, { startTime: o.startTime, endTime: Date.now(), timings: o.timings });
+  await writeFileAtomic(paths.stats, `${JSON.stringify(stats, null, 2)}\n`);
+  await writeShardParquet(paths.parquet, records);
+  return { paths, stats };
+}

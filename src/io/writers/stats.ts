@@ -1,0 +1,106 @@
+import type { RowRecord } from '../../pipeline/records.ts';
+
+/**
+ * `NNNNN_stats.json`: img2dataset's fields (so its tooling and habits carry over) plus
+ * capfilt's accounting and filter rates.
+ *   count               input rows of the shard
+ *   successes           rows whose image was downloaded and resized (img2dataset's meaning)
+ *   failed_to_download  rows failed by input validation (INPUT_*) or the download (DOWNLOAD_*)
+ *   failed_to_resize    rows whose bytes were not a usable image (IMAGE_*, duplicates included)
+ *   status_dict         row count per reason code ("success" for rows with an image, as img2dataset)
+ *   kept / filtered / failed    the final statuses; kept + filtered + failed = count
+ *   filter              texts scored and kept, per source, and their rates
+ */
+export interface ShardStats {
+  shard: string;
+  count: number;
+  successes: number;
+  failed_to_download: number;
+  failed_to_resize: number;
+  duration: number;
+  start_time: number;
+  end_time: number;
+  status_dict: Record<string, number>;
+  kept: number;
+  filtered: number;
+  failed: number;
+  failed_other: number;
+  duplicates: number;
+  reasons: Record<string, number>;
+  selected_source: Record<string, number>;
+  filter: {
+    web_scored: number;
+    web_kept: number;
+    web_kept_rate: number | null;
+    synthetic_scored: number;
+    synthetic_kept: number;
+    synthetic_kept_rate: number | null;
+    rows_kept_rate: number | null;
+  };
+  timings_ms: Record<string, number>;
+}
+
+export function shardStats(
+  shard: string,
+  records: RowRecord[],
+  times: { startTime: number; endTime: number; timings?: Record<string, number | undefined> },
+): ShardStats {
+  const inc = (o: Record<string, number>, k: string) => (o[k] = (o[k] ?? 0) + 1);
+  const s: ShardStats = {
+    shard,
+    count: records.length,
+    successes: 0,
+    failed_to_download: 0,
+    failed_to_resize: 0,
+    duration: Math.max(0, (times.endTime - times.startTime) / 1000),
+    start_time: times.startTime / 1000,
+    end_time: times.endTime / 1000,
+    status_dict: {},
+    kept: 0,
+    filtered: 0,
+    failed: 0,
+    failed_other: 0,
+    duplicates: 0,
+    reasons: {},
+    selected_source: {},
+    filter: { web_scored: 0, web_kept: 0, web_kept_rate: null, synthetic_scored: 0, synthetic_kept: 0, synthetic_kept_rate: null, rows_kept_rate: null },
+    timings_ms: Object.fromEntries(Object.entries(times.timings ?? {}).filter((e): e is [string, number] => typeof e[1] === 'number')),
+  };
+  for (const r of records) {
+    const reason = r.reason ?? (r.status === 'kept' ? 'KEPT' : 'UNKNOWN');
+    inc(s.reasons, reason);
+    if (r.image) {
+      s.successes++;
+      inc(s.status_dict, 'success');
+    } else {
+      inc(s.status_dict, reason);
+    }
+    if (r.image?.duplicateOf || r.reason === 'IMAGE_DUPLICATE') s.duplicates++;
+    if (r.status === 'kept') s.kept++;
+    else if (r.status === 'filtered') s.filtered++;
+    else if (r.status === 'failed') {
+      s.failed++;
+      if (/^(INPUT|DOWNLOAD)_/.test(reason)) s.failed_to_download++;
+      else if (/^IMAGE_/.test(reason)) s.failed_to_resize++;
+      else s.failed_other++;
+    }
+    for (const t of r.scores) {
+      if (t.source === 'web') {
+        s.filter.web_scored++;
+        if (t.kept) s.filter.web_kept++;
+      } else if (t.source === 'synthetic') {
+        s.filter.synthetic_scored++;
+        if (t.kept) s.filter.synthetic_kept++;
+      }
+    }
+    if (r.status === 'kept' && r.selected !== null) {
+      const src = r.trusted ? 'trusted' : r.scores.find((t) => t.text === r.selected)?.source ?? (r.selected === r.text ? 'web' : 'synthetic');
+      inc(s.selected_source, src);
+    }
+  }
+  const rate = (a: number, b: number) => (b > 0 ? a / b : null);
+  s.filter.web_kept_rate = rate(s.filter.web_kept, s.filter.web_scored);
+  s.filter.synthetic_kept_rate = rate(s.filter.synthetic_kept, s.filter.synthetic_scored);
+  s.filter.rows_kept_rate = rate(s.kept, s.kept + s.filtered);
+  return s;
+}

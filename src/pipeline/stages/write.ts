@@ -1,0 +1,25 @@
+import { CapfiltError } from '../../errors.ts';
+import { writeShardFiles, type ShardPaths } from '../../io/writers/shard.ts';
+import type { ShardStats } from '../../io/writers/stats.ts';
+import type { ShardState, StageContext } from './types.ts';
+
+/**
+ * Write stage: the shard's output files from its final records (src/io/writers/shard.ts).
+ * Input:  every record final (kept/filtered/failed; the processor settles pending rows with
+ *         finalizeRecords first), kept rows with a staged image and `selected` decided.
+ * Output: <output.dir>/NNNNN.tar, NNNNN_filtered.tar, NNNNN_stats.json, NNNNN.parquet, the
+ *         parquet renamed into place last ("parquet exists" = shard done). Rewriting is
+ *         idempotent: a retried job produces the same files.
+ */
+export async function writeShard(state: ShardState, ctx: StageContext): Promise<{ paths: ShardPaths; stats: ShardStats }> {
+  const outDir = ctx.config.output.dir;
+  if (!outDir) throw new CapfiltError('CONFIG_INVALID', 'output.dir is not set: the write stage needs an output folder');
+  const spent = Object.values(state.timings).reduce<number>((a, b) => a + (b ?? 0), 0);
+  return writeShardFiles(state.records, {
+    outDir,
+    name: state.shard.outputName,
+    images: { get: (ref) => ctx.staging.getBlob(ref) },
+    startTime: Date.now() - spent,
+    timings: state.timings,
+  });
+}
