@@ -1,0 +1,237 @@
+/**
+ * BLIP runtime benchmark at base size with random weights: `npm run bench:models`.
+ * Prints one JSON object. Everything runs in this one process on `--threads` (default 2)
+ * intra-op threads: fp32 MatMul peak, vision encoder, decoding steps, captions end to end,
+ * ITM text side and end to end, model load time and peak RSS.
+ * Options: --threads N, --keep (leave the temp model folder), --int8 (also measure int8 graphs).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { convert } from '../src/models/blip/convert.ts';
+import { OrtDecoderSession } from '../src/models/blip/decoder-session.ts';
+import { generate } from '../src/models/blip/generation/index.ts';
+import { GraphBuilder, graphDataBuffer } from '../src/models/blip/graph/builder.ts';
+import { loadModel, releaseModel, type LoadedModel } from '../src/models/blip/loader.ts';
+import { GraphSession, f32, i64 } from '../src/models/blip/sessions.ts';
+import type { DecoderSession, GenerationOptions, RuntimeOptions } from '../src/models/blip/types.ts';
+import { writeRandomBlip } from './random-blip.ts';
+import { loadBlipConfig } from '../src/models/blip/config.ts';
+import { buildVisionGraph } from '../src/models/blip/graph/vision.ts';
+import { expectedWeights } from '../src/models/blip/weights/names.ts';
+import { CheckedWeights, openWeightFolder } from '../src/models/blip/weights/source.ts';
+
+const args = process.argv.slice(2);
+const threads = Number(args[args.indexOf('--threads') + 1]) || 2;
+const withInt8 = args.includes('--int8');
+const runtime: RuntimeOptions = { device: 'cpu', threads, precision: 'fp32' };
+const round = (x: number, d = 3): number => Number(x.toFixed(d));
+
+async function timeBest(runs: number, fn: () => Promise<unknown>): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await fn();
+    best = Math.min(best, performance.now() - t);
+  }
+  return best / 1000;
+}
+
+/** fp32 MatMul peak: [M,K]·[K,N] at the vision MLP's shape (batch 8 × 577 tokens, 768 → 3072). */
+async function matmulPeak(): Promise<number> {
+  const [M, K, N] = [8 * 577, 768, 3072];
+  const g = new GraphBuilder('matmul_peak');
+  const a = g.input('a', 'float32', [M, K]);
+  g.output(g.o('MatMul', [a, g.weight('w', new Float32Array(K * N).fill(0.01), [K, N])]), 'y', 'float32', [M, N]);
+  const built = g.build('peak.data');
+  const s = await GraphSession.create('matmul_peak', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, runtime);
+  const input = f32(new Float32Array(M * K).fill(0.5), [M, K]);
+  const sec = await timeBest(6, () => s.run({ a: input }));
+  await s.release();
+  return (2 * M * K * N) / sec / 1e9;
+}
+
+/** FLOPs of one image through the vision encoder (matmuls and attention; norms ignored). */
+function visionFlops(m: LoadedModel): number {
+  const v = m.cfg.vision;
+  const T = v.seqLen;
+  const H = v.hiddenSize;
+  const patches = 2 * (T - 1) * H * 3 * v.patchSize * v.patchSize;
+  const layer = 2 * T * H * 3 * H + 2 * T * H * H + 2 * 2 * T * H * v.intermediateSize + 2 * 2 * T * T * H;
+  return patches + v.layers * layer;
+}
+
+class TimedSession implements DecoderSession {
+  readonly ms: number[] = [];
+  constructor(private readonly inner: DecoderSession) {}
+  get vocabSize(): number {
+    return this.inner.vocabSize;
+  }
+  get rows(): number {
+    return this.inner.rows;
+  }
+  async step(tokens: number[][]): Promise<Float32Array> {
+    const t = performance.now();
+    const out = await this.inner.step(tokens);
+    this.ms.push(performance.now() - t);
+    return out;
+  }
+  select(indices: number[]): void {
+    this.inner.select(indices);
+  }
+  close(): void {
+    this.inner.close();
+  }
+}
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+async function images(n: number, size: number): Promise<{ key: string; bytes: Uint8Array }[]> {
+  return Promise.all(Array.from({ length: n }, async (_, i) => {
+    const raw = Buffer.alloc(size * size * 3);
+    for (let p = 0; p < raw.length; p++) raw[p] = (p * 31 + i * 97 + (p >> 7)) & 255;
+    const bytes = await sharp(raw, { raw: { width: size, height: size, channels: 3 } }).jpeg().toBuffer();
+    return { key: `img-${i}`, bytes: new Uint8Array(bytes) };
+  }));
+}
+
+async function benchPrecision(converted: string, precision: RuntimeOptions['precision']): Promise<Record<string, unknown>> {
+  const opts = { ...runtime, precision };
+  const t0 = performance.now();
+  const cap = await loadModel(join(converted, 'captioner'), opts);
+  const fil = await loadModel(join(converted, 'filter'), opts);
+  const loadS = (performance.now() - t0) / 1000;
+  const S = cap.cfg.vision.imageSize;
+  const B = 8;
+  const px = f32(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i) * 1.5), [B, 3, S, S]);
+  await cap.sessions.vision.run({ pixel_values: f32(new Float32Array(3 * S * S), [1, 3, S, S]) });
+  const visionS = await timeBest(2, () => cap.sessions.vision.run({ pixel_values: px }));
+  const embeds = (await cap.sessions.vision.run({ pixel_values: px })).last_hidden_state;
+
+  const newTokens = 20;
+  const prefix = [cap.special.bos, ...cap.tokenizer!.encodePlain('a picture of ')];
+  const total = prefix.length + newTokens;
+  const base: GenerationOptions = {
+    method: 'greedy', maxLength: total, minLength: total, numBeams: 3, lengthPenalty: 1, topP: 0.9, topK: 0,
+    temperature: 1, repetitionPenalty: 1.1, numReturnSequences: 1, prompt: 'a picture of ', seed: 0,
+  };
+  const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds));
+  const tCross = performance.now();
+  await generate(timed, Array.from({ length: B }, () => prefix), base, cap.special, Array.from({ length: B }, (_, i) => `k${i}`));
+  const decodeS = (performance.now() - tCross) / 1000;
+  timed.close();
+  // ms[0] is the prefix step (prompt tokens); ms[t] produces new token t+1.
+  const steps = timed.ms;
+
+  const imgs = await images(B, 480);
+  const { BlipCaptioner } = await import('../src/models/blip/captioner.ts');
+  const { BlipFilter } = await import('../src/models/blip/filter.ts');
+  const captioner = new BlipCaptioner(cap, B);
+  const captionsPerS: Record<string, number> = {};
+  for (const method of ['greedy', 'nucleus'] as const) {
+    const t = performance.now();
+    const res = await captioner.caption(imgs, { ...base, method });
+    if (res.some((r) => !r.ok)) throw new Error(`caption failed: ${JSON.stringify(res.find((r) => !r.ok))}`);
+    captionsPerS[method] = B / ((performance.now() - t) / 1000);
+  }
+
+  const pairs = 32;
+  const L = 30;
+  const imagesForItm = 4;
+  const ids = Array.from({ length: pairs }, () => [fil.special.cls, ...Array.from({ length: L - 2 }, (_, j) => 1000 + (j % 16)), fil.special.sep]).flat();
+  const fEmbeds = (await fil.sessions.vision.run({ pixel_values: f32((px.data as Float32Array).slice(0, imagesForItm * 3 * S * S), [imagesForItm, 3, S, S]) })).last_hidden_state;
+  const itmFeeds = { input_ids: i64(ids, [pairs, L]), attention_mask: i64(new Array(pairs * L).fill(1), [pairs, L]), image_embeds: fEmbeds };
+  await fil.sessions.text_filter.run(itmFeeds);
+  const itmS = await timeBest(3, () => fil.sessions.text_filter.run(itmFeeds));
+  const filter = new BlipFilter(fil);
+  const tE2e = performance.now();
+  const scored = await filter.score(imgs.map((image) => ({ image, texts: ['a picture of a dog on the beach'] })));
+  if (scored.some((r) => !r.ok)) throw new Error('score failed');
+  const itmE2e = B / ((performance.now() - tE2e) / 1000);
+
+  await releaseModel(cap);
+  await releaseModel(fil);
+  return {
+    precision,
+    load_s: round(loadS),
+    vision_images_per_s: round(B / visionS),
+    vision_gflop_per_image: round(visionFlops(cap) / 1e9, 1),
+    vision_achieved_gflops: round((visionFlops(cap) * B) / visionS / 1e9, 1),
+    decode_batch: B,
+    decode_new_tokens: newTokens,
+    decode_prefix_step_ms: round(steps[0], 1),
+    decode_step_ms_tokens_1_5: round(mean(steps.slice(1, 6)), 1),
+    decode_step_ms_tokens_15_20: round(mean(steps.slice(15, 21)), 1),
+    decode_total_s_incl_cross_kv: round(decodeS),
+    captions_per_s_greedy: round(captionsPerS.greedy),
+    captions_per_s_nucleus: round(captionsPerS.nucleus),
+    itm_text_side_pairs_per_s: round(pairs / itmS, 1),
+    itm_text_side_note: `${pairs} pairs (${imagesForItm} images × ${pairs / imagesForItm} texts), ${L} tokens; graph computes ITM and ITC passes`,
+    itm_end_to_end_pairs_per_s: round(itmE2e),
+  };
+}
+
+/**
+ * Side by side on the same weights and inputs: the vision graph with fused Attention nodes and
+ * with plain MatMul/Softmax attention (the choice layerOptions() makes by default).
+ */
+async function visionVariants(hfCaptioner: string): Promise<Record<string, number>> {
+  const cfg = loadBlipConfig(hfCaptioner);
+  const weights = new CheckedWeights(openWeightFolder(hfCaptioner), expectedWeights(cfg));
+  const S = cfg.vision.imageSize;
+  const B = 8;
+  const px = f32(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.cos(i) * 1.5), [B, 3, S, S]);
+  const out: Record<string, number> = {};
+  const results: Float32Array[] = [];
+  for (const fused of [true, false]) {
+    const built = buildVisionGraph(cfg, weights, { fusedAttention: fused, projection: false }).build('v.data');
+    const s = await GraphSession.create('vision', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, runtime);
+    results.push((await s.run({ pixel_values: px })).last_hidden_state.data as Float32Array);
+    out[fused ? 'fused_attention_images_per_s' : 'plain_attention_images_per_s'] = round(B / (await timeBest(2, () => s.run({ pixel_values: px }))));
+    await s.release();
+  }
+  weights.close();
+  let diff = 0;
+  for (let i = 0; i < results[0].length; i++) diff = Math.max(diff, Math.abs(results[0][i] - results[1][i]));
+  out.fused_vs_plain = round(out.fused_attention_images_per_s / out.plain_attention_images_per_s, 2);
+  out.max_abs_diff = diff;
+  return out;
+}
+
+const root = mkdtempSync(join(tmpdir(), 'capfilt-bench-'));
+try {
+  const tGen = performance.now();
+  writeRandomBlip(join(root, 'hf'));
+  const genS = (performance.now() - tGen) / 1000;
+  const tConv = performance.now();
+  await convert(join(root, 'hf'), join(root, 'fp32'), 'fp32');
+  const convertS = (performance.now() - tConv) / 1000;
+  const peak = await matmulPeak();
+  const fp32 = await benchPrecision(join(root, 'fp32'), 'fp32');
+  const result: Record<string, unknown> = {
+    bench: 'models',
+    threads,
+    dims: 'BLIP base: vision 768/12 layers/384 px/16 patch, text 768/12 layers, vocab 30524 (random weights)',
+    random_weights_write_s: round(genS),
+    convert_s: round(convertS),
+    matmul_peak_gflops: round(peak, 1),
+    fp32,
+    vision_fraction_of_matmul_peak: round((fp32.vision_achieved_gflops as number) / peak),
+    vision_attention_variants: await visionVariants(join(root, 'hf', 'captioner')),
+  };
+  if (withInt8) {
+    await convert(join(root, 'hf'), join(root, 'int8'), 'int8');
+    const int8 = await benchPrecision(join(root, 'int8'), 'int8');
+    result.int8 = int8;
+    result.int8_vs_fp32 = {
+      vision: round((int8.vision_images_per_s as number) / (fp32.vision_images_per_s as number), 2),
+      itm_text_side: round((int8.itm_text_side_pairs_per_s as number) / (fp32.itm_text_side_pairs_per_s as number), 2),
+      captions_greedy: round((int8.captions_per_s_greedy as number) / (fp32.captions_per_s_greedy as number), 2),
+    };
+  }
+  result.peak_rss_mb = Math.round(process.resourceUsage().maxRSS / 1024);
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+} finally {
+  if (!args.includes('--keep')) rmSync(root, { recursive: true, force: true });
+}
