@@ -93,7 +93,8 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
   const queues = new QueueWatcher(redis, prefix, readOnly);
   const metrics = createRunMetrics(reader, queues);
 
-  const app = Fastify({ logger: opts.logger ?? false });
+  // SSE streams never go idle; without forcing, close() would wait for every open page to leave.
+  const app = Fastify({ logger: opts.logger ?? false, forceCloseConnections: true });
   if (token) installAuth(app, token);
   await app.register(fastifySSE, { heartbeatInterval: 15_000 });
   await queues.mount(app);

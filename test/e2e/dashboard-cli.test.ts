@@ -21,7 +21,7 @@ afterEach(() => {
 });
 
 describe('capfilt dashboard (CLI)', () => {
-  it('prints its URL, serves the page and stops cleanly on SIGTERM', async () => {
+  it('prints its URL, serves the page and stops cleanly on SIGTERM with a page still connected', async () => {
     const p = capfilt(['dashboard', '--port', '0', '--prefix', `test-dcli-${randomUUID().slice(0, 8)}`]);
     const deadline = Date.now() + 30_000;
     while (!/http:\/\/127\.0\.0\.1:\d+\//.test(p.out()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -33,6 +33,10 @@ describe('capfilt dashboard (CLI)', () => {
     const chart = await fetch(`${url}assets/uPlot.iife.min.js`);
     expect(chart.status).toBe(200);
     expect((await chart.text()).length).toBeGreaterThan(10_000);
+    // An open live stream (a page left open) must not keep the server from stopping.
+    const events = await fetch(`${url}events`, { headers: { accept: 'text/event-stream' } });
+    const first = await events.body!.getReader().read();
+    expect(new TextDecoder().decode(first.value)).toContain('event: overview');
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
   });
