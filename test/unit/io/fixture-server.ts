@@ -20,7 +20,10 @@ export interface FixtureServer {
   close: () => Promise<void>;
 }
 
-export async function startFixtureServer(): Promise<FixtureServer> {
+/** Extra static routes: path → body and Content-Type (e.g. image fixtures). */
+export type StaticRoutes = Map<string, { body: Buffer; type: string; headers?: Record<string, string> }>;
+
+export async function startFixtureServer(routes: StaticRoutes = new Map()): Promise<FixtureServer> {
   const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 30, b: 30 } } }).jpeg().toBuffer();
   const gzipBomb = zlib.gzipSync(Buffer.alloc(20_000_000), { level: 1 });
   const hits = new Map<string, number>();
@@ -49,6 +52,11 @@ export async function startFixtureServer(): Promise<FixtureServer> {
     };
     const q = (k: string) => u.searchParams.get(k);
 
+    const route = routes.get(path);
+    if (route) {
+      res.writeHead(200, { 'content-type': route.type, 'content-length': String(route.body.length), ...route.headers });
+      return res.end(route.body);
+    }
     if (path === '/ok.jpg') return image();
     if (path === '/hold.jpg' || path === '/hold2.jpg') return void setTimeout(() => image(), Number(q('ms') ?? 100));
     if (path === '/ua') {
