@@ -1,30 +1,27 @@
 import { access } from 'node:fs/promises';
-import { join } from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
+import { shardPaths, type ShardPaths } from '../io/writers/shard.ts';
 import type { ShardCounts } from './run-state.ts';
 import type { ShardInfo } from './stages/types.ts';
 
 /**
- * Resume rule: a shard is finished when its output set exists (the writer renames each file
- * into place only when complete, and the parquet last-but-stats). Its counts are read back from
+ * Resume rule: a shard is finished when its parquet exists (the writer renames every file into
+ * place only when complete, the parquet last). Its counts are read back from
  * the parquet's `status` column, the per-row source of truth, so a resumed run's totals
  * reconcile exactly with what is on disk. An unreadable or row-count-mismatched parquet means
  * "not finished": the shard is processed again and its files replaced atomically.
  */
-export function outputFiles(out: string, shard: ShardInfo): { tar: string; parquet: string; stats: string } {
-  return {
-    tar: join(out, `${shard.outputName}.tar`),
-    parquet: join(out, `${shard.outputName}.parquet`),
-    stats: join(out, `${shard.outputName}_stats.json`),
-  };
+export function outputFiles(out: string, shard: ShardInfo): ShardPaths {
+  return shardPaths(out, shard.outputName);
 }
 
 const exists = (p: string) => access(p).then(() => true, () => false);
 
 export async function finishedShardCounts(out: string, shard: ShardInfo): Promise<ShardCounts | null> {
   const f = outputFiles(out, shard);
-  if (!(await exists(f.parquet)) || !(await exists(f.stats)) || !(await exists(f.tar))) return null;
+  // The writer renames the parquet into place last: its presence means the shard's files are complete.
+  if (!(await exists(f.parquet))) return null;
   try {
     const rows = (await parquetReadObjects({ file: await asyncBufferFromFile(f.parquet), columns: ['status'], compressors })) as { status: string }[];
     if (rows.length !== shard.rowCount) return null;

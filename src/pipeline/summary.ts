@@ -1,7 +1,8 @@
-import { rename, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CAPFILT_VERSION } from '../io/fetch.ts';
+import { writeRunJson } from '../io/writers/run-json.ts';
 
 /**
  * The run summary: what `capfilt run` returns and prints, and run.json in the output folder
@@ -49,8 +50,6 @@ export async function writeRunSummary(s: RunSummary, models: unknown): Promise<s
     finishedAt: new Date().toISOString(),
   };
   await mkdir(s.out, { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(body, null, 2)}\n`);
-  await rename(tmp, file);
+  await writeRunJson(s.out, body);
   return file;
 }

@@ -53,7 +53,7 @@ export class WorkerHost {
   constructor(private readonly o: WorkerHostOptions) {
     this.redis = openRedis(o.config.redis.url);
     this.queues = new StageQueues(workerConnection(o.config.redis.url), o.config.redis.prefix);
-    this.registry = new StageRegistry({ device: o.config.models.device, threads: o.config.models.threads, precision: o.config.models.precision }, o.log);
+    this.registry = new StageRegistry({ device: o.config.models.device, threads: o.config.models.threads, precision: o.config.models.precision }, o.log, this.redis, o.config.redis.prefix);
     this.stats = o.stats === false ? null : new StatsWriter({ redis: this.redis, prefix: o.config.redis.prefix, metrics: processMetrics() });
     this.deps = {
       queues: this.queues,

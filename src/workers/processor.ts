@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
@@ -59,6 +60,8 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
       throw new UnrecoverableError(new CapfiltError('STAGING_STATE_MISSING', `shard ${shardId} of run ${runId} has no state in the ${staging.kind} staging store (workers on several hosts need staging.backend=redis or a shared staging.dir)`).message);
     }
     const ctrl = new AbortController();
+    // The download stage listens on the signal once per concurrent request.
+    setMaxListeners(0, ctrl.signal);
     const onAbort = () => ctrl.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {

@@ -1,4 +1,6 @@
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { RedisDuplicateIndex } from '../io/duplicates.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
 import type { RuntimeOptions } from '../models/blip/types.ts';
 import type { StageName } from '../pipeline/stages/types.ts';
@@ -13,7 +15,14 @@ import { ModelCache } from './models.ts';
 export class StageRegistry {
   private readonly models: ModelCache;
 
-  constructor(runtime: RuntimeOptions, log: Logger) {
+  private downloadLoaded = false;
+
+  constructor(
+    runtime: RuntimeOptions,
+    log: Logger,
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {
     this.models = new ModelCache(runtime, log);
   }
 
@@ -21,7 +30,9 @@ export class StageRegistry {
     switch (stage) {
       case 'download': {
         const { downloadShard } = await import('../pipeline/stages/download.ts');
-        return (state, ctx) => downloadShard(state, ctx);
+        this.downloadLoaded = true;
+        // Duplicates are detected run-wide, across every worker host, through the run's Redis.
+        return (state, ctx) => downloadShard(state, { ...ctx, duplicateIndex: new RedisDuplicateIndex(this.redis, `${this.prefix}:run:${state.shard.runId}:dup`) });
       }
       case 'caption': {
         const captioner = await this.models.captioner(config.models.captioner);
@@ -35,7 +46,9 @@ export class StageRegistry {
       }
       case 'write': {
         const { writeShard } = await import('../pipeline/stages/write.ts');
-        return (state, ctx) => writeShard(state, ctx);
+        return async (state, ctx) => {
+          await writeShard(state, ctx);
+        };
       }
     }
   }
@@ -44,7 +57,8 @@ export class StageRegistry {
     return Promise.all([this.models.info(config.models.captioner), this.models.info(config.models.filter)]);
   }
 
-  close(): Promise<void> {
-    return this.models.close();
+  async close(): Promise<void> {
+    if (this.downloadLoaded) await (await import('../pipeline/stages/download.ts')).closeDownloadResources();
+    await this.models.close();
   }
 }
