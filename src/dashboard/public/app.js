@@ -183,7 +183,10 @@
     const shown = t == null ? (score === 'itc' ? 0.3 : 0.5) : t;
     if (document.activeElement !== input) input.value = String(shown);
     $(`#th-${score}-v`).textContent = t == null ? 'off' : t.toFixed(2);
-    charts[score].update(hist, t);
+    const scores = !run.meta.stages.length || run.meta.stages.includes('filter');
+    const empty = scores ? 'No scored texts yet' : 'This run has no filter stage: nothing is scored';
+    charts[score].update(hist, t, empty);
+    if (!scores) { $(`#whatif-${score}`).innerHTML = ''; return; }
     const base = score === 'itm' ? run.meta.itmThreshold ?? 0.5 : run.meta.itcThreshold;
     const parts = [];
     for (const [src, label, cls] of [['web', 'web texts', 'web'], ['synthetic', 'synthetic captions', 'syn']]) {
@@ -213,7 +216,7 @@
       return `<tr class="${w.live ? '' : 'idle'}"><td><span class="status-dot ${w.live ? '' : 'lost'}" title="${w.live ? 'live' : 'no heartbeat'}"></span></td>` +
         `<td><b>${esc(w.host)}</b></td><td class="num">${w.pid}</td><td>${w.stages.map((s) => `<span class="tag">${esc(s)}</span>`).join('')}</td>` +
         `<td class="mono">${esc(w.device)}</td><td class="num">${rate}</td><td class="num">${n(w.rowsTotal)}</td><td>${ago(o.now - w.lastSeen)}</td></tr>`;
-    }).join('') : '<tr class="idle"><td colspan="8">No worker has sent a heartbeat yet.</td></tr>';
+    }).join('') : '<tr class="idle"><td colspan="8">No worker is running. Start some with <code>npx capfilt worker --stages …</code>.</td></tr>';
   }
 
   // ---- samples ---------------------------------------------------------------------------

@@ -91,11 +91,11 @@
     };
 
     return {
-      update(hist, th) {
+      update(hist, th, emptyText) {
         threshold = th;
         const spec = hist.spec;
         const sources = ['web', 'synthetic', 'trusted'].filter((s) => hist.counts[s] && hist.counts[s].some((n) => n > 0));
-        if (!sources.length) { el.innerHTML = '<div class="muted" style="padding:80px 0;text-align:center">No scored texts yet</div>'; plot = null; key = ''; return; }
+        if (!sources.length) { el.innerHTML = `<div class="muted" style="padding:80px 0;text-align:center">${emptyText || 'No scored texts yet'}</div>`; plot = null; key = ''; return; }
         const w = (spec.max - spec.min) / spec.buckets;
         const edges = Array.from({ length: spec.buckets + 1 }, (_, i) => +(spec.min + i * w).toFixed(6));
         // Show the populated part of the axis (ITC rarely leaves [-0.2, 0.8]) plus the threshold.
