@@ -21,7 +21,7 @@ export interface StatsWriterOptions {
   redis: Redis;
   /** Deployment prefix (config `redis.prefix`, default `capfilt`); keys go under `<prefix>:stats:`. */
   prefix?: string;
-  /** Samples kept per run (newest first). Default 240. */
+  /** Samples kept per run (newest first); with ≤ 8 KB thumbnails, at most ~1.4 MB per run. Default 120. */
   maxSamples?: number;
   /** Samples taken from each written shard, spread over kept / filtered / failed. Default 6. */
   samplesPerShard?: number;
@@ -29,7 +29,7 @@ export interface StatsWriterOptions {
   seriesBucketSec?: number;
   /** Throughput buckets kept per stage (default 720: one hour of 5 s buckets). */
   seriesMaxPoints?: number;
-  /** Runs kept in the registry; registering more deletes the oldest runs' keys. Default 50. */
+  /** Runs kept in the registry; registering more deletes the oldest runs' keys. Default 20. */
   maxRuns?: number;
   /** A worker not heard from for this long is gone. Default 15 s. */
   heartbeatTtlMs?: number;
@@ -181,11 +181,11 @@ export class StatsWriter {
     this.k = keys(this.prefix);
     this.metrics = opts.metrics ?? null;
     this.o = {
-      maxSamples: opts.maxSamples ?? 240,
+      maxSamples: opts.maxSamples ?? 120,
       samplesPerShard: opts.samplesPerShard ?? 6,
       seriesBucketSec: opts.seriesBucketSec ?? 5,
       seriesMaxPoints: opts.seriesMaxPoints ?? 720,
-      maxRuns: opts.maxRuns ?? 50,
+      maxRuns: opts.maxRuns ?? 20,
       heartbeatTtlMs: opts.heartbeatTtlMs ?? 15_000,
     };
   }
