@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCapfiltError } from '../../src/errors.ts';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
 import { StatsWriter } from '../../src/telemetry/stats.ts';
-import { launchChromium } from './browser.ts';
+import { artifactPath, launchChromium } from './browser.ts';
 import { DemoStatsProducer } from './dashboard-fixtures.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -80,6 +80,7 @@ describe('dashboard security', () => {
     await page.fill('input[name=token]', 'not-the-token');
     await page.click('button[type=submit]');
     await page.waitForSelector('.error');
+    await page.screenshot({ path: artifactPath('dashboard-login.png') });
     await page.fill('input[name=token]', TOKEN);
     await page.click('button[type=submit]');
     await page.waitForFunction(() => Number(document.querySelector('#rows-done')?.textContent) === 20);
