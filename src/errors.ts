@@ -73,6 +73,7 @@ export const ERROR_CODES = {
 
   // filter decisions (row reasons written by the filter stage and by rethreshold)
   FILTER_NO_TEXT_KEPT: 'no text of the row (web or synthetic) passed the filter thresholds',
+  RETHRESHOLD_IMAGE_MISSING: 'a row passes the new thresholds but the old output has no image for it (written without filtered images)',
 
   // dashboard and telemetry
   DASHBOARD_TOKEN_REQUIRED: 'the dashboard binds a non-loopback address but no token was given',

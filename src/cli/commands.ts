@@ -7,6 +7,9 @@ import { register as dashboard } from './dashboard.ts';
 import { register as run } from './run.ts';
 import { register as worker } from './worker.ts';
 import { register as status } from './status.ts';
+import { register as demo } from './demo.ts';
+import { register as rethreshold } from './rethreshold.ts';
+import { register as retryFailed } from './retry-failed.ts';
 
 /**
  * Every CLI command module exports `register(program)`; this list is the CLI's table of
@@ -23,4 +26,6 @@ export const commands: RegisterCommand[] = [
   run,
   worker,
   status,
+  rethreshold,
+  retryFailed,
 ];

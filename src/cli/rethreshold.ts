@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { CapfiltError } from '../errors.ts';
+import { rethreshold } from '../io/rethreshold.ts';
+import { readRunJson } from '../io/writers/run-json.ts';
+
+const POLICIES: Record<string, 'original-first' | 'best-scoring' | 'synthetic-first'> = {
+  'original-first': 'original-first',
+  best: 'best-scoring',
+  'best-scoring': 'best-scoring',
+  'synthetic-first': 'synthetic-first',
+};
+
+function num(flag: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max) throw new CapfiltError('CLI_USAGE', `${flag} must be a number in [${min}, ${max}], got "${v}"`);
+  return n;
+}
+
+export function register(program: Command): void {
+  program
+    .command('rethreshold')
+    .description('remake the filter decisions of a finished run from its stored scores (no model runs) into a new output folder')
+    .argument('<out>', 'output folder of a finished run')
+    .requiredOption('--to <dir>', 'new output folder (must be empty)')
+    .option('--itm <p>', 'ITM P(match) threshold (default: the run\'s filter.itmThreshold)')
+    .option('--itc <c>', 'also require ITC cosine >= c ("none" to drop the ITC condition; default: the run\'s)')
+    .option('--policy <name>', 'caption for key.txt: original-first | best | synthetic-first (default: the run\'s)')
+    .option('--keep-top <m>', 'keep at most M synthetic captions per image, by ITC (default: the run\'s caption.keepTop)')
+    .option('--json', 'print the summary as JSON')
+    .action(async (out: string, o: { to: string; itm?: string; itc?: string; policy?: string; keepTop?: string; json?: boolean }) => {
+      const run = (await readRunJson(out)) ?? {};
+      const cfg = (run.config ?? {}) as { filter?: { itmThreshold?: number; itcThreshold?: number | null; selection?: string }; caption?: { keepTop?: number | null } };
+      if (o.policy !== undefined && !POLICIES[o.policy]) throw new CapfiltError('CLI_USAGE', `--policy must be one of ${Object.keys(POLICIES).join(', ')}, got "${o.policy}"`);
+      const keepTop = o.keepTop === undefined ? cfg.caption?.keepTop ?? null : num('--keep-top', o.keepTop, 1, 64)!;
+      if (keepTop !== null && !Number.isInteger(keepTop)) throw new CapfiltError('CLI_USAGE', `--keep-top must be a whole number, got "${o.keepTop}"`);
+      const summary = await rethreshold(out, o.to, {
+        itmThreshold: num('--itm', o.itm, 0, 1) ?? cfg.filter?.itmThreshold ?? 0.5,
+        itcThreshold: o.itc === 'none' ? null : num('--itc', o.itc, -1, 1) ?? cfg.filter?.itcThreshold ?? null,
+        selection: POLICIES[o.policy ?? cfg.filter?.selection ?? 'original-first'] ?? 'original-first',
+        keepTop,
+      });
+      if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+      else {
+        process.stdout.write(
+          `rethreshold ${out} → ${o.to}: ${summary.shards} shards, ${summary.rows} rows: kept ${summary.kept}, filtered ${summary.filtered}, failed ${summary.failed} (${summary.changed} rows changed)\n`,
+        );
+      }
+    });
+}
