@@ -7,7 +7,7 @@ import { StatsWriter } from '../telemetry/stats.ts';
 import { checkEvictionPolicy, openRedis, workerConnection } from '../workers/connection.ts';
 import { WorkerHost } from '../workers/host.ts';
 import { StageQueues } from '../workers/queues.ts';
-import { resolveRedis } from '../workers/redis-setup.ts';
+import { resolveRedis, type RedisEndpoint } from '../workers/redis-setup.ts';
 import { feed } from './feeder.ts';
 import { countRows, listInputFiles, readRows } from './input.ts';
 import { createProgress, type ProgressMode } from './progress.ts';
@@ -33,6 +33,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Extra fields for run.json (e.g. the demo's ground truth summary). */
   labels?: Record<string, string>;
+  /** A Redis already resolved by the caller (who then also stops it); default: resolveRedis. */
+  redis?: RedisEndpoint;
   /** Called once the run is planned, e.g. to print where the dashboard is. */
   onPlanned?(info: { runId: string; redisUrl: string; totalRows: number; totalShards: number; config: CapfiltConfig }): void | Promise<void>;
 }
@@ -42,7 +44,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   const base = o.loaded.config;
   if (!base.input.path) throw new CapfiltError('CONFIG_INVALID', 'option input.path: expected an input file or folder (--input), got null');
   if (!base.output.dir) throw new CapfiltError('CONFIG_INVALID', 'option output.dir: expected an output folder (--out), got null');
-  const endpoint = await resolveRedis(o.loaded, o.log);
+  const endpoint = o.redis ?? (await resolveRedis(o.loaded, o.log));
   const config: CapfiltConfig = {
     ...base,
     redis: { ...base.redis, url: endpoint.url },
@@ -159,6 +161,6 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     await staging.close();
     if (release) await release().catch(() => undefined);
     redis.disconnect();
-    await endpoint.stop();
+    if (!o.redis) await endpoint.stop();
   }
 }
