@@ -148,7 +148,7 @@ export class StatsReader {
     const info = await this.redis.hgetall(this.k.workerInfo);
     return Object.values(info)
       .map((s) => JSON.parse(s) as WorkerInfo)
-      .map((w) => ({ ...w, live: now - w.lastSeen <= this.heartbeatTtlMs }))
+      .map((w) => ({ ...w, live: now - w.lastSeen <= (w.ttlMs || this.heartbeatTtlMs) }))
       .sort((a, b) => Number(b.live) - Number(a.live) || a.host.localeCompare(b.host) || a.pid - b.pid);
   }
 }

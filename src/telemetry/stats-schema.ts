@@ -161,6 +161,8 @@ export interface WorkerInfo {
   runId: string | null;
   startedAt: number;
   lastSeen: number;
+  /** The writer's heartbeat TTL: the worker counts as lost once `lastSeen` is older than this. */
+  ttlMs: number;
   metricsUrl: string | null;
 }
 

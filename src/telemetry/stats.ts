@@ -350,6 +350,7 @@ export class StatsWriter {
       runId: input.runId ?? null,
       startedAt: prev ? (JSON.parse(prev) as WorkerInfo).startedAt : now,
       lastSeen: now,
+      ttlMs: this.o.heartbeatTtlMs,
       metricsUrl: input.metricsUrl ?? null,
     };
     // Workers that vanished without a goodbye stay listed (as lost) for 10 TTLs, then go.

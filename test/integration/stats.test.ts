@@ -141,7 +141,8 @@ describe('StatsWriter + StatsReader on real Redis', () => {
   it('tracks worker heartbeats: live, then lost after the TTL, and removed on a clean stop', async () => {
     const prefix = fresh();
     const writer = new StatsWriter({ redis, prefix, heartbeatTtlMs: 300 });
-    const reader = new StatsReader(redis, prefix, 300);
+    // The reader's own default TTL is 15 s: liveness must follow the TTL the worker announced.
+    const reader = new StatsReader(redis, prefix);
     await writer.recordRows('r', 'caption', Array.from({ length: 30 }, (_, i) => demoRecord(1, i).record), { shardId: 'a' });
     const info = await writer.heartbeat({ id: 'w1', stages: ['caption', 'filter'], device: 'cuda:0', concurrency: 2 });
     expect(info.rowsPerSec).toBeGreaterThan(0);

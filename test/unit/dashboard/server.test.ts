@@ -6,7 +6,7 @@ import type { WorkerView } from '../../../src/telemetry/stats-reader.ts';
 const counts = (waiting: number, active = 0) => ({ waiting, active, delayed: 0, failed: 0, completed: 0, prioritized: 0, 'waiting-children': 0 });
 const worker = (stages: string[], live: boolean): WorkerView => ({
   id: 'h:1', host: 'h', pid: 1, stages, device: 'cpu', rowsPerSec: 0, stageRates: {}, rowsTotal: 0,
-  concurrency: 1, runId: null, startedAt: 0, lastSeen: 0, metricsUrl: null, live,
+  concurrency: 1, runId: null, startedAt: 0, lastSeen: 0, ttlMs: 15_000, metricsUrl: null, live,
 });
 
 describe('stallWarnings', () => {
