@@ -16,7 +16,7 @@ export interface PrivateRedis {
 }
 
 export function redisServerOnPath(): string | null {
-  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const r = spawnSync('/bin/sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
   return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : null;
 }
 
