@@ -88,9 +88,11 @@ export async function processImage(bytes: Uint8Array, options: Partial<ImageOpti
     return fail('IMAGE_FORMAT_REFUSED', 'SVG is refused (it can reference external resources); add "svg" to allowedFormats to accept it');
   }
   const input = { limitInputPixels: o.limitInputPixels, failOn: o.failOn, sequentialRead: true } as const;
+  // One instance for the header read and the pipeline: sharp keeps the parsed input options.
+  const img = sharp(bytes, input);
   let meta: Metadata;
   try {
-    meta = await sharp(bytes, input).metadata();
+    meta = await img.metadata();
   } catch (e) {
     return fromSharpError(e, contentType, null, null);
   }
@@ -112,7 +114,10 @@ export async function processImage(bytes: Uint8Array, options: Partial<ImageOpti
     return { ...fail('IMAGE_ASPECT_RATIO', `aspect ratio ${ratio.toFixed(2)} exceeds maxAspectRatio ${o.maxAspectRatio}`), ...sizes };
   }
   try {
-    let s = sharp(bytes, input).autoOrient().toColourspace('srgb').flatten({ background: WHITE });
+    let s = img.autoOrient();
+    // CMYK, 16-bit, greyscale and the like become 8-bit sRGB; plain sRGB JPEGs skip the op.
+    if (meta.space !== 'srgb' || meta.depth !== 'uchar' || (meta.channels ?? 3) < 3) s = s.toColourspace('srgb');
+    if (meta.hasAlpha) s = s.flatten({ background: WHITE });
     s = applyResize(s, o);
     s = o.format === 'jpg' ? s.jpeg({ quality: o.quality }) : o.format === 'webp' ? s.webp({ quality: o.quality }) : s.png();
     const { data, info } = await s.toBuffer({ resolveWithObject: true });
