@@ -28,6 +28,11 @@ export interface RunOptions {
   loaded: LoadedConfig;
   /** Run the stage workers in this process (the single-machine default). */
   workers: boolean;
+  /**
+   * A started worker host owned by the caller (e.g. a benchmark that loaded the models before
+   * timing); used instead of starting one, and not closed.
+   */
+  host?: WorkerHost;
   progress: ProgressMode;
   log: Logger;
   signal?: AbortSignal;
@@ -85,7 +90,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     o.log.info({ runId, input: inputRoot, out, files: files.length, totalRows, shards: shards.length, stages: config.pipeline.stages, redis: endpoint.url, staging: config.staging.backend }, 'run planned');
     await o.onPlanned?.({ runId, redisUrl: endpoint.url, totalRows, totalShards: shards.length, config });
 
-    if (o.workers) {
+    if (o.workers && !o.host) {
       host = new WorkerHost({ config, stages: config.pipeline.stages, log: o.log.child({ role: 'worker' }) });
       await host.start();
     }
@@ -148,7 +153,8 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     };
     await run.update({ status: summary.status, finishedAt: Date.now(), skippedShards, error: summary.status === 'failed' ? `${Object.keys(failedShards).length} shards failed` : null });
     await stats.finishRun(runId, summary.status === 'done' ? 'finished' : summary.status === 'interrupted' ? 'cancelled' : 'failed').catch(() => undefined);
-    if (!interrupted) await writeRunSummary(summary, host ? await host.modelInfo(config).catch(() => null) : null);
+    const modelHost = host ?? o.host;
+    if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null);
     return summary;
   } catch (e) {
     await run.update({ status: ctrl.signal.aborted ? 'interrupted' : 'failed', finishedAt: Date.now(), error: (e as Error).message }).catch(() => undefined);

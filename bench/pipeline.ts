@@ -1,0 +1,253 @@
+/**
+ * Pipeline benchmark. Prints one JSON object.
+ *   npm run bench:pipeline -- [--rows 400] [--model models/demo] [--flat-rows 10000,50000] [--skip-e2e] [--skip-flat]
+ *
+ * Part 1, orchestration overhead (demo model, demo images served from 127.0.0.1): each stage
+ * run alone over the same rows, in this process, with the pipeline's own stage functions,
+ * concurrency, batch sizes and inference thread; then the whole pipeline through Redis/BullMQ
+ * with in-process workers whose models were loaded before timing. Reported: end-to-end rows/s,
+ * each stage's rows/s alone, and end-to-end / slowest stage alone. Because caption and filter
+ * share one CPU (one inference thread, and here only 2 cores), the ratio against the sum of the
+ * stages' times alone (the serial bound on this machine) is reported too.
+ *
+ * Part 2, flatness: download+write runs of 10k and 50k rows (unique small JPEGs from 127.0.0.1)
+ * against a private redis-server, sampling Redis `used_memory` (INFO memory), the fs staging
+ * size and this process's RSS. Peaks should not grow with the row count; the run-wide duplicate
+ * index (one Redis key per distinct image, by design) is measured and reported separately.
+ */
+import { setMaxListeners } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import sharp from 'sharp';
+import { loadConfig, type LoadedConfig, type Override } from '../src/config/load.ts';
+import type { CapfiltConfig } from '../src/config/schema.ts';
+import { finalizeRecords } from '../src/pipeline/decisions.ts';
+import { serveDemoImages, writeDemoInput, demoQuality, DEMO_MODEL_DIR } from '../src/pipeline/demo.ts';
+import type { InputRow } from '../src/io/readers/types.ts';
+import { recordOf } from '../src/pipeline/feeder.ts';
+import { countRows, readRows } from '../src/pipeline/input.ts';
+import { runPipeline } from '../src/pipeline/run.ts';
+import { planShards, runIdFor } from '../src/pipeline/shards.ts';
+import type { ShardState, StageName } from '../src/pipeline/stages/types.ts';
+import { FsStagingStore } from '../src/pipeline/staging/fs.ts';
+import { logger } from '../src/telemetry/logger.ts';
+import { WorkerHost } from '../src/workers/host.ts';
+import { startPrivateRedis } from '../src/workers/private-redis.ts';
+import { StageRegistry } from '../src/workers/stages.ts';
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '400' },
+    model: { type: 'string', default: DEMO_MODEL_DIR },
+    'flat-rows': { type: 'string', default: '10000,50000' },
+    'skip-e2e': { type: 'boolean', default: false },
+    'skip-flat': { type: 'boolean', default: false },
+  },
+});
+
+const log = logger().child({ bench: 'pipeline' });
+const work = mkdtempSync(join(tmpdir(), 'capfilt-bench-'));
+const set = (path: string, value: unknown): Override => ({ path, value, source: 'bench' });
+
+async function withPrivateRedis<T>(fn: (url: string) => Promise<T>): Promise<T> {
+  const r = await startPrivateRedis();
+  if (!r) throw new Error('bench:pipeline needs redis-server on PATH for a clean memory measurement');
+  try {
+    return await fn(r.url);
+  } finally {
+    await r.stop();
+  }
+}
+
+/** Runs `fn` over items with `n` in flight. */
+async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (i < items.length) await fn(items[i++]);
+  }));
+}
+
+async function shardStates(config: CapfiltConfig, runId: string): Promise<ShardState[]> {
+  const file = config.input.path!;
+  const shards = planShards(runId, file, [{ file, rows: await countRows(file, config) }], config.shards.rows);
+  const rows: InputRow[] = [];
+  for await (const r of readRows(file, config)) rows.push(r);
+  return shards.map((s) => ({ shard: s, records: rows.slice(s.rowStart, s.rowStart + s.rowCount).map((r, i) => recordOf(r, s, i, config.shards.rows)), stagesDone: [], timings: {} }));
+}
+
+async function orchestrationOverhead(redisUrl: string) {
+  const rows = Number(values.rows);
+  const seed = 20261129;
+  const images = await serveDemoImages(seed, 160);
+  const dir = join(work, 'e2e');
+  const input = join(work, 'demo-input.jsonl');
+  writeDemoInput(input, images.url, seed, rows);
+  const model = resolve(values.model);
+  const loadedFor = (out: string, prefix: string): LoadedConfig =>
+    loadConfig({
+      env: {},
+      overrides: [
+        set('redis.url', redisUrl), set('redis.prefix', prefix), set('input.path', input), set('input.format', 'jsonl'), set('output.dir', out),
+        set('input.saveAdditionalColumns', ['noise', 'demo_index']), set('models.captioner', model), set('models.filter', model),
+        set('image.size', 160), set('shards.rows', Math.max(25, Math.ceil(rows / 8))), set('download.ssrfAllowlist', ['127.0.0.1']),
+      ],
+    });
+
+  // Each stage alone, with the workers' own stage bindings (same inference thread, batch sizes).
+  const aloneCfg = loadedFor(join(dir, 'alone'), 'bench-alone').config;
+  const staging = new FsStagingStore(join(dir, 'alone-staging'));
+  const redis = new Redis(redisUrl);
+  const registry = new StageRegistry({ device: aloneCfg.models.device, threads: aloneCfg.models.threads, precision: aloneCfg.models.precision }, log, redis, 'bench-alone');
+  const states = await shardStates(aloneCfg, 'alonerun');
+  const alone: Partial<Record<StageName, { seconds: number; rowsPerSec: number }>> = {};
+  const ctrl = new AbortController();
+  setMaxListeners(0, ctrl.signal);
+  for (const stage of aloneCfg.pipeline.stages) {
+    const fn = await registry.get(stage, aloneCfg);
+    if (stage === 'write') for (const s of states) finalizeRecords(s.records, aloneCfg.filter.selection);
+    const t0 = performance.now();
+    await pool(states, aloneCfg.pipeline.concurrency[stage], (s) => fn(s, { config: aloneCfg, staging, log, signal: ctrl.signal }));
+    const seconds = (performance.now() - t0) / 1000;
+    alone[stage] = { seconds: round(seconds), rowsPerSec: round(rows / seconds) };
+  }
+  await registry.close();
+  redis.disconnect();
+  const quality = demoQuality(states.flatMap((s) => s.records), seed);
+
+  // The whole pipeline, models loaded before the clock starts.
+  const loaded = loadedFor(join(dir, 'out'), 'bench-e2e');
+  const host = new WorkerHost({ config: loaded.config, stages: loaded.config.pipeline.stages, log });
+  await host.start();
+  await host.warm(loaded.config);
+  let peakRss = 0;
+  const rss = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+  const s = await runPipeline({ loaded, workers: true, host, progress: 'none', log });
+  clearInterval(rss);
+  await host.close();
+  await images.close();
+
+  const rates = Object.entries(alone).map(([k, v]) => ({ stage: k, ...v! }));
+  const slowest = rates.reduce((a, b) => (b.rowsPerSec < a.rowsPerSec ? b : a));
+  const serialSeconds = rates.reduce((n, r) => n + r.seconds, 0);
+  return {
+    rows,
+    shardRows: loaded.config.shards.rows,
+    e2e: { rowsPerSec: round(s.rowsPerSec), seconds: round(s.seconds), reconciled: s.reconciled, kept: s.kept, filtered: s.filtered, failed: s.failed },
+    alone,
+    slowestStage: slowest.stage,
+    e2eOverSlowestAlone: round(s.rowsPerSec / slowest.rowsPerSec),
+    e2eOverSerialBound: round(s.rowsPerSec / (rows / serialSeconds)),
+    workerPeakRssMB: round(peakRss / 2 ** 20),
+    demoQualityAlone: { filterPrecision: quality.filterPrecision, filterRecall: quality.filterRecall, captionerAccuracy: quality.captionerAccuracy },
+  };
+}
+
+/** Loopback server: `/img/<n>.jpg` = one small JPEG + 8 bytes after its end marker, unique per n. */
+async function uniqueImageServer() {
+  const base = await sharp({ create: { width: 96, height: 72, channels: 3, background: { r: 40, g: 120, b: 200 } } }).jpeg({ quality: 80 }).toBuffer();
+  const server = createServer((req, res) => {
+    const m = /^\/img\/(\d+)\.jpg$/.exec(req.url ?? '');
+    if (!m) return void res.writeHead(404).end();
+    const tail = Buffer.alloc(8);
+    tail.writeBigUInt64BE(BigInt(m[1]));
+    res.writeHead(200, { 'content-type': 'image/jpeg' }).end(Buffer.concat([base, tail]));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+async function flatness(n: number) {
+  return withPrivateRedis(async (redisUrl) => {
+    const images = await uniqueImageServer();
+    const dir = join(work, `flat-${n}`);
+    const input = join(work, `flat-${n}.csv`);
+    const lines = ['url,caption'];
+    for (let i = 0; i < n; i++) lines.push(`${images.url}/img/${i}.jpg,image ${i}`);
+    writeFileSync(input, `${lines.join('\n')}\n`);
+    const loaded = loadConfig({
+      env: {},
+      overrides: [
+        set('redis.url', redisUrl), set('redis.prefix', 'bench-flat'), set('input.path', input), set('output.dir', join(dir, 'out')),
+        set('pipeline.stages', ['download', 'write']), set('shards.rows', 1000), set('pipeline.maxInFlightShards', 4),
+        set('download.ssrfAllowlist', ['127.0.0.1']), set('download.concurrency', 64), set('download.perHostConcurrency', 64), set('image.resizeMode', 'no'),
+      ],
+    });
+    const redis = new Redis(redisUrl);
+    const staging = new FsStagingStore(join(dir, 'out', '.staging'));
+    const runId = runIdFor(join(dir, 'out'));
+    const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+    const baseline = await usedMemory();
+    let peakRedis = 0;
+    let peakStaging = 0;
+    let peakRss = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        peakRedis = Math.max(peakRedis, await usedMemory());
+        peakStaging = Math.max(peakStaging, await staging.sizeBytes(runId));
+        peakRss = Math.max(peakRss, process.memoryUsage().rss);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const s = await runPipeline({ loaded, workers: true, progress: 'none', log });
+    sampling = false;
+    await sampler;
+    let dupKeys = 0;
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `bench-flat:run:${runId}:dup:*`, 'COUNT', 5000);
+      cursor = next;
+      dupKeys += keys.length;
+    } while (cursor !== '0');
+    const [oneDup] = (await redis.scan('0', 'MATCH', `bench-flat:run:${runId}:dup:*`, 'COUNT', 100))[1];
+    const dupBytes = oneDup ? Number(await redis.memory('USAGE', oneDup)) * dupKeys : 0;
+    const end = await usedMemory();
+    redis.disconnect();
+    await images.close();
+    rmSync(dir, { recursive: true, force: true });
+    return {
+      rows: n,
+      rowsPerSec: round(s.rowsPerSec),
+      reconciled: s.reconciled,
+      redisPeakAboveBaselineMB: round((peakRedis - baseline) / 2 ** 20),
+      redisAtEndAboveBaselineMB: round((end - baseline) / 2 ** 20),
+      duplicateIndexMB: round(dupBytes / 2 ** 20),
+      redisPeakExcludingDuplicateIndexMB: round((peakRedis - baseline - dupBytes) / 2 ** 20),
+      stagingPeakMB: round(peakStaging / 2 ** 20),
+      processPeakRssMB: round(peakRss / 2 ** 20),
+    };
+  });
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+try {
+  const result: Record<string, unknown> = { bench: 'pipeline', node: process.version };
+  if (!values['skip-e2e']) result.orchestration = await withPrivateRedis(orchestrationOverhead);
+  if (!values['skip-flat']) {
+    const sizes = values['flat-rows'].split(',').map(Number);
+    const runs = [];
+    for (const n of sizes) runs.push(await flatness(n));
+    result.flatness = runs;
+    if (runs.length >= 2) {
+      const [a, b] = [runs[0], runs[runs.length - 1]];
+      result.flatnessRatios = {
+        rows: round(b.rows / a.rows),
+        redisPeakExcludingDuplicateIndex: round(b.redisPeakExcludingDuplicateIndexMB / a.redisPeakExcludingDuplicateIndexMB),
+        redisPeak: round(b.redisPeakAboveBaselineMB / a.redisPeakAboveBaselineMB),
+        stagingPeak: round(b.stagingPeakMB / a.stagingPeakMB),
+        processPeakRss: round(b.processPeakRssMB / a.processPeakRssMB),
+      };
+    }
+  }
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
