@@ -92,6 +92,8 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
 
     if (o.workers && !o.host) {
       host = new WorkerHost({ config, stages: config.pipeline.stages, log: o.log.child({ role: 'worker' }) });
+      // Load the models before feeding: a wrong model folder fails the run now, not per shard.
+      await host.warm(config);
       await host.start();
     }
     await run.update({ status: 'running' });

@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
-import { CapfiltError, describeError, isCapfiltError, type ErrorCode } from '../errors.ts';
+import { CapfiltError, ERROR_CODES, describeError, isCapfiltError, type ErrorCode } from '../errors.ts';
 import { countStatuses, finalizeRecords } from '../pipeline/decisions.ts';
 import type { RunState } from '../pipeline/run-state.ts';
 import type { ShardState, StageContext, StageName } from '../pipeline/stages/types.ts';
@@ -120,7 +120,10 @@ export async function settleFailedJob(stage: StageName, job: Job<ShardJobData>, 
   const { runId, shardId } = job.data;
   const run = await deps.run(runId);
   if (!run) return;
-  const { code, message } = describeError(err);
+  let { code, message } = describeError(err);
+  // UnrecoverableError carries a CapfiltError's text ("CODE: message"); recover its code.
+  const m = /^([A-Z][A-Z0-9_]+): ([\s\S]*)$/.exec(message);
+  if (m && (m[1] === code || (code === 'INTERNAL' && m[1] in ERROR_CODES))) [code, message] = [m[1], m[2]];
   if (stage === 'write') {
     await run.state.markFailed(shardId, `${code}: ${message}`);
     return;

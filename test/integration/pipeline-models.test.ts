@@ -83,3 +83,41 @@ describe('stage selection with the model stages (t1 checkpoints)', () => {
     }
   });
 });
+
+describe('shards whose stage fails for good', () => {
+  it('a run with a missing model folder fails before feeding, naming the folder', async () => {
+    const err = await run('nomodel', 'download,caption,write', { 'models.captioner': join(fx.dir, 'no-such-model') }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/^MODEL_DIR_INVALID: .*no-such-model/);
+  });
+
+  it('a worker whose caption stage cannot load its model settles every shard: pending rows fail with STAGE_FAILED, accounting stays exact', async () => {
+    const prefix = uniquePrefix('settle');
+    prefixes.push(prefix);
+    const out = join(fx.dir, 'out-settle');
+    const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
+    const loaded = loadConfig({
+      env: { REDIS_URL },
+      overrides: [
+        set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('shards.rows', 25),
+        set('pipeline.stages', 'download,caption,write'), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
+        set('models.captioner', join(fx.dir, 'no-such-model')),
+      ],
+    });
+    const { WorkerHost } = await import('../../src/workers/host.ts');
+    const host = new WorkerHost({ config: loaded.config, stages: loaded.config.pipeline.stages, log });
+    await host.start();
+    try {
+      const summary = await runPipeline({ loaded, workers: false, progress: 'none', log });
+      expect(summary).toMatchObject({ status: 'done', reconciled: true, rows: 60, kept: 0, filtered: 0, failed: 60 });
+      const files = readdirSync(out).filter((f) => f.endsWith('.parquet')).sort();
+      const rows = (await Promise.all(files.map((f) => readShardParquet(join(out, f))))).flat();
+      expect(rows).toHaveLength(60);
+      for (const r of rows) {
+        if (fx.failing.has(r.rowIndex)) expect(r.reason).toMatch(/^(DOWNLOAD_HTTP_STATUS|IMAGE_NOT_AN_IMAGE)$/);
+        else expect([r.reason, r.reasonDetail?.startsWith('caption: MODEL_DIR_INVALID:')]).toEqual(['STAGE_FAILED', true]);
+      }
+    } finally {
+      await host.close();
+    }
+  });
+});
