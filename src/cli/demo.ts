@@ -6,7 +6,7 @@ import { COMMON_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../co
 import { parseSetArgs, type Override } from '../config/load.ts';
 import { CapfiltError } from '../errors.ts';
 import { logger } from '../telemetry/logger.ts';
-import { interruptSignal } from './run.ts';
+import { interruptSignal, quietUnderBar } from './run.ts';
 
 function int(flag: string, v: unknown, min: number, max: number): number {
   const n = Number(v);
@@ -48,6 +48,7 @@ export function register(program: Command): void {
 
       const log = logger();
       const { progressMode } = await import('../pipeline/progress.ts');
+      quietUnderBar(progressMode(mode as 'auto'));
       const { resolveRedis } = await import('../workers/redis-setup.ts');
       const { runDemo } = await import('../pipeline/demo.ts');
       const redis = await resolveRedis(loaded, log);

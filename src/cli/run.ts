@@ -19,6 +19,11 @@ export function interruptSignal(onFirst?: () => void): AbortSignal {
   return ctrl.signal;
 }
 
+/** Info logs would tear the progress bar apart; keep warnings unless a level was asked for. */
+export function quietUnderBar(mode: string): void {
+  if (mode === 'bar' && !process.env.CAPFILT_LOG_LEVEL) logger().level = 'warn';
+}
+
 export function printSummary(s: RunSummary, json: boolean): void {
   const pct = (n: number) => (s.rows ? ((100 * n) / s.rows).toFixed(1) : '0.0');
   const lines = [
@@ -49,10 +54,12 @@ export function register(program: Command): void {
       const mode = String(flags.progress);
       if (!['auto', 'bar', 'json', 'none'].includes(mode)) throw new CapfiltError('CLI_USAGE', `--progress expects auto, bar, json or none, got "${mode}"`);
       const log = logger();
+      const progress = progressMode(mode as 'auto');
+      quietUnderBar(progress);
       const summary = await runPipeline({
         loaded,
         workers: flags.workers !== false,
-        progress: progressMode(mode as 'auto'),
+        progress,
         log,
         signal: interruptSignal(() => log.warn('interrupted: draining workers; rerun the same command to resume (press again to stop now)')),
       });
