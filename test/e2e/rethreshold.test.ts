@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isCapfiltError } from '../../src/errors.ts';
+import { rethreshold } from '../../src/io/rethreshold.ts';
 import { writeRunJson, readRunJson } from '../../src/io/writers/run-json.ts';
 import { writeShardFiles } from '../../src/io/writers/shard.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
@@ -74,9 +76,10 @@ describe('capfilt rethreshold', () => {
     expect((await readTarEntries(join(to, '00000.tar'))).get('000070002.jpg')!.toString()).toBe('bytes of mem:2');
   });
 
-  it('refuses a non-empty target and bad thresholds with a usage error', async () => {
-    await expect(capfilt('rethreshold', out, '--itm', '0.6', '--to', join(dir, 'strict'))).rejects.toMatchObject({ stderr: expect.stringContaining('OUTPUT_EXISTS') });
+  it('refuses bad thresholds with a usage error, and a non-empty or identical target', async () => {
     await expect(capfilt('rethreshold', out, '--itm', '1.5', '--to', join(dir, 'x'))).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--itm must be a number in [0, 1]') });
-    await expect(capfilt('rethreshold', out, '--to', out)).rejects.toMatchObject({ code: 2 });
+    const o = { itmThreshold: 0.6, itcThreshold: null, selection: 'original-first' as const, keepTop: null };
+    await expect(rethreshold(out, join(dir, 'strict'), o)).rejects.toSatisfy((e) => isCapfiltError(e, 'OUTPUT_EXISTS'));
+    await expect(rethreshold(out, `${out}/`, o)).rejects.toSatisfy((e) => isCapfiltError(e, 'CLI_USAGE'));
   });
 });
