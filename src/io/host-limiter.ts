@@ -19,7 +19,10 @@ export class HostLimiter {
   /** Resolves with a release function once the request may start. Rejects when `signal` aborts. */
   async acquire(host: string, signal?: AbortSignal): Promise<() => void> {
     const state = this.state(host);
-    if (state.active >= this.concurrency || state.waiters.length > 0) {
+    // A released slot is handed straight to the first waiter (active stays), so a new caller
+    // arriving between the release and the waiter's wake-up cannot take it as well.
+    if (state.active < this.concurrency && state.waiters.length === 0) state.active++;
+    else {
       await new Promise<void>((resolve, reject) => {
         const wake = () => {
           signal?.removeEventListener('abort', onAbort);
@@ -35,7 +38,6 @@ export class HostLimiter {
         state.waiters.push(wake);
       });
     }
-    state.active++;
     const now = Date.now();
     const start = Math.max(now, state.nextStart);
     state.nextStart = start + this.minDelayMs;
@@ -43,10 +45,10 @@ export class HostLimiter {
     const release = () => {
       if (released) return;
       released = true;
-      state.active--;
       const next = state.waiters.shift();
-      if (next) next();
-      else if (state.active === 0 && state.nextStart <= Date.now()) this.hosts.delete(host);
+      if (next) return next();
+      state.active--;
+      if (state.active === 0 && state.nextStart <= Date.now()) this.hosts.delete(host);
     };
     if (start > now) {
       try {

@@ -33,6 +33,24 @@ describe('HostLimiter', () => {
     expect(starts[2] - starts[0]).toBeGreaterThanOrEqual(95);
   });
 
+  it('hands a released slot to the waiter, not to a caller arriving in between', async () => {
+    const limiter = new HostLimiter(1, 0);
+    const first = await limiter.acquire('h');
+    let thirdStarted = false;
+    const second = limiter.acquire('h');
+    first();
+    const third = limiter.acquire('h').then((release) => {
+      thirdStarted = true;
+      return release;
+    });
+    const releaseSecond = await second;
+    await new Promise((r) => setTimeout(r, 10));
+    expect(thirdStarted).toBe(false);
+    releaseSecond();
+    (await third)();
+    expect(limiter.size()).toBe(0);
+  });
+
   it('removes an aborted waiter from the queue', async () => {
     const limiter = new HostLimiter(1, 0);
     const release = await limiter.acquire('h');
