@@ -202,7 +202,9 @@ export class Fetcher {
     const onOuter = () => ctl.abort(outer!.reason);
     if (outer?.aborted) return fail('DOWNLOAD_ABORTED', 'cancelled', null, null, false);
     outer?.addEventListener('abort', onOuter, { once: true });
-    const timer = setTimeout(() => ctl.abort(new Error('total timeout')), o.timeoutMs);
+    // The clock starts once the first hop holds its per-host slot: waiting politely behind other
+    // requests to the same host is not the server being slow.
+    let timer: NodeJS.Timeout | undefined;
     const timedOut = () => ctl.signal.aborted && !outer?.aborted;
     const visited = new Set<string>();
     let url = startUrl;
@@ -234,6 +236,7 @@ export class Fetcher {
         let release: (() => void) | undefined;
         try {
           release = await this.limiter.acquire(host.toLowerCase(), ctl.signal);
+          timer ??= setTimeout(() => ctl.abort(new Error('total timeout')), o.timeoutMs);
           const res = await this.agent.request({
             origin: u.origin,
             path: `${u.pathname}${u.search}`,

@@ -166,6 +166,13 @@ describe('Fetcher', () => {
     expect(srv.maxConcurrent('/hold2.jpg')).toBe(2);
   });
 
+  it('does not count the wait for a per-host slot against the request timeout', async () => {
+    const f = fetcher({ perHostConcurrency: 1, timeoutMs: 500, headersTimeoutMs: 450 });
+    const results = await Promise.all([0, 1, 2].map(() => f.fetch(`${srv.url}/hold3.jpg?ms=250`)));
+    expect(results.map((r) => r.ok)).toEqual([true, true, true]);
+    expect(Math.max(...results.map((r) => r.ms))).toBeGreaterThanOrEqual(700);
+  });
+
   it('stops when the caller aborts', async () => {
     const ctl = new AbortController();
     setTimeout(() => ctl.abort(), 100);

@@ -58,7 +58,7 @@ export async function startFixtureServer(routes: StaticRoutes = new Map()): Prom
       return res.end(route.body);
     }
     if (path === '/ok.jpg') return image();
-    if (path === '/hold.jpg' || path === '/hold2.jpg') return void setTimeout(() => image(), Number(q('ms') ?? 100));
+    if (path === '/hold.jpg' || path === '/hold2.jpg' || path === '/hold3.jpg') return void setTimeout(() => image(), Number(q('ms') ?? 100));
     if (path === '/ua') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       return res.end(req.headers['user-agent'] ?? '');
