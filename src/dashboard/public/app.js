@@ -221,10 +221,11 @@
 
   // ---- samples ---------------------------------------------------------------------------
   function maybeLoadSamples(run) {
-    const key = `${run.meta.runId}|${state.status}|${state.noise}|${run.counters.shardsDone}`;
+    const key = `${run.meta.runId}|${state.status}|${state.noise}|${run.meta.state}|${run.counters.shardsDone}`;
     if (key === state.samplesKey) return;
     // Shards finish often on a fast run; a gallery that reshuffles every second is unreadable.
-    if (key.split('|').slice(0, 3).join('|') === state.samplesKey.split('|').slice(0, 3).join('|') && Date.now() - state.samplesAt < 4000) return;
+    // A new filter, run or run state (e.g. finished) reloads at once.
+    if (key.split('|').slice(0, 4).join('|') === state.samplesKey.split('|').slice(0, 4).join('|') && Date.now() - state.samplesAt < 4000) return;
     state.samplesKey = key;
     state.samplesAt = Date.now();
     loadSamples(run.meta.runId);
