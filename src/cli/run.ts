@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
 import { COMMON_FLAGS, RUN_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
 import { CapfiltError } from '../errors.ts';
-import { progressMode } from '../pipeline/progress.ts';
-import { runPipeline } from '../pipeline/run.ts';
-import { publicSummary, type RunSummary } from '../pipeline/summary.ts';
+import type { RunSummary } from '../pipeline/summary.ts';
 import { logger } from '../telemetry/logger.ts';
 
 /** Stops on the first SIGINT/SIGTERM (drain and exit), and hard on the second. */
@@ -38,7 +36,10 @@ export function printSummary(s: RunSummary, json: boolean): void {
   const failedShards = Object.entries(s.failedShards);
   if (failedShards.length) lines.push(`  FAILED SHARDS (${s.rowsInFailedShards} rows not written): ${failedShards.map(([k, v]) => `${k}: ${v}`).join('; ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);
-  if (json) process.stdout.write(`${JSON.stringify(publicSummary(s))}\n`);
+  if (json) {
+    const { config: _config, ...rest } = s;
+    process.stdout.write(`${JSON.stringify(rest)}\n`);
+  }
 }
 
 export function register(program: Command): void {
@@ -53,6 +54,8 @@ export function register(program: Command): void {
       const loaded = loadFromFlags(flags, [...RUN_FLAGS, ...WORKER_FLAGS, ...COMMON_FLAGS]);
       const mode = String(flags.progress);
       if (!['auto', 'bar', 'json', 'none'].includes(mode)) throw new CapfiltError('CLI_USAGE', `--progress expects auto, bar, json or none, got "${mode}"`);
+      // Heavy modules load only when the command runs, so every other command starts faster.
+      const [{ progressMode }, { runPipeline }] = await Promise.all([import('../pipeline/progress.ts'), import('../pipeline/run.ts')]);
       const log = logger();
       const progress = progressMode(mode as 'auto');
       quietUnderBar(progress);

@@ -1,9 +1,5 @@
 import type { Command } from 'commander';
 import { COMMON_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
-import { listRuns, RunState } from '../pipeline/run-state.ts';
-import { openRedis, redisReachable, redisUnavailable } from '../workers/connection.ts';
-import { StageQueues } from '../workers/queues.ts';
-import { workerConnection } from '../workers/connection.ts';
 import { STAGE_ORDER } from '../pipeline/stages/types.ts';
 
 /** `capfilt status [runId]`: runs and their progress from Redis; `--json` for machines. */
@@ -14,6 +10,9 @@ export function register(program: Command): void {
     .option('--json', 'one JSON object')
     .action(async (runIdArg: string | undefined, flags: Record<string, unknown>) => {
       const { config } = loadFromFlags(flags, COMMON_FLAGS);
+      const [{ listRuns, RunState }, { openRedis, redisReachable, redisUnavailable, workerConnection }, { StageQueues }] = await Promise.all([
+        import('../pipeline/run-state.ts'), import('../workers/connection.ts'), import('../workers/queues.ts'),
+      ]);
       if (!(await redisReachable(config.redis.url))) throw redisUnavailable(config.redis.url, 'status reads run state from the deployment\'s Redis: set REDIS_URL / --redis-url.');
       const redis = openRedis(config.redis.url);
       const queues = new StageQueues(workerConnection(config.redis.url), config.redis.prefix);

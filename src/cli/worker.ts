@@ -3,10 +3,7 @@ import { COMMON_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../co
 import { STAGES } from '../config/schema.ts';
 import { CapfiltError } from '../errors.ts';
 import type { StageName } from '../pipeline/stages/types.ts';
-import { serveMetrics } from '../telemetry/metrics.ts';
 import { logger } from '../telemetry/logger.ts';
-import { redisReachable, redisUnavailable } from '../workers/connection.ts';
-import { WorkerHost } from '../workers/host.ts';
 
 function parseStages(v: string): StageName[] {
   const list = v.split(',').map((s) => s.trim()).filter(Boolean);
@@ -39,6 +36,9 @@ export function register(program: Command): void {
         ? stages.map((s) => ({ path: `pipeline.concurrency.${s}`, value: concurrency, source: '--concurrency' }))
         : []);
       const config = loaded.config;
+      const [{ redisReachable, redisUnavailable }, { WorkerHost }, { serveMetrics }] = await Promise.all([
+        import('../workers/connection.ts'), import('../workers/host.ts'), import('../telemetry/metrics.ts'),
+      ]);
       if (!(await redisReachable(config.redis.url))) throw redisUnavailable(config.redis.url, `a worker joins an existing deployment: start Redis or set REDIS_URL / --redis-url (from ${loaded.sourceOf('redis.url')}).`);
       const log = logger().child({ role: 'worker' });
       const host = new WorkerHost({ config, stages, log, batchSize: positiveInt('--batch-size', flags.batchSize), drainMs: positiveInt('--drain-ms', flags.drainMs) ?? 30_000 });
