@@ -8,6 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { convert } from '../src/models/blip/convert.ts';
 import { OrtDecoderSession } from '../src/models/blip/decoder-session.ts';
@@ -106,8 +107,10 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
   const B = 8;
   const px = f32(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i) * 1.5), [B, 3, S, S]);
   await cap.sessions.vision.run({ pixel_values: f32(new Float32Array(3 * S * S), [1, 3, S, S]) });
-  const visionS = await timeBest(2, () => cap.sessions.vision.run({ pixel_values: px }));
-  const embeds = (await cap.sessions.vision.run({ pixel_values: px })).last_hidden_state;
+  let embeds: ort.Tensor | undefined;
+  const visionS = await timeBest(1, async () => {
+    embeds = (await cap.sessions.vision.run({ pixel_values: px })).last_hidden_state;
+  });
 
   const newTokens = 20;
   const prefix = [cap.special.bos, ...cap.tokenizer!.encodePlain('a picture of ')];
@@ -116,7 +119,12 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
     method: 'greedy', maxLength: total, minLength: total, numBeams: 3, lengthPenalty: 1, topP: 0.9, topK: 0,
     temperature: 1, repetitionPenalty: 1.1, numReturnSequences: 1, prompt: 'a picture of ', seed: 0,
   };
-  const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds));
+  // One throwaway step first: a session's first run pays for touching its weights once.
+  const e = embeds!;
+  const warm = await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, f32((e.data as Float32Array).slice(0, e.dims[1] * e.dims[2]), [1, e.dims[1], e.dims[2]]));
+  await warm.step([prefix]);
+  warm.close();
+  const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds!));
   const tCross = performance.now();
   await generate(timed, Array.from({ length: B }, () => prefix), base, cap.special, Array.from({ length: B }, (_, i) => `k${i}`));
   const decodeS = (performance.now() - tCross) / 1000;
@@ -180,15 +188,17 @@ async function visionVariants(hfCaptioner: string): Promise<Record<string, numbe
   const cfg = loadBlipConfig(hfCaptioner);
   const weights = new CheckedWeights(openWeightFolder(hfCaptioner), expectedWeights(cfg));
   const S = cfg.vision.imageSize;
-  const B = 8;
+  const B = 4;
   const px = f32(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.cos(i) * 1.5), [B, 3, S, S]);
-  const out: Record<string, number> = {};
+  const out: Record<string, number> = { batch: B };
   const results: Float32Array[] = [];
   for (const fused of [true, false]) {
     const built = buildVisionGraph(cfg, weights, { fusedAttention: fused, projection: false }).build('v.data');
     const s = await GraphSession.create('vision', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, runtime);
-    results.push((await s.run({ pixel_values: px })).last_hidden_state.data as Float32Array);
-    out[fused ? 'fused_attention_images_per_s' : 'plain_attention_images_per_s'] = round(B / (await timeBest(2, () => s.run({ pixel_values: px }))));
+    await s.run({ pixel_values: f32(new Float32Array(3 * S * S), [1, 3, S, S]) });
+    out[fused ? 'fused_attention_images_per_s' : 'plain_attention_images_per_s'] = round(B / (await timeBest(1, async () => {
+      results.push((await s.run({ pixel_values: px })).last_hidden_state.data as Float32Array);
+    })));
     await s.release();
   }
   weights.close();
