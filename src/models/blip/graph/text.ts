@@ -150,7 +150,8 @@ export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
   }
   const tr = activation(g, linear(g, w, `${LM_HEAD.transform}.dense`, x, opts), t.act);
   const normed = layerNorm(g, w, `${LM_HEAD.transform}.LayerNorm`, tr, t.eps);
-  const logits = linearNamed(g, w, LM_HEAD.decoderWeight, LM_HEAD.bias, normed, opts);
+  // The LM head stays fp32 under int8: argmax decisions are the most quantisation-sensitive step.
+  const logits = linearNamed(g, w, LM_HEAD.decoderWeight, LM_HEAD.bias, normed, { ...opts, int8: false });
   g.output(logits, 'logits', 'float32', ['rows', 'seq', t.vocabSize]);
   return g;
 }
