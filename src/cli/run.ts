@@ -25,7 +25,7 @@ export function quietUnderBar(mode: string): void {
 export function printSummary(s: RunSummary, json: boolean): void {
   const pct = (n: number) => (s.rows ? ((100 * n) / s.rows).toFixed(1) : '0.0');
   const lines = [
-    `capfilt run ${s.runId}: ${s.status}${s.reconciled ? '' : ' (totals do not reconcile: see run.json)'}`,
+    `capfilt run ${s.runId}: ${s.status}${s.status === 'interrupted' ? ' (rerun the same command to resume)' : s.reconciled ? '' : ' (totals do not reconcile: see run.json)'}`,
     `  rows       ${s.rows} of ${s.totalRows} (${s.shardsWritten} shards written, ${s.shardsSkipped} already done)`,
     `  kept       ${s.kept} (${pct(s.kept)}%)`,
     `  filtered   ${s.filtered} (${pct(s.filtered)}%)`,

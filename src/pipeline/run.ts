@@ -128,14 +128,21 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       totals = await run.totals();
       failedShards = await run.failedShards();
       progress.update(totals, { inFlight: await run.inFlight(), skippedRows });
+      if (ctrl.signal.aborted) break;
       if (fed) throw fed;
       if (!feeding && totals.shards + Object.keys(failedShards).length >= shards.length) break;
-      if (ctrl.signal.aborted) break;
       await new Promise((r) => setTimeout(r, 200));
     }
     await feeder;
     progress.stop();
     const interrupted = ctrl.signal.aborted;
+    if (interrupted && host) {
+      // Let the in-process workers finish or hand back their jobs, then report what was written.
+      await host.close();
+      host = null;
+      totals = await run.totals();
+      failedShards = await run.failedShards();
+    }
     const doneCounts = await run.doneCounts();
     const rowsOfFailed = shards.filter((s) => failedShards[s.shardId]).reduce((n, s) => n + s.rowCount, 0);
     const summary: RunSummary = {

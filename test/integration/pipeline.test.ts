@@ -97,4 +97,26 @@ describe('capfilt run (download, write) on a real HTTP server and Redis', () => 
     redis.disconnect();
   });
 
+
+  it('an interrupted run drains, reports what was written, and the same command resumes it exactly', async () => {
+    const o = join(fx.dir, 'out-interrupt');
+    const loaded = config(o, [{ path: 'download.concurrency', value: 2, source: 'test' }]);
+    const redis = new Redis(REDIS_URL);
+    const state = new RunState(redis, loaded.config.redis.prefix, runIdFor(o));
+    const ctrl = new AbortController();
+    const watcher = setInterval(() => void state.totals().then((t) => t.shards >= 1 && ctrl.abort()), 20);
+    const first = await runPipeline({ loaded, workers: true, progress: 'none', log, signal: ctrl.signal });
+    clearInterval(watcher);
+    redis.disconnect();
+    expect(first.status).toBe('interrupted');
+    expect(first.rows).toBeGreaterThan(0);
+    expect(first.rows).toBeLessThan(230);
+    const second = await runPipeline({ loaded, workers: true, progress: 'none', log });
+    expect(second).toMatchObject({ status: 'done', reconciled: true, rows: 230, failed: fx.failing.size });
+    expect(second.shardsSkipped).toBeGreaterThanOrEqual(first.rows / 40);
+    const { rows } = await readOutput(o);
+    expect(rows).toHaveLength(230);
+    expect(new Set(rows.map((r) => r.key)).size).toBe(230);
+  });
 });
+
