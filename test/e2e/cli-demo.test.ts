@@ -1,0 +1,59 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli } from '../integration/helpers/cli.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../integration/helpers/redis-cleanup.ts';
+
+const prefix = uniquePrefix('clidemo');
+const out = mkdtempSync(join(tmpdir(), 'capfilt-demo-e2e-'));
+afterAll(async () => {
+  rmSync(out, { recursive: true, force: true });
+  await deletePrefix(prefix);
+});
+
+interface DemoJson {
+  status: string;
+  rows: number;
+  kept: number;
+  filtered: number;
+  failed: number;
+  reconciled: boolean;
+  rowsPerSec: number;
+  dashboardUrl: string;
+  quality: {
+    filterPrecision: number;
+    filterRecall: number;
+    captionerAccuracy: number;
+    webTexts: { correct: number; kept: number; keptCorrect: number };
+    byNoise: Record<string, { rows: number; webKept: number }>;
+  };
+}
+
+describe('capfilt demo', () => {
+  it('runs the whole pipeline on the demo model, measures the filter against ground truth, serves the dashboard', async () => {
+    const demo = cli(['demo', '--rows', '150', '--out', out, '--json', '--serve', '--progress', 'none'], { REDIS_URL, CAPFILT_REDIS_PREFIX: prefix });
+    await demo.waitFor(/serving until Ctrl-C/, 240_000);
+    await demo.waitFor(/"dashboardUrl"/);
+    const s = JSON.parse(demo.stdout().trim().split('\n').at(-1)!) as DemoJson;
+
+    const page = await fetch(s.dashboardUrl);
+    expect(page.status).toBe(200);
+    demo.child.kill('SIGINT');
+    expect((await demo.exited).code, demo.stderr().slice(-2000)).toBe(0);
+
+    expect(demo.stdout()).toMatch(/filter precision\s+\d+\.\d%/);
+    expect(s).toMatchObject({ status: 'done', reconciled: true, rows: 150, failed: 0 });
+    expect(s.kept + s.filtered).toBe(150);
+    expect(s.rowsPerSec).toBeGreaterThan(0);
+    // The filter does better than keeping every web text (whose precision is the share of correct ones).
+    const q = s.quality;
+    expect(q.filterPrecision).toBeGreaterThan(q.webTexts.correct / 150 + 0.15);
+    expect(q.filterRecall).toBeGreaterThan(0.5);
+    expect(q.captionerAccuracy).toBeGreaterThanOrEqual(0);
+    expect(q.captionerAccuracy).toBeLessThanOrEqual(1);
+    expect(q.byNoise.junk.webKept / q.byNoise.junk.rows).toBeLessThan(q.byNoise.correct.webKept / q.byNoise.correct.rows);
+    expect(readdirSync(out).filter((f) => /^\d{5}\.parquet$/.test(f)).length).toBeGreaterThan(1);
+    expect(existsSync(join(out, 'run.json'))).toBe(true);
+  });
+});
