@@ -13,7 +13,7 @@ import { readTarEntries } from './writers/tar.ts';
  * every shard parquet, by the same rules the filter stage uses (src/pipeline/decisions.ts) — no
  * model runs. Failed rows, trusted rows and rows of runs without a filter stage stay as they
  * were. Images are copied from the old shard's tars: kept rows from NNNNN.tar, filtered rows
- * from NNNNN_filtered.tar; a row that now passes but whose image was not kept (a shard written
+ * from filtered/NNNNN.tar; a row that now passes but whose image was not kept (a shard written
  * without filtered images) is filtered with RETHRESHOLD_IMAGE_MISSING.
  */
 export interface RethresholdOptions {

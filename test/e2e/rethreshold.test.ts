@@ -27,7 +27,7 @@ beforeAll(async () => {
   const shard0 = [
     scored(0, 0.9, 0.2, 'kept'), // web stays kept at 0.6
     scored(1, 0.55, 0.65, 'kept'), // web drops at 0.6, synthetic stays
-    scored(2, 0.3, 0.45, 'filtered'), // filtered; its image is in 00000_filtered.tar
+    scored(2, 0.3, 0.45, 'filtered'), // filtered; its image is in filtered/00000.tar
     record(3, { status: 'failed', reason: 'DOWNLOAD_TIMEOUT', reasonDetail: 'headers timeout' }),
   ];
   shard0[1].reason = 'KEPT_WEB_AND_SYNTHETIC';
@@ -44,7 +44,8 @@ describe('capfilt rethreshold', () => {
     const { stdout } = await capfilt('rethreshold', out, '--itm', '0.6', '--to', to, '--json');
     const summary = JSON.parse(stdout.trim().split('\n').pop()!);
     expect(summary).toMatchObject({ shards: 2, rows: 6, kept: 3, filtered: 2, failed: 1, changed: 2 });
-    expect(readdirSync(to).sort()).toEqual(['00000.parquet', '00000.tar', '00000_filtered.tar', '00000_stats.json', '00001.parquet', '00001.tar', '00001_filtered.tar', '00001_stats.json', 'run.json']);
+    expect(readdirSync(to).sort()).toEqual(['00000.parquet', '00000.tar', '00000_stats.json', '00001.parquet', '00001.tar', '00001_stats.json', 'filtered', 'run.json']);
+    expect(readdirSync(join(to, 'filtered')).sort()).toEqual(['00000.tar', '00001.tar']);
     const rows = await readShardParquet(join(to, '00000.parquet'));
     expect(rows.map((r) => [r.status, r.reason, r.selected])).toEqual([
       ['kept', 'KEPT_WEB_TEXT', 'web text 0'],
@@ -58,7 +59,7 @@ describe('capfilt rethreshold', () => {
     expect(tar.get('000070001.jpg')!.toString()).toBe('bytes of mem:1');
     const other = await readShardParquet(join(to, '00001.parquet'));
     expect(other.map((r) => [r.status, r.reason])).toEqual([['kept', 'KEPT_TRUSTED'], ['filtered', 'FILTER_NO_TEXT_KEPT']]);
-    expect([...(await readTarEntries(join(to, '00001_filtered.tar'))).keys()]).toContain('000070011.jpg');
+    expect([...(await readTarEntries(join(to, 'filtered', '00001.tar'))).keys()]).toContain('000070011.jpg');
     const runJson = await readRunJson(to);
     expect(runJson).toMatchObject({ runId: 'r1', kept: 3, rethreshold: { itmThreshold: 0.6, selection: 'original-first' } });
   });

@@ -162,7 +162,7 @@ export async function writeShardParquet(finalPath: string, records: RowRecord[])
 
 /**
  * Rebuilds the records of a written shard. Image refs become `tar:<key>` (the image is in the
- * shard's tar, or its `_filtered.tar`); fetch details and scores come back as written.
+ * shard's tar, or in filtered/NNNNN.tar); fetch details and scores come back as written.
  */
 export async function readShardParquet(path: string): Promise<RowRecord[]> {
   let rows: Record<string, unknown>[];

@@ -1,5 +1,5 @@
 import { access, mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CapfiltError } from '../../errors.ts';
 import type { RowRecord } from '../../pipeline/records.ts';
 import { writeFileAtomic } from './atomic.ts';
@@ -20,8 +20,9 @@ export interface WriteShardOptions {
   startTime: number;
   timings?: Record<string, number | undefined>;
   /**
-   * Also write the images of filtered rows to `NNNNN_filtered.tar`, so that `rethreshold` can
+   * Also write the images of filtered rows to `filtered/NNNNN.tar`, so that `rethreshold` can
    * later keep rows a stricter filter dropped. Default true; the images are the small resized ones.
+   * A subfolder, so that loaders globbing `<out>/*.tar` read only the clean dataset.
    */
   keepFilteredImages?: boolean;
 }
@@ -36,7 +37,7 @@ export interface ShardPaths {
 export function shardPaths(outDir: string, name: string): ShardPaths {
   return {
     tar: join(outDir, `${name}.tar`),
-    filteredTar: join(outDir, `${name}_filtered.tar`),
+    filteredTar: join(outDir, 'filtered', `${name}.tar`),
     parquet: join(outDir, `${name}.parquet`),
     stats: join(outDir, `${name}_stats.json`),
   };
@@ -98,7 +99,7 @@ async function* samples(records: RowRecord[], images: ImageSource): AsyncGenerat
 }
 
 /**
- * Writes NNNNN.tar (kept rows), NNNNN_filtered.tar (filtered rows with an image, optional),
+ * Writes NNNNN.tar (kept rows), filtered/NNNNN.tar (filtered rows with an image, optional),
  * NNNNN_stats.json and NNNNN.parquet (every row), each atomically, the parquet last. Every
  * record must be final (kept/filtered/failed) and every kept record must have an image.
  */
@@ -111,7 +112,10 @@ export async function writeShardFiles(records: RowRecord[], o: WriteShardOptions
   const paths = shardPaths(o.outDir, o.name);
   await writeTarAtomic(paths.tar, samples(records.filter((r) => r.status === 'kept'), o.images));
   const filtered = records.filter((r) => r.status === 'filtered' && r.image);
-  if ((o.keepFilteredImages ?? true) && filtered.length) await writeTarAtomic(paths.filteredTar, samples(filtered, o.images));
+  if ((o.keepFilteredImages ?? true) && filtered.length) {
+    await mkdir(dirname(paths.filteredTar), { recursive: true });
+    await writeTarAtomic(paths.filteredTar, samples(filtered, o.images));
+  }
   else await rm(paths.filteredTar, { force: true });
   const stats = shardStats(o.name, records, { startTime: o.startTime, endTime: Date.now(), timings: o.timings });
   await writeFileAtomic(paths.stats, `${JSON.stringify(stats, null, 2)}\n`);

@@ -7,7 +7,7 @@ import type { ShardState, StageContext } from './types.ts';
  * Write stage: the shard's output files from its final records (src/io/writers/shard.ts).
  * Input:  every record final (kept/filtered/failed; the processor settles pending rows with
  *         finalizeRecords first), kept rows with a staged image and `selected` decided.
- * Output: <output.dir>/NNNNN.tar, NNNNN_filtered.tar, NNNNN_stats.json, NNNNN.parquet, the
+ * Output: <output.dir>/NNNNN.tar, filtered/NNNNN.tar, NNNNN_stats.json, NNNNN.parquet, the
  *         parquet renamed into place last ("parquet exists" = shard done). Rewriting is
  *         idempotent: a retried job produces the same files.
  */

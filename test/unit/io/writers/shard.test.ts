@@ -31,7 +31,8 @@ describe('writeShardFiles', () => {
   it('writes tar (kept rows), filtered tar, stats and parquet (every row) that read back exactly', async () => {
     const records = shardRecords();
     const { paths, stats } = await writeShardFiles(records, { outDir: dir, name: '00007', images, startTime: Date.now() - 1500, timings: { download: 1000, write: 5 } });
-    expect(readdirSync(dir).sort()).toEqual(['00007.parquet', '00007.tar', '00007_filtered.tar', '00007_stats.json']);
+    expect(readdirSync(dir).sort()).toEqual(['00007.parquet', '00007.tar', '00007_stats.json', 'filtered']);
+    expect(readdirSync(join(dir, 'filtered'))).toEqual(['00007.tar']);
 
     const tarEntries = await readTarEntries(paths.tar);
     expect([...tarEntries.keys()]).toEqual(['000070000.jpg', '000070000.txt', '000070000.json', '000070001.jpg', '000070001.txt', '000070001.json', '000070006.jpg', '000070006.txt', '000070006.json']);

@@ -32,7 +32,8 @@ describe('writeShard (worker-facing)', () => {
     const ctx = { config, staging, log: pino({ level: 'silent' }), signal: new AbortController().signal };
     const first = await writeShard(state, ctx);
     const again = await writeShard(state, ctx);
-    expect(readdirSync(out).sort()).toEqual(['00007.parquet', '00007.tar', '00007_filtered.tar', '00007_stats.json']);
+    expect(readdirSync(out).sort()).toEqual(['00007.parquet', '00007.tar', '00007_stats.json', 'filtered']);
+    expect(readdirSync(join(out, 'filtered'))).toEqual(['00007.tar']);
     expect(first.stats).toMatchObject({ count: 3, kept: 1, filtered: 1, failed: 1, failed_to_download: 1, timings_ms: { download: 100, caption: 200, filter: 50 } });
     expect(again.stats.count).toBe(3);
     const tarEntries = await readTarEntries(first.paths.tar);
