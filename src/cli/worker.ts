@@ -41,7 +41,7 @@ export function register(program: Command): void {
       ]);
       if (!(await redisReachable(config.redis.url))) throw redisUnavailable(config.redis.url, `a worker joins an existing deployment: start Redis or set REDIS_URL / --redis-url (from ${loaded.sourceOf('redis.url')}).`);
       const log = logger().child({ role: 'worker' });
-      const host = new WorkerHost({ config, stages, log, batchSize: positiveInt('--batch-size', flags.batchSize), drainMs: positiveInt('--drain-ms', flags.drainMs) ?? 30_000 });
+      const host = new WorkerHost({ config, stages, log, stagingDir: loaded.isExplicit('staging.dir') ? config.staging.dir : null, batchSize: positiveInt('--batch-size', flags.batchSize), drainMs: positiveInt('--drain-ms', flags.drainMs) ?? 30_000 });
       const metrics = flags.metricsPort !== undefined ? await serveMetrics({ port: Number(flags.metricsPort) }) : null;
       await host.start();
       if (metrics) log.info({ url: metrics.url }, 'metrics');

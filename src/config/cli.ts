@@ -53,7 +53,7 @@ function camel(flag: string): string {
 export function addConfigFlags(cmd: Command, specs: FlagSpec[]): Command {
   for (const s of specs) cmd.option(s.flag, `${s.help} (${s.path})`);
   return cmd
-    .option('--config <file>', 'YAML/JSON config file (merged over config/default.yaml)')
+    .option('--config <file>', 'YAML/JSON config file merged over config/default.yaml (default: env CAPFILT_CONFIG)')
     .option('--set <option=value>', 'set any option, e.g. --set filter.itmThreshold=0.6 (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[]);
 }
 
@@ -64,5 +64,5 @@ export function loadFromFlags(flags: Record<string, unknown>, specs: FlagSpec[],
     if (v !== undefined) overrides.push({ path: s.path, value: typeof v === 'boolean' ? v : String(v), source: s.flag.split(' ')[0] });
   }
   overrides.push(...extra, ...parseSetArgs((flags.set as string[] | undefined) ?? []));
-  return loadConfig({ file: (flags.config as string | undefined) ?? null, env: process.env, overrides });
+  return loadConfig({ file: (flags.config as string | undefined) ?? process.env.CAPFILT_CONFIG ?? null, env: process.env, overrides });
 }

@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { rmdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
@@ -14,7 +15,7 @@ import { createProgress, type ProgressMode } from './progress.ts';
 import { finishedShardCounts } from './resume.ts';
 import { RunState, type RunTotals } from './run-state.ts';
 import { planShards, runIdFor } from './shards.ts';
-import { openStagingStore } from './staging/index.ts';
+import { openStagingStore, stagingDir } from './staging/index.ts';
 import { writeRunSummary, type RunSummary } from './summary.ts';
 
 /**
@@ -162,6 +163,11 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     };
     await run.update({ status: summary.status, finishedAt: Date.now(), skippedShards, error: summary.status === 'failed' ? `${Object.keys(failedShards).length} shards failed` : null });
     await stats.finishRun(runId, summary.status === 'done' ? 'finished' : summary.status === 'interrupted' ? 'cancelled' : 'failed').catch(() => undefined);
+    if (!interrupted && config.staging.backend === 'fs') {
+      // Written shards delete their staging; remove the emptied folders too (rmdir refuses non-empty ones).
+      const dir = stagingDir(config);
+      if (dir) for (const d of [join(dir, runId), dir]) await rmdir(d).catch(() => undefined);
+    }
     const modelHost = host ?? o.host;
     if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null);
     return summary;

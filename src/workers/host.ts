@@ -31,6 +31,11 @@ export interface WorkerHostOptions {
   log: Logger;
   /** Per-process overrides of the run's batch sizes (`capfilt worker --batch-size`). */
   batchSize?: number | null;
+  /**
+   * This host's own fs staging folder (a shared filesystem mounted at another path here); by
+   * default the folder the run's config names.
+   */
+  stagingDir?: string | null;
   /** Write live stats for the dashboard (default true). */
   stats?: boolean;
   drainMs?: number;
@@ -64,7 +69,8 @@ export class WorkerHost {
     };
   }
 
-  private staging(config: CapfiltConfig): StagingStore {
+  private staging(runConfig: CapfiltConfig): StagingStore {
+    const config = this.o.stagingDir && runConfig.staging.backend === 'fs' ? { ...runConfig, staging: { ...runConfig.staging, dir: this.o.stagingDir } } : runConfig;
     const key = config.staging.backend === 'redis' ? 'redis' : `fs:${stagingDir(config)}`;
     let s = this.stagings.get(key);
     if (!s) {
