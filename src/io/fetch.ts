@@ -245,6 +245,14 @@ export class Fetcher {
             signal: ctl.signal,
           });
           httpStatus = res.statusCode;
+          // Checked on every hop: an opt-out on a redirect covers what it points to.
+          const optOut = o.disallowedHeaderDirectives.length
+            ? robotsOptOut(res.headers['x-robots-tag'], this.robotsAgents, o.disallowedHeaderDirectives)
+            : null;
+          if (optOut !== null && res.statusCode >= 200 && res.statusCode < 400) {
+            abandon(res.body);
+            return fail('DOWNLOAD_OPTED_OUT', `X-Robots-Tag ${optOut}`, httpStatus, url, false);
+          }
           if (res.statusCode >= 300 && res.statusCode < 400 && res.statusCode !== 304) {
             await discard(res.body);
             const location = header(res.headers, 'location');
@@ -266,13 +274,6 @@ export class Fetcher {
             const after = parseRetryAfter(header(res.headers, 'retry-after'));
             if (after !== undefined && (res.statusCode === 429 || res.statusCode === 503)) r.retryAfterMs = after;
             return r;
-          }
-          const optOut = o.disallowedHeaderDirectives.length
-            ? robotsOptOut(res.headers['x-robots-tag'], this.robotsAgents, o.disallowedHeaderDirectives)
-            : null;
-          if (optOut !== null) {
-            abandon(res.body);
-            return fail('DOWNLOAD_OPTED_OUT', `X-Robots-Tag ${optOut}`, httpStatus, url, false);
           }
           const declared = Number(header(res.headers, 'content-length'));
           if (Number.isFinite(declared) && declared > o.maxBodyBytes) {

@@ -59,6 +59,11 @@ describe('Fetcher', () => {
     expect(r.detail).toBe(`X-Robots-Tag ${directive}`);
   });
 
+  it('honours an opt-out sent on a redirect hop', async () => {
+    const r = failure(await fetcher().fetch(`${srv.url}/redirect-to?to=%2Fok.jpg&robots=noimageai`));
+    expect(r).toMatchObject({ code: 'DOWNLOAD_OPTED_OUT', httpStatus: 302 });
+  });
+
   it('accepts opt-outs aimed at other agents, and all of them when the check is off', async () => {
     const f = fetcher();
     expect((await f.fetch(`${srv.url}/robots?v=${encodeURIComponent('otherbot: noai')}`)).ok).toBe(true);

@@ -97,7 +97,7 @@ export async function startFixtureServer(routes: StaticRoutes = new Map()): Prom
       return res.end();
     }
     if (path === '/redirect-to') {
-      res.writeHead(302, { location: q('to') ?? '' });
+      res.writeHead(302, { location: q('to') ?? '', ...(q('robots') ? { 'x-robots-tag': q('robots')! } : {}) });
       return res.end();
     }
     if (path === '/redirect-no-location') {
