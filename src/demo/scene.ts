@@ -35,8 +35,8 @@ function pickShape(rng: Rng, background: Colour, size: number, cx: number, cy: n
  */
 function twoShapes(rng: Rng, background: Colour): Scene {
   const relation = rng.pick(RELATIONS);
-  const size = rng.range(0.2, 0.3);
-  const sep = rng.range(size + 0.08, 0.62);
+  const size = rng.range(0.26, 0.33);
+  const sep = rng.range(size + 0.06, 0.58);
   const cross = rng.range(-0.35, 0.35) * sep;
   const mainA = 0.5 - sep / 2;
   const mainB = 0.5 + sep / 2;
@@ -59,14 +59,14 @@ function twoShapes(rng: Rng, background: Colour): Scene {
 }
 
 function threeShapes(rng: Rng, background: Colour): Scene {
-  const size = rng.range(0.18, 0.24);
-  const xs = [1 / 6, 3 / 6, 5 / 6].map((x) => x + rng.range(-0.03, 0.03));
+  const size = rng.range(0.21, 0.25);
+  const xs = [0.19, 0.5, 0.81].map((x) => x + rng.range(-0.02, 0.02));
   const shapes = xs.map((cx) => pickShape(rng, background, size * rng.range(0.9, 1.1), cx, rng.range(0.25, 0.75)));
   return { background, shapes, relation: null };
 }
 
 function oneShape(rng: Rng, background: Colour): Scene {
-  const size = rng.range(0.3, 0.5);
+  const size = rng.range(0.36, 0.54);
   const margin = size / 2 + 0.05;
   return {
     background,
