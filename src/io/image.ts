@@ -84,8 +84,11 @@ export async function processImage(bytes: Uint8Array, options: Partial<ImageOpti
   const o = { ...DEFAULT_IMAGE_OPTIONS, ...options };
   const sniffed = sniff(bytes, contentType);
   if (sniffed) return fail(sniffed.code, sniffed.detail);
-  if (sniffed === null && looksLikeSvg(bytes) && !o.allowedFormats.includes('svg')) {
-    return fail('IMAGE_FORMAT_REFUSED', 'SVG is refused (it can reference external resources); add "svg" to allowedFormats to accept it');
+  if (sniffed === null) {
+    if (!looksLikeSvg(bytes)) return fail('IMAGE_NOT_AN_IMAGE', `XML document${contentType ? ` served as ${contentType}` : ''}`);
+    if (!o.allowedFormats.includes('svg')) {
+      return fail('IMAGE_FORMAT_REFUSED', 'SVG is refused (it can reference external resources); add "svg" to allowedFormats to accept it');
+    }
   }
   const input = { limitInputPixels: o.limitInputPixels, failOn: o.failOn, sequentialRead: true } as const;
   // One instance for the header read and the pipeline: sharp keeps the parsed input options.

@@ -81,6 +81,7 @@ describe('processImage: refusals end with a coded reason', () => {
     ['zero bytes', 'IMAGE_EMPTY', () => Buffer.alloc(0)],
     ['HTML served as image/jpeg', 'IMAGE_NOT_AN_IMAGE', () => HTML_PAGE],
     ['SVG', 'IMAGE_FORMAT_REFUSED', () => SVG],
+    ['an XML feed', 'IMAGE_NOT_AN_IMAGE', () => Buffer.from('<?xml version="1.0"?><rss><channel/></rss>')],
     ['huge declared dimensions', 'IMAGE_PIXEL_LIMIT', () => hugePng()],
     ['truncated JPEG', 'IMAGE_DECODE_FAILED', () => fixture('truncated_jpeg.jpg')],
     ['truncated PNG', 'IMAGE_DECODE_FAILED', () => fixture('truncated_image.png')],
