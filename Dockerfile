@@ -29,10 +29,11 @@ COPY config ./config
 COPY models ./models
 RUN mkdir -p /data/out /data/staging /models && chown -R node:node /data /models
 USER node
-# Every long-running command (worker, dashboard) serves /healthz on CAPFILT_HEALTH_PORT.
-ENV CAPFILT_HEALTH_PORT=9464
+# Workers started with `--metrics-port 9464` answer /metrics there; the dashboard service sets
+# CAPFILT_HEALTH_URL to one of its public paths.
+ENV CAPFILT_HEALTH_URL=http://127.0.0.1:9464/metrics
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${CAPFILT_HEALTH_PORT}/healthz" || exit 1
+  CMD curl -fsS -o /dev/null "$CAPFILT_HEALTH_URL" || exit 1
 ENTRYPOINT ["node", "bin/capfilt.js"]
 CMD ["--help"]
 
@@ -60,8 +61,8 @@ COPY config ./config
 COPY models ./models
 RUN mkdir -p /data/out /data/staging /models && chown -R capfilt:capfilt /data /models
 USER capfilt
-ENV CAPFILT_HEALTH_PORT=9464
+ENV CAPFILT_HEALTH_URL=http://127.0.0.1:9464/metrics
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${CAPFILT_HEALTH_PORT}/healthz" || exit 1
+  CMD curl -fsS -o /dev/null "$CAPFILT_HEALTH_URL" || exit 1
 ENTRYPOINT ["node", "bin/capfilt.js"]
-CMD ["worker", "--stages", "caption,filter", "--device", "cuda:0"]
+CMD ["worker", "--stages", "caption,filter", "--device", "cuda:0", "--metrics-port", "9464"]
