@@ -1,6 +1,6 @@
 /**
  * Pipeline benchmark. Prints one JSON object.
- *   npm run bench:pipeline -- [--rows 400] [--model models/demo] [--flat-rows 10000,50000] [--skip-e2e] [--skip-flat]
+ *   npm run bench:pipeline -- [--rows 400] [--model models/demo] [--flat-rows 10000,50000] [--duplicates mark|off] [--skip-e2e] [--skip-flat]
  *
  * Part 1, orchestration overhead (demo model, demo images served from 127.0.0.1): each stage
  * run alone over the same rows, in this process, with the pipeline's own stage functions,
@@ -13,7 +13,9 @@
  * Part 2, flatness: download+write runs of 10k and 50k rows (unique small JPEGs from 127.0.0.1)
  * against a private redis-server, sampling Redis `used_memory` (INFO memory), the fs staging
  * size and this process's RSS. Peaks should not grow with the row count; the run-wide duplicate
- * index (one Redis key per distinct image, by design) is measured and reported separately.
+ * index (one Redis key per distinct image, by design) is measured and reported separately, and
+ * the keys left at the end are broken down by kind (the stats samples ring is bounded, 240
+ * samples with thumbnails, and fills up only in the larger run).
  */
 import { setMaxListeners } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,6 +49,8 @@ const { values } = parseArgs({
     'flat-rows': { type: 'string', default: '10000,50000' },
     'skip-e2e': { type: 'boolean', default: false },
     'skip-flat': { type: 'boolean', default: false },
+    /** image.duplicates of the flatness runs: mark (the default) keeps a Redis key per distinct image. */
+    duplicates: { type: 'string', default: 'mark' },
   },
 });
 
@@ -175,6 +179,7 @@ async function flatness(n: number) {
         set('redis.url', redisUrl), set('redis.prefix', 'bench-flat'), set('input.path', input), set('output.dir', join(dir, 'out')),
         set('pipeline.stages', ['download', 'write']), set('shards.rows', 1000), set('pipeline.maxInFlightShards', 4),
         set('download.ssrfAllowlist', ['127.0.0.1']), set('download.concurrency', 64), set('download.perHostConcurrency', 64), set('image.resizeMode', 'no'),
+        set('image.duplicates', values.duplicates),
       ],
     });
     const redis = new Redis(redisUrl);
@@ -206,6 +211,18 @@ async function flatness(n: number) {
     } while (cursor !== '0');
     const [oneDup] = (await redis.scan('0', 'MATCH', `bench-flat:run:${runId}:dup:*`, 'COUNT', 100))[1];
     const dupBytes = oneDup ? Number(await redis.memory('USAGE', oneDup)) * dupKeys : 0;
+    // Where Redis memory sits at the end, by kind of key (MEMORY USAGE of every key).
+    const breakdown: Record<string, number> = {};
+    cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', 'bench-flat:*', 'COUNT', 5000);
+      cursor = next;
+      for (const k of keys) {
+        if (k.includes(':dup:')) continue;
+        const kind = k.includes(':stats:') ? (k.endsWith(':samples') ? 'statsSamplesRing' : 'statsOther') : /:(download|caption|filter|write):/.test(k) ? 'queues' : k.includes(':run:') ? 'runState' : 'other';
+        breakdown[kind] = (breakdown[kind] ?? 0) + Number(await redis.memory('USAGE', k));
+      }
+    } while (cursor !== '0');
     const end = await usedMemory();
     redis.disconnect();
     await images.close();
@@ -218,6 +235,7 @@ async function flatness(n: number) {
       redisAtEndAboveBaselineMB: round((end - baseline) / 2 ** 20),
       duplicateIndexMB: round(dupBytes / 2 ** 20),
       redisPeakExcludingDuplicateIndexMB: round((peakRedis - baseline - dupBytes) / 2 ** 20),
+      keysAtEndMB: Object.fromEntries(Object.entries(breakdown).map(([k, v]) => [k, round(v / 2 ** 20)])),
       stagingPeakMB: round(peakStaging / 2 ** 20),
       processPeakRssMB: round(peakRss / 2 ** 20),
     };
@@ -229,7 +247,7 @@ function round(x: number): number {
 }
 
 try {
-  const result: Record<string, unknown> = { bench: 'pipeline', node: process.version };
+  const result: Record<string, unknown> = { bench: 'pipeline', node: process.version, duplicates: values.duplicates };
   if (!values['skip-e2e']) result.orchestration = await withPrivateRedis(orchestrationOverhead);
   if (!values['skip-flat']) {
     const sizes = values['flat-rows'].split(',').map(Number);

@@ -84,6 +84,16 @@ describe('stage selection with the model stages (t1 checkpoints)', () => {
   });
 });
 
+describe('trusted (human-annotated) input', () => {
+  it('is merged unfiltered: no synthetic captions, no scores, kept with its own text', async () => {
+    const { summary, rows } = await run('trusted', 'download,caption,filter,write', { 'input.trusted': true });
+    expect(summary).toMatchObject({ status: 'done', reconciled: true, rows: 60, kept: 60 - fx.failing.size, filtered: 0 });
+    for (const r of rows.filter((x) => x.status !== 'failed')) {
+      expect([r.trusted, r.reason, r.captions, r.scores, r.selected]).toEqual([true, 'KEPT_TRUSTED', [], [], r.text]);
+    }
+  });
+});
+
 describe('shards whose stage fails for good', () => {
   it('a run with a missing model folder fails before feeding, naming the folder', async () => {
     const err = await run('nomodel', 'download,caption,write', { 'models.captioner': join(fx.dir, 'no-such-model') }).catch((e: unknown) => e);
