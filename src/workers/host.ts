@@ -141,8 +141,8 @@ export class WorkerHost {
   /** Model ids and hashes for run.json (only of the model stages this host serves). */
   async modelInfo(config: CapfiltConfig): Promise<Record<string, unknown> | null> {
     const out: Record<string, unknown> = {};
-    if (this.o.stages.includes('caption')) out.captioner = (await this.registry.modelInfo(config))[0].captioner;
-    if (this.o.stages.includes('filter')) out.filter = (await this.registry.modelInfo(config))[1].filter;
+    if (this.o.stages.includes('caption')) out.captioner = await this.registry.modelInfo(config, 'captioner');
+    if (this.o.stages.includes('filter')) out.filter = await this.registry.modelInfo(config, 'filter');
     return Object.keys(out).length ? out : null;
   }
 

@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { BlipModels, Captioner, Filter, RuntimeOptions } from '../models/blip/types.ts';
 import { CapfiltError } from '../errors.ts';
@@ -34,20 +35,29 @@ export class ModelCache {
     return p;
   }
 
+  /**
+   * A folder holding captioner/ and filter/ is split by role, so that each role gets its own
+   * thread (caption and filter batches of different shards overlap on a multi-core or GPU host)
+   * and a worker serving one role loads only that model.
+   */
+  private roleDir(dir: string, role: 'captioner' | 'filter'): string {
+    return existsSync(join(dir, role, 'config.json')) ? join(dir, role) : dir;
+  }
+
   async captioner(dir: string): Promise<Captioner> {
-    const m = await this.load(dir);
+    const m = await this.load(this.roleDir(dir, 'captioner'));
     if (!m.captioner) throw new CapfiltError('MODEL_DIR_INVALID', `models.captioner ${dir} holds no captioner (BlipForConditionalGeneration)`, { dir });
     return m.captioner;
   }
 
   async filter(dir: string): Promise<Filter> {
-    const m = await this.load(dir);
+    const m = await this.load(this.roleDir(dir, 'filter'));
     if (!m.filter) throw new CapfiltError('MODEL_DIR_INVALID', `models.filter ${dir} holds no filter (BlipForImageTextRetrieval)`, { dir });
     return m.filter;
   }
 
-  async info(dir: string): Promise<BlipModels['info']> {
-    return (await this.load(dir)).info;
+  async info(dir: string, role: 'captioner' | 'filter'): Promise<Record<string, unknown> | null> {
+    return (await this.load(this.roleDir(dir, role))).info[role];
   }
 
   async close(): Promise<void> {

@@ -53,8 +53,8 @@ export class StageRegistry {
     }
   }
 
-  modelInfo(config: CapfiltConfig) {
-    return Promise.all([this.models.info(config.models.captioner), this.models.info(config.models.filter)]);
+  modelInfo(config: CapfiltConfig, role: 'captioner' | 'filter') {
+    return this.models.info(role === 'captioner' ? config.models.captioner : config.models.filter, role);
   }
 
   async close(): Promise<void> {
