@@ -96,6 +96,45 @@ describe('checked weight folders', () => {
     expect(e.message).toContain('vision_model.post_layernorm.bias [2, 16] (config needs [32])');
   });
 
+  it('builds the same vision graph from F16 and from F32 storage of the same values', async () => {
+    const toHalf = (f: number): number => {
+      // Round-to-nearest float32 → float16 bits; t1 values are normal and well inside range.
+      const b = new DataView(new ArrayBuffer(4));
+      b.setFloat32(0, f);
+      const x = b.getUint32(0);
+      const sign = (x >>> 16) & 0x8000;
+      const exp = ((x >>> 23) & 0xff) - 127 + 15;
+      if (exp <= 0) return sign;
+      let mant = (x >>> 13) & 0x3ff;
+      let e = exp;
+      if (x & 0x1000) { mant++; if (mant === 0x400) { mant = 0; e++; } }
+      return sign | (e << 10) | mant;
+    };
+    const half = variant('f16', (m) => {
+      for (const [k, e] of m) {
+        const f = new Float32Array(e.bytes.buffer.slice(e.bytes.byteOffset, e.bytes.byteOffset + e.bytes.byteLength));
+        m.set(k, { dtype: 'F16', shape: e.shape, bytes: new Uint8Array(Uint16Array.from(f, toHalf).buffer) });
+      }
+    });
+    const w16 = check(half);
+    const rounded = variant('f16-as-f32', (m) => {
+      for (const k of m.keys()) m.set(k, { dtype: 'F32', shape: w16.source.shape(k), bytes: new Uint8Array(w16.source.get(k).data.buffer) });
+    });
+    expect(w16.get('vision_model.encoder.layers.0.mlp.fc1.weight').sourceDtype).toBe('F16');
+    const { loadModel, releaseModel } = await import('../../../../../src/models/blip/loader.ts');
+    const { f32 } = await import('../../../../../src/models/blip/sessions.ts');
+    const opts = { device: 'cpu', threads: 1, precision: 'fp32' as const };
+    const [a, b] = [await loadModel(half, opts), await loadModel(rounded, opts)];
+    const px = f32(Float32Array.from({ length: 3 * 32 * 32 }, (_, i) => Math.sin(i)), [1, 3, 32, 32]);
+    const ya = (await a.sessions.vision.run({ pixel_values: px })).last_hidden_state.data;
+    const yb = (await b.sessions.vision.run({ pixel_values: px })).last_hidden_state.data;
+    expect(Array.from(ya)).toEqual(Array.from(yb));
+    expect(a.info.weightDtypes).toEqual(['F16']);
+    await releaseModel(a);
+    await releaseModel(b);
+    w16.close();
+  });
+
   it('reads pytorch_model.bin when there is no model.safetensors', () => {
     const folder = join(dir, 'bin');
     mkdirSync(folder);
