@@ -30,7 +30,7 @@ interface DemoJson {
   };
 }
 
-describe('capfilt demo', () => {
+describe('capfilt demo', { timeout: 300_000 }, () => {
   it('runs the whole pipeline on the demo model, measures the filter against ground truth, serves the dashboard', async () => {
     const demo = cli(['demo', '--rows', '150', '--out', out, '--json', '--serve', '--progress', 'none'], { REDIS_URL, CAPFILT_REDIS_PREFIX: prefix });
     await demo.waitFor(/serving until Ctrl-C/, 240_000);

@@ -16,7 +16,7 @@ afterAll(async () => {
   await deletePrefix(prefix);
 });
 
-describe('capfilt run / status', () => {
+describe('capfilt run / status', { timeout: 240_000 }, () => {
   it('runs, logs JSON progress lines when not on a terminal, prints the summary, and status reads the run back', async () => {
     const out = join(fx.dir, 'out');
     const run = cli(['run', '--input', fx.input, '--out', out, '--stages', 'download,write', '--shard-rows', '30', '--json'], env);

@@ -46,7 +46,7 @@ function start(args: string[], e: Record<string, string>): CliProcess {
   return c;
 }
 
-async function waitForActive(prefix: string, stage: string, timeoutMs = 60_000): Promise<void> {
+async function waitForActive(prefix: string, stage: string, timeoutMs = 180_000): Promise<void> {
   const q = new Queue(stage, { connection: { url: REDIS_URL }, prefix });
   try {
     const t0 = Date.now();
@@ -74,7 +74,7 @@ function summaryOf(p: CliProcess): Record<string, unknown> {
   return JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
 }
 
-describe('capfilt worker processes', () => {
+describe('capfilt worker processes', { timeout: 300_000 }, () => {
   it('a shard of a worker killed with SIGKILL mid-download is taken over by another worker; no row lost or duplicated', async () => {
     const prefix = uniquePrefix('kill');
     prefixes.push(prefix);

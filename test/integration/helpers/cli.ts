@@ -34,7 +34,7 @@ export function cli(args: string[], env: Record<string, string> = {}): CliProces
     stdout: () => out,
     stderr: () => err,
     exited,
-    waitFor(re, timeoutMs = 60_000) {
+    waitFor(re, timeoutMs = 180_000) {
       return new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`timed out waiting for ${re} in\n${out}\n${err.slice(-3000)}`)), timeoutMs);
         waiters.push({ re, resolve: () => { clearTimeout(t); resolve(); } });
