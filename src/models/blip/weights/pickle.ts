@@ -117,6 +117,7 @@ class ZipReader {
       const nameLen = cd.getUint16(p + 28, true);
       const extraLen = cd.getUint16(p + 30, true);
       const commentLen = cd.getUint16(p + 32, true);
+      if (p + 46 + nameLen + extraLen + commentLen > cdSize) this.bad(`central directory entry ${i} runs past the directory's ${cdSize} bytes`);
       const name = new TextDecoder().decode(new Uint8Array(cd.buffer, cd.byteOffset + p + 46, nameLen));
       let compressedSize = cd.getUint32(p + 20, true);
       let size = cd.getUint32(p + 24, true);
@@ -128,9 +129,14 @@ class ZipReader {
         const len = cd.getUint16(e + 2, true);
         if (id === 0x0001) {
           let q = e + 4;
-          if (size === 0xffffffff) { size = u64(cd, q); q += 8; }
-          if (compressedSize === 0xffffffff) { compressedSize = u64(cd, q); q += 8; }
-          if (localHeaderOffset === 0xffffffff) { localHeaderOffset = u64(cd, q); q += 8; }
+          const field = (): number => {
+            if (q + 8 > Math.min(extraEnd, e + 4 + len)) this.bad(`central directory entry ${i} has a short zip64 extra field`);
+            q += 8;
+            return u64(cd, q - 8);
+          };
+          if (size === 0xffffffff) size = field();
+          if (compressedSize === 0xffffffff) compressedSize = field();
+          if (localHeaderOffset === 0xffffffff) localHeaderOffset = field();
         }
         e += 4 + len;
       }
