@@ -208,7 +208,7 @@ export function unpickle(data: Uint8Array, file: string): unknown {
   const u16 = () => { need(2); const v = dv.getUint16(p, true); p += 2; return v; };
   const u32 = () => { need(4); const v = dv.getUint32(p, true); p += 4; return v; };
   const i32 = () => { need(4); const v = dv.getInt32(p, true); p += 4; return v; };
-  const bytes = (n: number) => { need(n); const b = data.subarray(p, p + n); p += n; return b; };
+  const bytes = (n: number) => { if (n < 0) invalid(`negative length ${n}`); need(n); const b = data.subarray(p, p + n); p += n; return b; };
   const utf8 = (n: number) => { try { return decoder.decode(bytes(n)); } catch { return invalid('string is not valid UTF-8'); } };
   const line = () => { const end = data.indexOf(0x0a, p); if (end < 0) invalid('unterminated line'); const s = new TextDecoder('latin1').decode(data.subarray(p, end)); p = end + 1; return s; };
   const pop = () => { if (stack.length === 0) invalid('stack underflow'); return stack.pop(); };
