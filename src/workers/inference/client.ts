@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { CapfiltError, ERROR_CODES, type ErrorCode } from '../../errors.ts';
 import type { BlipModels, Captioner, Filter, GenerationOptions, ImageInput, PerImage, RuntimeOptions, TextScore } from '../../models/blip/types.ts';
+import { processMetrics } from '../../telemetry/metrics.ts';
 import type { ThreadError, ThreadInit, ThreadReply, ThreadRequest } from './protocol.ts';
 
 /**
@@ -59,11 +60,22 @@ export async function openThreadedBlip(dir: string, runtime: RuntimeOptions): Pr
     })();
     return closed;
   };
+  // Latency is observed here, as the stage sees it (queueing in the thread included), so the
+  // worker's /metrics shows what a batch really costs the pipeline.
+  const metrics = processMetrics();
   const captioner: Captioner | null = r.captioner
-    ? { caption: (images: ImageInput[], options: GenerationOptions) => call<PerImage<string[]>[]>({ op: 'caption', images, options }), close }
+    ? {
+        caption: (images: ImageInput[], options: GenerationOptions) =>
+          metrics.timeModel('captioner', 'caption', () => call<PerImage<string[]>[]>({ op: 'caption', images, options })),
+        close,
+      }
     : null;
   const filter: Filter | null = r.filter
-    ? { score: (items: { image: ImageInput; texts: string[] }[]) => call<PerImage<TextScore[]>[]>({ op: 'score', items }), close }
+    ? {
+        score: (items: { image: ImageInput; texts: string[] }[]) =>
+          metrics.timeModel('filter', 'score', () => call<PerImage<TextScore[]>[]>({ op: 'score', items })),
+        close,
+      }
     : null;
   return { captioner, filter, info: r.info };
 }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCapfiltError } from '../../../src/errors.ts';
 import { loadBlip } from '../../../src/models/blip/index.ts';
 import type { BlipModels, GenerationOptions } from '../../../src/models/blip/types.ts';
+import { processMetrics } from '../../../src/telemetry/metrics.ts';
 import { openThreadedBlip } from '../../../src/workers/inference/client.ts';
 
 // The t1 parity checkpoints (tiny BLIP captioner + filter) with a tokenizer over their vocabulary.
@@ -42,6 +43,18 @@ describe('inference thread', () => {
     expect(a[0].ok).toBe(true);
     const items = [{ image: image(), texts: ['a', 'b c'] }];
     expect(await threaded.filter!.score(items)).toEqual(await direct.filter!.score(items));
+  });
+
+  it('observes each batch in the process model-latency histogram', async () => {
+    const count = async (model: string) => {
+      const m = await processMetrics().registry.getSingleMetric('capfilt_model_latency_seconds')!.get();
+      return m.values.find((v) => v.metricName === 'capfilt_model_latency_seconds_count' && v.labels.model === model)?.value ?? 0;
+    };
+    const [c0, f0] = [await count('captioner'), await count('filter')];
+    await threaded.captioner!.caption([image()], options);
+    await threaded.filter!.score([{ image: image(), texts: ['a'] }]);
+    expect(await count('captioner')).toBe(c0 + 1);
+    expect(await count('filter')).toBe(f0 + 1);
   });
 
   it('returns per-image failures as values and keeps serving', async () => {
