@@ -28,7 +28,10 @@ export function register(program: Command): void {
     .option('--batch-size <n>', 'images per model batch in this process (overrides the run\'s caption/filter batch sizes)')
     .option('--concurrency <n>', 'shards processed at once per stage in this process')
     .option('--drain-ms <ms>', 'on SIGTERM/SIGINT, wait this long for running jobs before handing them back', '30000')
-    .option('--metrics-port <port>', 'serve /metrics on 127.0.0.1:<port> (0 picks a free one)')
+    .option('--metrics-port <port>', 'serve /metrics on <metrics-host>:<port> (0 picks a free one)')
+    // Metrics hold counts and latencies, no data or controls; a scraper on another host needs a
+    // non-loopback bind, which is still an explicit choice.
+    .option('--metrics-host <addr>', 'address for /metrics (use 0.0.0.0 for a Prometheus on another host)', '127.0.0.1')
     .action(async (flags: Record<string, unknown>) => {
       const stages = parseStages(String(flags.stages));
       const concurrency = positiveInt('--concurrency', flags.concurrency);
@@ -42,7 +45,7 @@ export function register(program: Command): void {
       if (!(await redisReachable(config.redis.url))) throw redisUnavailable(config.redis.url, `a worker joins an existing deployment: start Redis or set REDIS_URL / --redis-url (from ${loaded.sourceOf('redis.url')}).`);
       const log = logger().child({ role: 'worker' });
       const host = new WorkerHost({ config, stages, log, stagingDir: loaded.isExplicit('staging.dir') ? config.staging.dir : null, batchSize: positiveInt('--batch-size', flags.batchSize), drainMs: positiveInt('--drain-ms', flags.drainMs) ?? 30_000 });
-      const metrics = flags.metricsPort !== undefined ? await serveMetrics({ port: Number(flags.metricsPort) }) : null;
+      const metrics = flags.metricsPort !== undefined ? await serveMetrics({ host: String(flags.metricsHost), port: Number(flags.metricsPort) }) : null;
       await host.start();
       if (metrics) log.info({ url: metrics.url }, 'metrics');
       process.stdout.write(`capfilt worker ${process.pid}: serving ${stages.join(',')} on ${config.redis.url} (prefix ${config.redis.prefix})\n`);
