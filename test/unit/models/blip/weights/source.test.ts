@@ -126,8 +126,8 @@ describe('checked weight folders', () => {
     const opts = { device: 'cpu', threads: 1, precision: 'fp32' as const };
     const [a, b] = [await loadModel(half, opts), await loadModel(rounded, opts)];
     const px = f32(Float32Array.from({ length: 3 * 32 * 32 }, (_, i) => Math.sin(i)), [1, 3, 32, 32]);
-    const ya = (await a.sessions.vision.run({ pixel_values: px })).last_hidden_state.data;
-    const yb = (await b.sessions.vision.run({ pixel_values: px })).last_hidden_state.data;
+    const ya = (await a.sessions.vision.run({ pixel_values: px })).last_hidden_state.data as Float32Array;
+    const yb = (await b.sessions.vision.run({ pixel_values: px })).last_hidden_state.data as Float32Array;
     expect(Array.from(ya)).toEqual(Array.from(yb));
     expect(a.info.weightDtypes).toEqual(['F16']);
     await releaseModel(a);
