@@ -48,7 +48,7 @@ describe('inference thread', () => {
   it('observes each batch in the process model-latency histogram', async () => {
     const count = async (model: string) => {
       const m = await processMetrics().registry.getSingleMetric('capfilt_model_latency_seconds')!.get();
-      return m.values.find((v) => v.metricName === 'capfilt_model_latency_seconds_count' && v.labels.model === model)?.value ?? 0;
+      return m.values.find((v) => (v as { metricName?: string }).metricName === 'capfilt_model_latency_seconds_count' && v.labels.model === model)?.value ?? 0;
     };
     const [c0, f0] = [await count('captioner'), await count('filter')];
     await threaded.captioner!.caption([image()], options);
