@@ -103,7 +103,7 @@ async function* textRecords(file: string, format: InputFormat, o: ReaderOptions,
         yield { values: null, malformed: r.malformed, offset: r.offset };
         continue;
       }
-      const values: Record<string, unknown> = {};
+      const values: Record<string, unknown> = Object.create(null);
       names.forEach((name, i) => {
         values[name] = i < r.fields.length ? decodeField(r.fields[i]) : null;
       });

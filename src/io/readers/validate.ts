@@ -6,7 +6,8 @@ export function toInputRow(rec: RawRecord, rowIndex: number, o: ReaderOptions): 
   const v = rec.values ?? {};
   const rawUrl = v[o.urlCol];
   const rawText = o.captionCol === null ? null : v[o.captionCol];
-  const extra: Record<string, unknown> = {};
+  // No prototype: a column named "__proto__" must be stored like any other, not set the prototype.
+  const extra: Record<string, unknown> = Object.create(null);
   for (const col of o.saveAdditionalColumns) extra[col] = plain(v[col]);
   const trusted = o.trustedCol !== null && truthy(v[o.trustedCol]);
   const row: InputRow = {

@@ -60,7 +60,8 @@ function extraColumns(records: RowRecord[]): ExtraColumn[] {
         : values.every((v) => typeof v === 'boolean')
           ? 'boolean'
           : 'json';
-    return { name, column: CORE.includes(name) ? `extra_${name}` : name, encoding };
+    // hyparquet reads rows into plain objects, where a "__proto__" column would vanish: rename it too.
+    return { name, column: CORE.includes(name) || name === '__proto__' ? `extra_${name}` : name, encoding };
   });
 }
 
@@ -179,7 +180,7 @@ export async function readShardParquet(path: string): Promise<RowRecord[]> {
     const str = (k: string) => (x[k] === null || x[k] === undefined ? null : String(x[k]));
     const num = (k: string) => (x[k] === null || x[k] === undefined ? null : Number(x[k]));
     const arr = <T>(k: string) => (Array.isArray(x[k]) ? (x[k] as T[]) : []);
-    const extra: Record<string, unknown> = {};
+    const extra: Record<string, unknown> = Object.create(null);
     for (const e of extras) {
       const v = x[e.column];
       extra[e.name] = v === null || v === undefined ? null : e.encoding === 'json' ? JSON.parse(String(v)) : v;
