@@ -47,8 +47,14 @@ function failPending(state: ShardState, failure: NonNullable<ShardJobData['failu
   }
 }
 
+function isShardJobData(d: unknown): d is ShardJobData {
+  return typeof d === 'object' && d !== null && typeof (d as ShardJobData).runId === 'string' && typeof (d as ShardJobData).shardId === 'string';
+}
+
 export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
   return async (job: Job<ShardJobData>, token?: string, signal?: AbortSignal): Promise<{ shardId: string; skipped?: string }> => {
+    // Job data comes from Redis, which anyone with access can write: check its shape before use.
+    if (!isShardJobData(job.data)) throw new UnrecoverableError(`job ${job.id} data is not {runId, shardId} strings: ${JSON.stringify(job.data)?.slice(0, 200)}`);
     const { runId, shardId } = job.data;
     const log = deps.log.child({ stage, runId, shardId, attempt: job.attemptsMade + 1 });
     const run = await deps.run(runId);
@@ -117,6 +123,7 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
  * recorded in the run's failed shards so that the run ends and reports it.
  */
 export async function settleFailedJob(stage: StageName, job: Job<ShardJobData>, err: Error, deps: ProcessorDeps): Promise<void> {
+  if (!isShardJobData(job.data)) return;
   const { runId, shardId } = job.data;
   const run = await deps.run(runId);
   if (!run) return;
