@@ -15,7 +15,7 @@ import { Fetcher, type FetchOptions, type FetchResult } from '../../src/io/fetch
 let server: Server;
 let port: number;
 let jpeg: Buffer;
-const bombs = { gzipGzip: Buffer.alloc(0), br: Buffer.alloc(0), stacked: Buffer.alloc(0) };
+const bombs: { gzipGzip: Buffer; br: Buffer; stacked: Buffer } = { gzipGzip: Buffer.alloc(0), br: Buffer.alloc(0), stacked: Buffer.alloc(0) };
 const hits = new Map<string, number>();
 const sockets = new Set<Socket>();
 const fetchers: Fetcher[] = [];
