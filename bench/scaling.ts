@@ -285,6 +285,27 @@ async function ensureWorkers(redisUrl: string, n: number): Promise<void> {
   workers.push(...(await Promise.all(starts)));
 }
 
+/** Aborts a run when a worker process dies under it (the run would otherwise wait forever). */
+function watchWorkers(): { signal: AbortSignal; dispose(): void } {
+  const ctrl = new AbortController();
+  const onExit = (w: Worker) => (code: number | null) => ctrl.abort(new Error(`worker ${w.group} (pid ${w.child.pid}) exited with ${code}: ${w.stderr.join('')}`));
+  const handlers = workers.map((w) => [w, onExit(w)] as const);
+  for (const [w, h] of handlers) w.child.once('exit', h);
+  return { signal: ctrl.signal, dispose: () => handlers.forEach(([w, h]) => w.child.removeListener('exit', h)) };
+}
+
+async function runWatched(loaded: ReturnType<typeof runConfig>, redisUrl: string): Promise<RunSummary> {
+  const watch = watchWorkers();
+  try {
+    const s = await runPipeline({ loaded, workers: false, progress: 'none', log, signal: watch.signal, redis: { url: redisUrl, private: true, stop: async () => undefined } });
+    if (watch.signal.aborted) throw watch.signal.reason;
+    if (s.status !== 'done' || !s.reconciled) throw new Error(`run ${s.runId} ended ${s.status} (reconciled ${s.reconciled}): ${JSON.stringify(s.failedShards)}`);
+    return s;
+  } finally {
+    watch.dispose();
+  }
+}
+
 async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof imageServer>>, model: string, o: LevelOptions) {
   const redis = new Redis(redisUrl);
   await redis.flushall();
@@ -295,7 +316,7 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
   const warmIn = join(work, `warm-${o.label}.csv`);
   writeInput(warmIn, images.url, 3 * o.n * 8, 10_000_000);
   const warm = runConfig(redisUrl, warmIn, join(work, `warm-${o.label}`), { ...o, shardRows: 8 }, model);
-  await runPipeline({ loaded: warm, workers: false, progress: 'none', log, redis: { url: redisUrl, private: true, stop: async () => undefined } });
+  await runWatched(warm, redisUrl);
   await redis.flushall();
   await sleep(500);
 
@@ -353,10 +374,15 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
       await sleep(250);
     }
   })();
-  const summary: RunSummary = await runPipeline({ loaded, workers: false, progress: 'none', log, redis: { url: redisUrl, private: true, stop: async () => undefined } });
-  const wall = (performance.now() - t0) / 1000;
-  sampling = false;
-  await sampler;
+  let summary: RunSummary;
+  let wall: number;
+  try {
+    summary = await runWatched(loaded, redisUrl);
+    wall = (performance.now() - t0) / 1000;
+  } finally {
+    sampling = false;
+    await sampler;
+  }
   const r1 = await redisSnapshot(redis);
   const cpu1 = pids.map(procCpu);
   const self1 = process.cpuUsage(self0);
