@@ -62,8 +62,16 @@ function wantsHtml(req: FastifyRequest): boolean {
   return req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
 }
 
+/**
+ * `next` after login must stay on this site. Browsers read a backslash as "/" and drop tabs and line
+ * breaks, so "/\evil.example" or "/<tab>/evil.example" mean "//evil.example", another host.
+ */
+function localPath(next: unknown): string {
+  return typeof next === 'string' && next.startsWith('/') && !/^\/[/\\]/.test(next) && !/[\\\t\n\r]/.test(next) ? next : '/';
+}
+
 function loginPage(error: boolean, next: string): string {
-  const safeNext = next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  const safeNext = localPath(next);
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>capfilt · sign in</title><link rel="stylesheet" href="/assets/style.css"></head>
 <body class="login"><form method="post" action="/login" class="card login-card">
@@ -94,7 +102,7 @@ export function installAuth(app: FastifyInstance, token: string): void {
 
   app.post('/login', async (req, reply) => {
     const body = (req.body ?? {}) as { token?: string; next?: string };
-    const next = typeof body.next === 'string' && body.next.startsWith('/') && !body.next.startsWith('//') ? body.next : '/';
+    const next = localPath(body.next);
     if (typeof body.token !== 'string' || !safeEqual(body.token, token)) {
       return reply.code(303).redirect(`/login?error=1&next=${encodeURIComponent(next)}`);
     }
