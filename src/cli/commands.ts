@@ -8,7 +8,6 @@ import { register as run } from './run.ts';
 import { register as worker } from './worker.ts';
 import { register as status } from './status.ts';
 import { register as demo } from './demo.ts';
-import { register as demo } from './demo.ts';
 import { register as rethreshold } from './rethreshold.ts';
 import { register as retryFailed } from './retry-failed.ts';
 
