@@ -25,7 +25,7 @@ from tokenizer import SPECIALS, WordPiece, build_vocab, write_tokenizer_files
 MAX_TEXT = 64
 
 
-def make_config(vocab_size, architecture, image_size=64, vh=96, vl=3, th=96, tl=2):
+def make_config(vocab_size, architecture, image_size=64, vh=96, vl=3, th=96, tl=2, patch=8):
     ids = {t: SPECIALS.index(t) for t in SPECIALS}
     return {
         "architectures": [architecture],
@@ -50,7 +50,7 @@ def make_config(vocab_size, architecture, image_size=64, vh=96, vl=3, th=96, tl=
         "vision_config": {
             "model_type": "blip_vision_model", "hidden_size": vh, "intermediate_size": 4 * vh,
             "projection_dim": 64, "num_hidden_layers": vl, "num_attention_heads": 4,
-            "image_size": image_size, "patch_size": 8, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
+            "image_size": image_size, "patch_size": patch, "hidden_act": "gelu", "layer_norm_eps": 1e-5,
             "attention_dropout": 0.0, "initializer_range": 0.02,
         },
     }
@@ -123,7 +123,7 @@ def train(args):
     tok = WordPiece(vocab)
     emit({"event": "data", "rows": len(rows), "vocab": len(vocab), "val_rows": len(val_rows)})
 
-    dims = dict(image_size=args.image_size, vh=args.vision_hidden, vl=args.vision_layers, th=args.text_hidden, tl=args.text_layers)
+    dims = dict(image_size=args.image_size, patch=args.patch_size, vh=args.vision_hidden, vl=args.vision_layers, th=args.text_hidden, tl=args.text_layers)
     cap_cfg = make_config(len(vocab), "BlipForConditionalGeneration", **dims)
     flt_cfg = make_config(len(vocab), "BlipForImageTextRetrieval", **dims)
     cap = BlipForConditionalGeneration(cap_cfg)
@@ -192,7 +192,7 @@ def train(args):
         labels_lm[:, : len(tok.encode(PROMPT)) - 1] = -100
         loss_lm = F.cross_entropy(lm_logits[:, :-1].reshape(-1, lm_logits.shape[-1]), labels_lm[:, 1:].reshape(-1), ignore_index=-100)
 
-        loss = loss_itc + loss_itm + loss_lm
+        loss = loss_itc + loss_itm + args.lm_weight * loss_lm
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -248,6 +248,8 @@ def main():
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--init", help="folder with captioner/ and filter/ to continue training from")
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--lm-weight", type=float, default=1.0)
+    p.add_argument("--patch-size", type=int, default=8)
     p.add_argument("--vision-hidden", type=int, default=96)
     p.add_argument("--vision-layers", type=int, default=3)
     p.add_argument("--text-hidden", type=int, default=96)
