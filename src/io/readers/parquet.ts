@@ -56,6 +56,8 @@ export async function* parquetRecords(file: string, o: ReaderOptions, rowStart =
       } catch (e) {
         throw new CapfiltError('INPUT_UNREADABLE', `${file}: rows ${from}-${to}: ${(e as Error).message}`, { file }, { cause: e });
       }
+      // A corrupt page can decode to fewer rows than the footer promises: say so, never drop them.
+      if (rows.length !== to - from) throw new CapfiltError('INPUT_UNREADABLE', `${file}: rows ${from}-${to}: decoded ${rows.length} rows, the file's metadata says ${to - from}`, { file });
       for (const values of rows) yield { values, malformed: null, offset: -1 };
     }
     groupStart = groupEnd;
