@@ -1,0 +1,72 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFixture, type PipelineFixture } from '../integration/helpers/pipeline-fixture.ts';
+import { startLoad, type LoadStats } from '../helpers-chaos/load.ts';
+import { startChaosRedis, type ChaosRedis } from '../helpers-chaos/redis-server.ts';
+import { Children, lastJson, modelDir, reportFault, runEnv } from '../helpers-chaos/scenario.ts';
+import { checkOutput } from '../helpers-chaos/verify.ts';
+
+/**
+ * The dashboard and /metrics under concurrent clients while a full run goes on. The same run is
+ * made with and without the load, alternating (quiet, loaded, loaded, quiet) so that drift in
+ * the machine's other work hits both sides alike; the slowdown is the ratio of mean durations.
+ * The dashboard process runs during every run, so only the requests differ.
+ */
+const ROWS = Number(process.env.CHAOS_LOAD_ROWS ?? 800);
+const CLIENTS = Number(process.env.CHAOS_LOAD_CLIENTS ?? 16);
+const PATHS = ['/api/overview', '/metrics', '/', '/api/runs', '/api/workers', '/metrics'];
+
+let redis: ChaosRedis;
+let fx: PipelineFixture;
+let model: string;
+const kids = new Children();
+
+beforeAll(async () => {
+  redis = await startChaosRedis();
+  fx = await startFixture(ROWS);
+  model = modelDir();
+});
+afterAll(async () => {
+  await kids.killAll();
+  await fx?.close();
+  await redis?.dispose();
+  if (model && !model.endsWith(join('models', 'demo'))) rmSync(model, { recursive: true, force: true });
+});
+
+describe('chaos: dashboard and /metrics under load during a run', () => {
+  it(`${CLIENTS} closed-loop clients slow a ${ROWS}-row run by at most 10%`, async () => {
+    const env = runEnv(redis.url, 'chaos-load', model);
+    const dash = kids.start(['dashboard', '--port', '0', '--redis-url', redis.url, '--prefix', 'chaos-load'], env);
+    await dash.waitFor(/capfilt dashboard: (http:\/\/\S+)/);
+    const base = /capfilt dashboard: (http:\/\/\S+)/.exec(dash.stdout())![1];
+    const seconds: Record<'quiet' | 'loaded', number[]> = { quiet: [], loaded: [] };
+    const loads: LoadStats[] = [];
+    let i = 0;
+    for (const mode of ['quiet', 'loaded', 'loaded', 'quiet'] as const) {
+      const out = join(fx.dir, `out-load-${i++}`);
+      const load = mode === 'loaded' ? startLoad(base, PATHS, CLIENTS) : null;
+      const run = kids.start(['run', '--input', fx.input, '--out', out, '--shard-rows', '100', '--json', '--progress', 'none'], env);
+      const e = await run.exited;
+      if (load) loads.push(await load.stop());
+      expect(e.code, run.stderr().slice(-2000)).toBe(0);
+      const s = lastJson(run)!;
+      expect(s).toMatchObject({ status: 'done', reconciled: true, rows: ROWS });
+      const check = await checkOutput(out, ROWS);
+      expect([check.lost, check.duplicates, check.tarProblems.length]).toEqual([0, 0, 0]);
+      seconds[mode].push(Number(s.seconds));
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const ratio = mean(seconds.loaded) / mean(seconds.quiet);
+    const requests = loads.reduce((n, l) => n + l.requests, 0);
+    const loadSeconds = loads.reduce((n, l) => n + l.seconds, 0);
+    reportFault('dashboard + /metrics load', {
+      rows: ROWS, clients: CLIENTS, runs_each: 2, quiet_s: seconds.quiet.map((x) => x.toFixed(1)).join('/'), loaded_s: seconds.loaded.map((x) => x.toFixed(1)).join('/'),
+      slowdown_ratio: ratio.toFixed(3), requests, req_per_s: (requests / loadSeconds).toFixed(0), errors: loads.reduce((n, l) => n + l.errors, 0),
+      p50_ms: Math.max(...loads.map((l) => l.p50Ms)), p99_ms: Math.max(...loads.map((l) => l.p99Ms)), lost: 0, duplicates: 0,
+    });
+    expect(loads.every((l) => l.errors === 0)).toBe(true);
+    expect(requests).toBeGreaterThan(100);
+    expect(ratio).toBeLessThanOrEqual(1.1);
+  });
+});
