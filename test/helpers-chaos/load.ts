@@ -1,9 +1,9 @@
 import { Agent, request } from 'undici';
 
 /**
- * A bounded HTTP load generator: `clients` loops, each sending one request at a time (closed
- * loop, like a dashboard poller or a Prometheus scraper that never backs off) over the given
- * paths until stopped. Counts requests, errors and latency percentiles.
+ * A bounded HTTP load generator: `clients` loops, each sending one request at a time over the
+ * given paths until stopped, waiting `thinkMs` between requests (0: a closed loop that never
+ * backs off; a few hundred ms: open dashboards and scrapers polling). Counts requests, errors and latency percentiles.
  */
 export interface LoadStats {
   requests: number;
@@ -14,7 +14,7 @@ export interface LoadStats {
   seconds: number;
 }
 
-export function startLoad(base: string, paths: string[], clients: number): { stop(): Promise<LoadStats> } {
+export function startLoad(base: string, paths: string[], clients: number, thinkMs = 0): { stop(): Promise<LoadStats> } {
   const agent = new Agent({ connections: clients, keepAliveTimeout: 10_000 });
   let running = true;
   const latencies: number[] = [];
@@ -34,6 +34,7 @@ export function startLoad(base: string, paths: string[], clients: number): { sto
         errors++;
       }
       latencies.push(performance.now() - s);
+      if (thinkMs > 0) await new Promise((r) => setTimeout(r, thinkMs));
     }
   };
   const loops = Array.from({ length: clients }, (_, i) => loop(i));
