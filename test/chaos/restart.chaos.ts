@@ -118,6 +118,7 @@ describe('chaos: restarts', () => {
       reportFault(`redis restart ${v.signal}`, {
         rows: ROWS, restarts: 1, down_s: 3, shards_before: doneBefore, first_exit: first.code ?? (first.signal === 'SIGKILL' ? 'hung(killed after 180 s)' : String(first.signal)), reruns_needed: reruns,
         lost: check.lost, duplicates: check.duplicates, bad_tars: check.tarProblems.length, exit: code ?? 'null', seconds: Math.round((Date.now() - t0) / 1000),
+        failed_shards: Object.values((lastJson(final)?.failedShards ?? {}) as Record<string, string>).map((r) => r.split(':')[0]).join('+') || 'none',
       });
       if (first.code !== 0) process.stdout.write(`first run after the Redis restart:\n${run.stderr().split('\n').filter((l) => /"level":(40|50|60)|Error/.test(l)).slice(-5).join('\n')}\n`);
       expect(code, final.stderr().slice(-2000)).toBe(0);
