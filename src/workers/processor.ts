@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError, ERROR_CODES, describeError, isCapfiltError, type ErrorCode } from '../errors.ts';
 import { countStatuses, finalizeRecords } from '../pipeline/decisions.ts';
+import { finishedShardCounts } from '../pipeline/resume.ts';
 import type { RunState } from '../pipeline/run-state.ts';
 import type { ShardState, StageContext, StageName } from '../pipeline/stages/types.ts';
 import type { StagingStore } from '../pipeline/staging/types.ts';
@@ -71,6 +72,16 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
     const onAbort = () => ctrl.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
+      if (stage === 'write' && !state.stagesDone.includes('write') && config.output.dir) {
+        // A writer killed after renaming the parquet into place (the last file) but before
+        // deleting the staging leaves a complete shard: record it instead of writing it again.
+        const written = await finishedShardCounts(config.output.dir, state.shard);
+        if (written) {
+          await run.state.markDone(shardId, written);
+          await staging.deleteShard(runId, shardId);
+          return { shardId, skipped: 'output already written' };
+        }
+      }
       if (!state.stagesDone.includes(stage)) {
         if (stage === 'write') {
           if (job.data.failure) failPending(state, job.data.failure);
