@@ -7,98 +7,15 @@
  * reported finding rather than a blocked build.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES, isCapfiltError } from '../../src/errors.ts';
-import { countRows, readRows, type InputRow, type ReaderOptions } from '../../src/io/readers/index.ts';
+import { checkContract, dir, file } from '../helpers/reader-contract.ts';
 import { reportFault } from '../helpers-chaos/scenario.ts';
-
-/**
- * Bad input at the readers' door, property-based: whatever bytes a file holds (random, truncated,
- * wrong encoding, huge fields), a reader either yields one row per counted record — each valid
- * or failed with a catalogued reason, never dropped — or refuses the whole file with a
- * CapfiltError. Reading by the planned byte ranges gives the same rows as reading the file whole
- * (that is what shards of a resumed run read).
- */
-const dir = mkdtempSync(join(tmpdir(), 'capfilt-prop-readers-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let n = 0;
-const file = (ext: string, data: string | Uint8Array) => {
-  const p = join(dir, `f${n++}.${ext}`);
-  writeFileSync(p, data);
-  return p;
-};
-
-const OPTIONS: Partial<ReaderOptions> = { saveAdditionalColumns: ['extra'], maxCaptionBytes: 64, maxRecordBytes: 256 };
-
-type Outcome = { rows: InputRow[] } | { error: unknown };
-
-async function readAll(path: string, o: Partial<ReaderOptions>, range?: Parameters<typeof readRows>[2]): Promise<Outcome> {
-  const rows: InputRow[] = [];
-  try {
-    for await (const r of readRows(path, o, range)) rows.push(r);
-    return { rows };
-  } catch (error) {
-    return { error };
-  }
-}
-
-function expectCoded(e: unknown): void {
-  expect(isCapfiltError(e), `not a CapfiltError: ${(e as Error)?.stack ?? String(e)}`).toBe(true);
-}
-
-/** The reader contract on one file; returns the rows when it was readable. */
-async function checkContract(path: string, o: Partial<ReaderOptions> = OPTIONS): Promise<InputRow[] | null> {
-  let count: number;
-  try {
-    count = await countRows(path, o);
-  } catch (e) {
-    expectCoded(e);
-    const r = await readAll(path, o);
-    if ('error' in r) expectCoded(r.error);
-    return null;
-  }
-  const r = await readAll(path, o);
-  if ('error' in r) {
-    expectCoded(r.error);
-    return null;
-  }
-  expect(r.rows.length).toBe(count);
-  r.rows.forEach((row, i) => {
-    expect(row.rowIndex).toBe(i);
-    if (row.invalid) {
-      expect(Object.keys(ERROR_CODES)).toContain(row.invalid.code);
-      expect(row.invalid.detail.length).toBeGreaterThan(0);
-    } else {
-      expect(row.url).toMatch(/^https?:\/\//i);
-      if (row.text !== null) {
-        expect(typeof row.text).toBe('string');
-        expect(Buffer.byteLength(row.text)).toBeLessThanOrEqual(64);
-      }
-    }
-  });
-  return r.rows;
-}
-
-/** Text built from the pieces that break parsers: quotes, separators, line ends, BOMs, invalid UTF-8, long runs. */
-const piece = fc.oneof(
-  fc.constantFrom('"', '""', ',', '\t', '\n', '\r\n', '\r', '{', '}', '[', ':', '\\', '\uFEFF', 'url', 'caption', 'extra', 'http://a.example/x.jpg', 'https://b/é.png', 'ftp://c', ' ', 'null', '"url"', '"caption"'),
-  fc.string({ maxLength: 12 }),
-  fc.string({ unit: 'grapheme', maxLength: 6 }),
-  fc.integer({ min: 1, max: 400 }).map((k) => 'x'.repeat(k)),
-);
-const bytesOf = (parts: (string | Uint8Array)[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
-const invalidUtf8 = fc.constantFrom(new Uint8Array([0xff]), new Uint8Array([0xc3]), new Uint8Array([0xed, 0xa0, 0x80]), new Uint8Array([0xe2, 0x82]));
-const noisyBody = fc.array(fc.oneof({ weight: 8, arbitrary: piece }, { weight: 1, arbitrary: invalidUtf8 }), { maxLength: 60 });
-
-const HEADERS = { csv: 'url,caption,extra\n', tsv: 'url\tcaption\textra\n' } as const;
 
 /**
  * Each mutated file is read in a child process (test/helpers-chaos/read-contract-child.ts) with a

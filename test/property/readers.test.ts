@@ -1,12 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { parquetWriteFile } from 'hyparquet-writer';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES, isCapfiltError } from '../../src/errors.ts';
-import { countRows, planShards, readRows, type InputRow, type ReaderOptions } from '../../src/io/readers/index.ts';
+import { describe, expect, it } from 'vitest';
+import { planShards, type InputRow } from '../../src/io/readers/index.ts';
+import { OPTIONS, checkContract, file, readAll } from '../helpers/reader-contract.ts';
 
 /**
  * Bad input at the readers' door, property-based: whatever bytes a file holds (random, truncated,
@@ -15,66 +11,6 @@ import { countRows, planShards, readRows, type InputRow, type ReaderOptions } fr
  * CapfiltError. Reading by the planned byte ranges gives the same rows as reading the file whole
  * (that is what shards of a resumed run read).
  */
-const dir = mkdtempSync(join(tmpdir(), 'capfilt-prop-readers-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let n = 0;
-const file = (ext: string, data: string | Uint8Array) => {
-  const p = join(dir, `f${n++}.${ext}`);
-  writeFileSync(p, data);
-  return p;
-};
-
-const OPTIONS: Partial<ReaderOptions> = { saveAdditionalColumns: ['extra'], maxCaptionBytes: 64, maxRecordBytes: 256 };
-
-type Outcome = { rows: InputRow[] } | { error: unknown };
-
-async function readAll(path: string, o: Partial<ReaderOptions>, range?: Parameters<typeof readRows>[2]): Promise<Outcome> {
-  const rows: InputRow[] = [];
-  try {
-    for await (const r of readRows(path, o, range)) rows.push(r);
-    return { rows };
-  } catch (error) {
-    return { error };
-  }
-}
-
-function expectCoded(e: unknown): void {
-  expect(isCapfiltError(e), `not a CapfiltError: ${(e as Error)?.stack ?? String(e)}`).toBe(true);
-}
-
-/** The reader contract on one file; returns the rows when it was readable. */
-async function checkContract(path: string, o: Partial<ReaderOptions> = OPTIONS): Promise<InputRow[] | null> {
-  let count: number;
-  try {
-    count = await countRows(path, o);
-  } catch (e) {
-    expectCoded(e);
-    const r = await readAll(path, o);
-    if ('error' in r) expectCoded(r.error);
-    return null;
-  }
-  const r = await readAll(path, o);
-  if ('error' in r) {
-    expectCoded(r.error);
-    return null;
-  }
-  expect(r.rows.length).toBe(count);
-  r.rows.forEach((row, i) => {
-    expect(row.rowIndex).toBe(i);
-    if (row.invalid) {
-      expect(Object.keys(ERROR_CODES)).toContain(row.invalid.code);
-      expect(row.invalid.detail.length).toBeGreaterThan(0);
-    } else {
-      expect(row.url).toMatch(/^https?:\/\//i);
-      if (row.text !== null) {
-        expect(typeof row.text).toBe('string');
-        expect(Buffer.byteLength(row.text)).toBeLessThanOrEqual(64);
-      }
-    }
-  });
-  return r.rows;
-}
-
 /** Text built from the pieces that break parsers: quotes, separators, line ends, BOMs, invalid UTF-8, long runs. */
 const piece = fc.oneof(
   fc.constantFrom('"', '""', ',', '\t', '\n', '\r\n', '\r', '{', '}', '[', ':', '\\', '\uFEFF', 'url', 'caption', 'extra', 'http://a.example/x.jpg', 'https://b/é.png', 'ftp://c', ' ', 'null', '"url"', '"caption"'),
