@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { redisReachable } from '../../src/workers/connection.ts';
 
 /**
  * A redis-server child owned by one chaos scenario: its own temp dir and loopback port, AOF on
@@ -33,19 +33,6 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function ping(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    // Redis answers LOADING while it replays the AOF; wait for a real PONG.
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
 
 export async function startChaosRedis(o: { appendfsync?: 'always' | 'everysec' } = {}): Promise<ChaosRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'capfilt-chaos-redis-'));
@@ -65,7 +52,8 @@ export async function startChaosRedis(o: { appendfsync?: 'always' | 'everysec' }
     child = c;
     for (let i = 0; i < 200; i++) {
       if (c.exitCode !== null) throw new Error(`redis-server exited with ${c.exitCode} on port ${port}`);
-      if (await ping(url)) return;
+      // Redis answers LOADING while it replays the AOF; redisReachable waits for a real PONG.
+      if (await redisReachable(url, 500)) return;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`redis-server on port ${port} did not answer`);
