@@ -118,7 +118,7 @@ describe('config loader on any user input (property)', () => {
 
   it('arbitrary file contents (random YAML, JSON, bytes): a config or CONFIG_FILE_UNREADABLE / CONFIG_INVALID', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 200 }), fc.json(), fc.anything().map((v) => { try { return stringify(v); } catch { return ''; } }), fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString('latin1'))), (text) => {
+      fc.property(fc.oneof(fc.string({ maxLength: 200 }), fc.json(), fc.anything().map((v) => { try { return String(stringify(v) ?? ''); } catch { return ''; } }), fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString('latin1'))), (text) => {
         const f = join(dir, `r${Math.random().toString(36).slice(2)}.yaml`);
         writeFileSync(f, text);
         codedOrConfig(() => loadConfig({ file: f, env: {} }));
