@@ -85,6 +85,7 @@ export const ERROR_CODES = {
   RUN_ACTIVE: 'another capfilt run process is already driving this output folder',
   STAGING_STATE_MISSING: 'a shard has no state in the staging store',
   STAGING_BLOB_MISSING: 'a staged image is missing from the staging store',
+  STAGING_UNAVAILABLE: 'the staging folder cannot be used (not a folder, no permission, disk full, ...)',
   STAGE_FAILED: 'a stage failed on the whole shard after all attempts; its pending rows are failed',
   WORKER_SHUTDOWN: 'the worker stopped before the job finished; the job is released for another worker',
 } as const;

@@ -55,7 +55,10 @@ export function register(program: Command): void {
       const mode = String(flags.progress);
       if (!['auto', 'bar', 'json', 'none'].includes(mode)) throw new CapfiltError('CLI_USAGE', `--progress expects auto, bar, json or none, got "${mode}"`);
       // Heavy modules load only when the command runs, so every other command starts faster.
-      const [{ progressMode }, { runPipeline }] = await Promise.all([import('../pipeline/progress.ts'), import('../pipeline/run.ts')]);
+      const [{ progressMode }, { runPipeline }, { checkStaging }] = await Promise.all([
+        import('../pipeline/progress.ts'), import('../pipeline/run.ts'), import('../pipeline/staging/index.ts'),
+      ]);
+      await checkStaging(loaded.config);
       const log = logger();
       const progress = progressMode(mode as 'auto');
       quietUnderBar(progress);

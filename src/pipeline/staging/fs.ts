@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CapfiltError } from '../../errors.ts';
 import type { ShardState } from '../stages/types.ts';
@@ -17,6 +17,8 @@ function checkName(kind: string, v: string): string {
   return v;
 }
 
+const isErrno = (e: unknown, code: string): boolean => (e as NodeJS.ErrnoException)?.code === code;
+
 export class FsStagingStore implements StagingStore {
   readonly kind = 'fs' as const;
   readonly dir: string;
@@ -29,27 +31,74 @@ export class FsStagingStore implements StagingStore {
     return join(this.dir, checkName('run id', runId), checkName('shard id', shardId));
   }
 
+  /**
+   * An OS error of the folder (ENOTDIR where a folder must be, EACCES, ENOSPC, EROFS, ...) as
+   * STAGING_UNAVAILABLE naming the folder and the OS reason. It is not a permanent code: a full
+   * disk can be freed, so the shard's job is retried before the shard is failed with it.
+   */
+  private unavailable(doing: string, e: unknown): CapfiltError {
+    const errno = (e as NodeJS.ErrnoException)?.code ?? null;
+    const reason = `${e instanceof Error ? e.message : String(e)}${errno === 'EEXIST' || errno === 'ENOTDIR' ? ' (a file stands where a folder must be)' : ''}`;
+    return new CapfiltError('STAGING_UNAVAILABLE', `staging folder ${this.dir} cannot be used (${doing}): ${reason}`, { dir: this.dir, errno }, { cause: e });
+  }
+
+  /** Writes a file through a temporary name and a rename; the temporary file is removed on failure. */
+  private async writeAtomic(d: string, name: string, data: string | Uint8Array, doing: string): Promise<void> {
+    const tmp = join(d, `.${name}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+    try {
+      await mkdir(d, { recursive: true });
+      await writeFile(tmp, data);
+      await rename(tmp, join(d, name));
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw this.unavailable(doing, e);
+    }
+  }
+
+  /**
+   * Creates the folder and writes, reads back and removes a small file, so a run whose staging
+   * folder is unusable stops before it plans, loads models or downloads anything.
+   */
+  async probe(): Promise<void> {
+    const file = join(this.dir, `.probe.${process.pid}.${Math.random().toString(36).slice(2)}`);
+    const bytes = 'capfilt staging probe';
+    try {
+      await mkdir(this.dir, { recursive: true });
+      await writeFile(file, bytes);
+      if ((await readFile(file, 'utf8')) !== bytes) throw new Error(`${file} did not read back what was written`);
+    } catch (e) {
+      throw this.unavailable('checking it at start', e);
+    } finally {
+      await unlink(file).catch(() => undefined);
+    }
+  }
+
   async putState(state: ShardState): Promise<void> {
     const d = this.shardDir(state.shard.runId, state.shard.shardId);
-    await mkdir(d, { recursive: true });
-    const tmp = join(d, `.state.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-    await writeFile(tmp, JSON.stringify(state));
-    await rename(tmp, join(d, 'state.json'));
+    // The state file is renamed into place, so a killed worker leaves the old or the new state.
+    await this.writeAtomic(d, 'state.json', JSON.stringify(state), `saving the state of shard ${state.shard.shardId}`);
   }
 
   async getState(runId: string, shardId: string): Promise<ShardState | null> {
+    let text: string;
     try {
-      return JSON.parse(await readFile(join(this.shardDir(runId, shardId), 'state.json'), 'utf8')) as ShardState;
+      text = await readFile(join(this.shardDir(runId, shardId), 'state.json'), 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
+      if (isErrno(e, 'ENOENT')) return null;
+      throw this.unavailable(`reading the state of shard ${shardId}`, e);
     }
+    return JSON.parse(text) as ShardState;
   }
 
   async putBlob(runId: string, shardId: string, name: string, bytes: Uint8Array): Promise<string> {
     const d = this.shardDir(runId, shardId);
-    await mkdir(d, { recursive: true });
-    await writeFile(join(d, `blob.${checkName('blob name', name)}`), bytes);
+    const file = join(d, `blob.${checkName('blob name', name)}`);
+    try {
+      await mkdir(d, { recursive: true });
+      await writeFile(file, bytes);
+    } catch (e) {
+      throw this.unavailable(`staging image ${name} of shard ${shardId}`, e);
+    }
     return `fs:${runId}/${shardId}/${name}`;
   }
 
@@ -61,15 +110,20 @@ export class FsStagingStore implements StagingStore {
       const b = await readFile(file);
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (isErrno(e, 'ENOENT')) {
         throw new CapfiltError('STAGING_BLOB_MISSING', `staged image ${ref} is not in ${this.dir} (workers on other hosts need staging.backend=redis or a shared staging.dir)`, { ref });
       }
-      throw e;
+      throw this.unavailable(`reading staged image ${ref}`, e);
     }
   }
 
   async deleteShard(runId: string, shardId: string): Promise<void> {
-    await rm(this.shardDir(runId, shardId), { recursive: true, force: true });
+    const d = this.shardDir(runId, shardId);
+    try {
+      await rm(d, { recursive: true, force: true });
+    } catch (e) {
+      throw this.unavailable(`deleting shard ${shardId}`, e);
+    }
   }
 
   async sizeBytes(runId: string): Promise<number> {
@@ -78,8 +132,8 @@ export class FsStagingStore implements StagingStore {
       try {
         entries = await readdir(d, { withFileTypes: true });
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-        throw e;
+        if (isErrno(e, 'ENOENT')) return 0;
+        throw this.unavailable('measuring its size', e);
       }
       let total = 0;
       for (const e of entries) {

@@ -20,3 +20,14 @@ export function openStagingStore(config: CapfiltConfig, redis: Redis): StagingSt
   if (!dir) throw new CapfiltError('CONFIG_INVALID', 'option staging.dir: expected a folder (or output.dir to derive <output.dir>/.staging) for staging.backend fs, got null');
   return new FsStagingStore(dir);
 }
+
+/**
+ * Checks at the start of a run (or of a worker given --staging-dir) that the fs staging folder
+ * can be created and written, so an unusable one stops it with STAGING_UNAVAILABLE before any
+ * work. The redis backend has nothing to check here: Redis itself is checked when it connects.
+ */
+export async function checkStaging(config: CapfiltConfig): Promise<void> {
+  if (config.staging.backend !== 'fs') return;
+  const dir = stagingDir(config);
+  if (dir) await new FsStagingStore(dir).probe();
+}
