@@ -210,21 +210,30 @@ describe('chaos: unusable output and staging locations', () => {
     const out = join(fx.dir, 'out-staging');
     const notADir = join(fx.dir, 'staging-is-a-file');
     writeFileSync(notADir, 'x');
+    const t1 = Date.now();
     const first = kids.start(runArgs(out, ['--staging-dir', notADir]), env);
     const e1 = await first.exited;
+    const firstSeconds = (Date.now() - t1) / 1000;
+    const firstLines = first.stderr().trim().split('\n');
     const code1 = /capfilt: ([A-Z][A-Z_]+):/.exec(first.stderr()) ?? /"code":"([A-Z][A-Z_]+)"/.exec(first.stderr());
+    // The start-of-run check stops the run before it plans, loads models or writes anything.
+    const outputAfterFirst = existsSync(out) ? readdirSync(out) : [];
     const second = kids.start(runArgs(out, ['--staging-dir', join(fx.dir, 'staging-ok')]), env);
     const e2 = await second.exited;
     const check = await checkOutput(out, ROWS);
     reportFault('staging path unusable', {
-      rows: ROWS, first_exit: e1.code ?? String(e1.signal), first_error: code1?.[1] ?? 'none', rerun_exit: e2.code ?? 'null',
+      rows: ROWS, first_exit: e1.code ?? String(e1.signal), first_error: code1?.[1] ?? 'none', first_stderr_lines: firstLines.length,
+      first_seconds: firstSeconds.toFixed(1), rerun_exit: e2.code ?? 'null',
       lost: check.lost, duplicates: check.duplicates, bad_tars: check.tarProblems.length,
     });
-    expect(e1.code).not.toBe(0);
+    expect(e1.code).toBe(1);
     expect(e1.signal).toBeNull();
-    expect(first.stderr()).toContain(notADir);
-    // The reason must be a coded error naming the staging location, not a bare ENOTDIR with a stack.
-    expect(code1?.[1], first.stderr().slice(-1500)).toMatch(/^STAGING_/);
+    // One coded line naming the staging folder and the OS reason; no stack trace.
+    expect(firstLines, first.stderr().slice(-1500)).toHaveLength(1);
+    expect(firstLines[0]).toMatch(/^capfilt: STAGING_UNAVAILABLE: staging folder .* cannot be used .*(EEXIST|ENOTDIR)/);
+    expect(firstLines[0]).toContain(notADir);
+    expect(code1?.[1]).toBe('STAGING_UNAVAILABLE');
+    expect(outputAfterFirst).toEqual([]);
     expect(e2.code, second.stderr().slice(-2000)).toBe(0);
     expect(lastJson(second)).toMatchObject({ status: 'done', reconciled: true, rows: ROWS });
     expect([check.lost, check.duplicates, check.rows]).toEqual([0, 0, ROWS]);
