@@ -82,6 +82,7 @@ export const ERROR_CODES = {
 
   // pipeline, queues and workers
   REDIS_UNAVAILABLE: 'Redis cannot be reached at the configured URL (and no private redis-server could be started)',
+  REDIS_LOST: 'Redis stopped answering during a run and did not come back within redis.outageTimeoutMs',
   RUN_ACTIVE: 'another capfilt run process is already driving this output folder',
   STAGING_STATE_MISSING: 'a shard has no state in the staging store',
   STAGING_BLOB_MISSING: 'a staged image is missing from the staging store',

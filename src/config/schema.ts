@@ -16,6 +16,7 @@ export const redisSchema = z.strictObject({
   url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
   prefix: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"'),
   autoStart: z.boolean(),
+  outageTimeoutMs: posInt,
 });
 
 export const inputSchema = z.strictObject({

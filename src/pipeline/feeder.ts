@@ -17,6 +17,12 @@ import type { StagingStore } from './staging/types.ts';
  *
  * A shard left staged by an interrupted earlier attempt is not staged again: its chain is
  * resumed from the first stage it has not finished (job ids dedupe against jobs still queued).
+ * A shard with neither output nor staging is fed from scratch, whatever jobs an earlier
+ * attempt left for it (those wait for the new chain, see src/workers/processor.ts).
+ *
+ * Redis may restart while feeding: each shard's feeding is idempotent (markDone and
+ * addInFlight are sets, state is overwritten whole, job ids dedupe), so `guard` may run it
+ * again after a connection error.
  */
 export interface FeedDeps {
   config: CapfiltConfig;
@@ -30,6 +36,10 @@ export interface FeedDeps {
   /** Counts of a shard whose output exists, or null when it must be processed. */
   finished(shard: ShardInfo): Promise<ShardCounts | null>;
   onShard?(shard: ShardInfo, event: 'fed' | 'skipped' | 'resumed'): void;
+  /** The run attempt (RunState.begin), stamped on every job so later attempts know leftovers. */
+  attempt?: number;
+  /** Runs one shard's feeding, retrying it while Redis is unreachable (RedisOutage.run). */
+  guard?<T>(what: string, fn: () => Promise<T>): Promise<T>;
 }
 
 export function recordOf(row: InputRow, shard: ShardInfo, position: number, rowsPerShard: number): RowRecord {
@@ -69,9 +79,14 @@ async function feedShard(d: FeedDeps, shard: ShardInfo, rows: InputRow[]): Promi
   const stages = d.config.pipeline.stages;
   const previous = await d.staging.getState(shard.runId, shard.shardId);
   await d.run.addInFlight(shard.shardId);
+  const job = {
+    runId: shard.runId, shardId: shard.shardId,
+    output: { name: shard.outputName, rows: shard.rowCount },
+    ...(d.attempt !== undefined ? { attempt: d.attempt } : {}),
+  };
   if (previous && previous.records.length === rows.length) {
     const next = stages.find((s) => !previous.stagesDone.includes(s)) ?? 'write';
-    await d.queues.enqueue(next, { runId: shard.runId, shardId: shard.shardId }, d.config);
+    await d.queues.enqueue(next, job, d.config);
     d.onShard?.(shard, 'resumed');
     return;
   }
@@ -82,7 +97,7 @@ async function feedShard(d: FeedDeps, shard: ShardInfo, rows: InputRow[]): Promi
     timings: {},
   };
   await d.staging.putState(state);
-  await d.queues.enqueue(stages[0], { runId: shard.runId, shardId: shard.shardId }, d.config);
+  await d.queues.enqueue(stages[0], job, d.config);
   d.onShard?.(shard, 'fed');
 }
 
@@ -97,7 +112,9 @@ export async function feed(d: FeedDeps, shards: ShardInfo[]): Promise<void> {
       d.signal.throwIfAborted();
       batch.push(row);
       if (batch.length === fileShards[i].rowCount) {
-        await feedShard(d, fileShards[i], batch);
+        const shard = fileShards[i];
+        const rows = batch;
+        await (d.guard ? d.guard(`feeding shard ${shard.shardId}`, () => feedShard(d, shard, rows)) : feedShard(d, shard, rows));
         batch = [];
         i++;
         if (i === fileShards.length) break;

@@ -12,13 +12,13 @@ import type { ShardInfo } from './stages/types.ts';
  * reconcile exactly with what is on disk. An unreadable or row-count-mismatched parquet means
  * "not finished": the shard is processed again and its files replaced atomically.
  */
-export function outputFiles(out: string, shard: ShardInfo): ShardPaths {
+export function outputFiles(out: string, shard: Pick<ShardInfo, 'outputName'>): ShardPaths {
   return shardPaths(out, shard.outputName);
 }
 
 const exists = (p: string) => access(p).then(() => true, () => false);
 
-export async function finishedShardCounts(out: string, shard: ShardInfo): Promise<ShardCounts | null> {
+export async function finishedShardCounts(out: string, shard: Pick<ShardInfo, 'outputName' | 'rowCount'>): Promise<ShardCounts | null> {
   const f = outputFiles(out, shard);
   // The writer renames the parquet into place last: its presence means the shard's files are complete.
   if (!(await exists(f.parquet))) return null;

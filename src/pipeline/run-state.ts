@@ -15,7 +15,10 @@ import type { CapfiltConfig } from '../config/schema.ts';
  *   K:inflight          set     shards staged and not yet written (the backpressure bound)
  *   K:done              hash    shardId → JSON counts, set once per shard (HSETNX)
  *   K:totals            hash    rows, kept, filtered, failed, shards (sums over K:done)
- *   K:failed            hash    shardId → error, shards whose write failed for good
+ *   K:failed            hash    shardId → error, shards whose write failed for good (never
+ *                               also in K:done: a shard written after all leaves it)
+ *   K:attempt           string  counter of `begin` calls: jobs carry the attempt that fed them,
+ *                               so a job left over from an earlier attempt is known as such
  */
 export interface ShardCounts {
   rows: number;
@@ -45,10 +48,11 @@ export interface RunTotals extends ShardCounts {
 }
 
 const MARK_DONE = `
--- KEYS: 1 done, 2 totals, 3 inflight
+-- KEYS: 1 done, 2 totals, 3 inflight, 4 failed
 -- ARGV: 1 shardId, 2 counts JSON, 3 rows, 4 kept, 5 filtered, 6 failed
 -- Output: 1 when recorded now, 0 when the shard was already recorded (a retried write).
 redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], 'rows', ARGV[3])
 redis.call('HINCRBY', KEYS[2], 'kept', ARGV[4])
@@ -57,12 +61,28 @@ redis.call('HINCRBY', KEYS[2], 'failed', ARGV[6])
 redis.call('HINCRBY', KEYS[2], 'shards', 1)
 return 1`;
 
+const MARK_FAILED = `
+-- KEYS: 1 failed, 2 done, 3 inflight; ARGV: 1 shardId, 2 error
+-- A shard that was written after all (a leftover job failing after the shard's own chain
+-- wrote it) is not failed: counting it twice would end the run before its last shards.
+redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1`;
+
 const RELEASE_LOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+// A lock that expired while Redis was away (a restart longer than the lock's life) is taken
+// back, unless another process took it meanwhile.
 const REFRESH_LOCK = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
 return 0`;
 
 export class RunState {
@@ -98,10 +118,14 @@ export class RunState {
     };
   }
 
-  /** Starts (or restarts) the run: fresh counters, config published for the workers. */
-  async begin(config: CapfiltConfig, meta: Omit<RunMeta, 'status' | 'finishedAt' | 'error' | 'runId'>): Promise<void> {
-    await this.redis
+  /**
+   * Starts (or restarts) the run: fresh counters, config published for the workers. Returns
+   * the attempt number (1 for the first `begin` of this run id).
+   */
+  async begin(config: CapfiltConfig, meta: Omit<RunMeta, 'status' | 'finishedAt' | 'error' | 'runId'>): Promise<number> {
+    const r = await this.redis
       .multi()
+      .incr(`${this.key}:attempt`)
       .del(`${this.key}:inflight`, `${this.key}:done`, `${this.key}:totals`, `${this.key}:failed`, `${this.key}:meta`)
       .hset(`${this.key}:meta`, {
         runId: this.runId,
@@ -117,6 +141,12 @@ export class RunState {
       })
       .zadd(`${this.prefix}:runs`, meta.startedAt, this.runId)
       .exec();
+    return Number(r?.[0]?.[1] ?? 0);
+  }
+
+  /** The current attempt (see `begin`), 0 before the first. */
+  async attempt(): Promise<number> {
+    return Number((await this.redis.get(`${this.key}:attempt`)) ?? 0);
   }
 
   async update(fields: Partial<Pick<RunMeta, 'status' | 'totalRows' | 'totalShards' | 'skippedShards' | 'finishedAt' | 'error'>>): Promise<void> {
@@ -158,12 +188,17 @@ export class RunState {
 
   /** Records a written shard once; a retried write returns false and changes nothing. */
   async markDone(shardId: string, counts: ShardCounts): Promise<boolean> {
-    const r = await this.redis.eval(MARK_DONE, 3, `${this.key}:done`, `${this.key}:totals`, `${this.key}:inflight`, shardId, JSON.stringify(counts), counts.rows, counts.kept, counts.filtered, counts.failed);
+    const r = await this.redis.eval(MARK_DONE, 4, `${this.key}:done`, `${this.key}:totals`, `${this.key}:inflight`, `${this.key}:failed`, shardId, JSON.stringify(counts), counts.rows, counts.kept, counts.filtered, counts.failed);
     return r === 1;
   }
 
-  async markFailed(shardId: string, error: string): Promise<void> {
-    await this.redis.multi().hset(`${this.key}:failed`, shardId, error).srem(`${this.key}:inflight`, shardId).exec();
+  /** Records a shard whose write failed for good; false (nothing recorded) when it is written. */
+  async markFailed(shardId: string, error: string): Promise<boolean> {
+    return (await this.redis.eval(MARK_FAILED, 3, `${this.key}:failed`, `${this.key}:done`, `${this.key}:inflight`, shardId, error)) === 1;
+  }
+
+  async isDone(shardId: string): Promise<boolean> {
+    return (await this.redis.hexists(`${this.key}:done`, shardId)) === 1;
   }
 
   async failedShards(): Promise<Record<string, string>> {

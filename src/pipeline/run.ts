@@ -3,9 +3,9 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError, isCapfiltError } from '../errors.ts';
 import { StatsWriter } from '../telemetry/stats.ts';
-import { checkEvictionPolicy, openRedis, workerConnection } from '../workers/connection.ts';
+import { RedisOutage, checkEvictionPolicy, openRedis, settlesWithin, workerConnection } from '../workers/connection.ts';
 import { WorkerHost } from '../workers/host.ts';
 import { StageQueues } from '../workers/queues.ts';
 import { resolveRedis, type RedisEndpoint } from '../workers/redis-setup.ts';
@@ -24,6 +24,11 @@ import { writeRunSummary, type RunSummary } from './summary.ts';
  * to), feed shards with backpressure, follow progress until every shard is written or failed
  * for good, and write run.json. Interrupting (signal) stops feeding, drains the in-process
  * workers and leaves the run resumable: rerunning the same command continues it.
+ *
+ * A Redis that restarts mid-run (or fails over) is waited for: following progress and feeding
+ * retry their Redis work after a pause until it answers again, and give up with REDIS_LOST
+ * after `redis.outageTimeoutMs`. With its AOF on, Redis comes back with the queues and run
+ * state, and the run continues where it was.
  */
 export interface RunOptions {
   loaded: LoadedConfig;
@@ -59,8 +64,8 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     staging: { ...base.staging, dir: base.staging.dir ? resolve(base.staging.dir) : null },
   };
   const out = config.output.dir!;
-  const redis = openRedis(endpoint.url);
-  const queues = new StageQueues(workerConnection(endpoint.url), config.redis.prefix);
+  const redis = openRedis(endpoint.url, { log: o.log, name: 'coordinator' });
+  const queues = new StageQueues(workerConnection(endpoint.url), config.redis.prefix, o.log);
   const staging = openStagingStore(config, redis);
   const stats = new StatsWriter({ redis, prefix: config.redis.prefix });
   const runId = runIdFor(out);
@@ -70,7 +75,10 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   const ctrl = new AbortController();
   const onAbort = () => ctrl.abort(o.signal?.reason);
   o.signal?.addEventListener('abort', onAbort, { once: true });
+  const outage = new RedisOutage({ url: endpoint.url, log: o.log, maxOutageMs: config.redis.outageTimeoutMs, signal: ctrl.signal });
+  const guard = <T>(what: string, fn: () => Promise<T>) => outage.run(what, fn);
   let progress = createProgress('none', 0, o.log);
+  let redisLost = false;
   try {
     const warning = await checkEvictionPolicy(redis);
     if (warning) o.log.warn(warning);
@@ -82,7 +90,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     const inputRoot = config.input.path!;
     const shards = planShards(runId, inputRoot, counted, config.shards.rows);
     const totalRows = counted.reduce((n, f) => n + f.rows, 0);
-    await run.begin(config, { input: inputRoot, out, stages: config.pipeline.stages, totalRows, totalShards: shards.length, skippedShards: 0, startedAt: t0 });
+    const attempt = await run.begin(config, { input: inputRoot, out, stages: config.pipeline.stages, totalRows, totalShards: shards.length, skippedShards: 0, startedAt: t0 });
     await stats.registerRun({
       runId, input: inputRoot, out, totalRows, totalShards: shards.length, stages: config.pipeline.stages,
       queuePrefix: config.redis.prefix, queues: Object.fromEntries(config.pipeline.stages.map((s) => [s, s])),
@@ -106,7 +114,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     let feeding = true;
     const feeder = feed(
       {
-        config, run, staging, queues, log: o.log, signal: ctrl.signal,
+        config, run, staging, queues, log: o.log, signal: ctrl.signal, attempt, guard,
         rows: (file) => readRows(file, config),
         finished: (shard) => finishedShardCounts(out, shard),
         onShard: (shard, event) => {
@@ -126,25 +134,37 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     let totals: RunTotals = await run.totals();
     let failedShards: Record<string, string> = {};
     for (;;) {
-      totals = await run.totals();
-      failedShards = await run.failedShards();
-      progress.update(totals, { inFlight: await run.inFlight(), skippedRows });
+      const now = await outage
+        .run('following progress', async () => ({ totals: await run.totals(), failed: await run.failedShards(), inFlight: await run.inFlight() }))
+        .catch((e: unknown) => {
+          // Interrupted while Redis is away: stop following and report what is known.
+          if (ctrl.signal.aborted) return null;
+          throw e;
+        });
+      if (now) {
+        totals = now.totals;
+        failedShards = now.failed;
+        progress.update(totals, { inFlight: now.inFlight, skippedRows });
+      }
       if (ctrl.signal.aborted) break;
       if (fed) throw fed;
       if (!feeding && totals.shards + Object.keys(failedShards).length >= shards.length) break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    await feeder;
+    // An interrupted feeder stops at its next Redis call; one waiting on a Redis that is gone
+    // would hold the interrupt for ever.
+    if (ctrl.signal.aborted) await settlesWithin(feeder, 5_000);
+    else await feeder;
     progress.stop();
     const interrupted = ctrl.signal.aborted;
     if (interrupted && host) {
       // Let the in-process workers finish or hand back their jobs, then report what was written.
       await host.close();
       host = null;
-      totals = await run.totals();
-      failedShards = await run.failedShards();
+      totals = await guard('reading totals', () => run.totals());
+      failedShards = await guard('reading failed shards', () => run.failedShards());
     }
-    const doneCounts = await run.doneCounts();
+    const doneCounts = await guard('reading shard counts', () => run.doneCounts());
     const rowsOfFailed = shards.filter((s) => failedShards[s.shardId]).reduce((n, s) => n + s.rowCount, 0);
     const summary: RunSummary = {
       runId, input: inputRoot, out,
@@ -161,7 +181,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       config,
       labels: o.labels ?? {},
     };
-    await run.update({ status: summary.status, finishedAt: Date.now(), skippedShards, error: summary.status === 'failed' ? `${Object.keys(failedShards).length} shards failed` : null });
+    await guard('recording the run\'s end', () => run.update({ status: summary.status, finishedAt: Date.now(), skippedShards, error: summary.status === 'failed' ? `${Object.keys(failedShards).length} shards failed` : null }));
     await stats.finishRun(runId, summary.status === 'done' ? 'finished' : summary.status === 'interrupted' ? 'cancelled' : 'failed').catch(() => undefined);
     if (!interrupted && config.staging.backend === 'fs') {
       // Written shards delete their staging; remove the emptied folders too (rmdir refuses non-empty ones).
@@ -172,15 +192,20 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null);
     return summary;
   } catch (e) {
-    await run.update({ status: ctrl.signal.aborted ? 'interrupted' : 'failed', finishedAt: Date.now(), error: (e as Error).message }).catch(() => undefined);
+    // After REDIS_LOST nothing can be recorded (and the lock expires by itself).
+    redisLost = isCapfiltError(e, 'REDIS_LOST');
+    if (!redisLost) await run.update({ status: ctrl.signal.aborted ? 'interrupted' : 'failed', finishedAt: Date.now(), error: (e as Error).message }).catch(() => undefined);
     throw e;
   } finally {
     progress.stop();
     o.signal?.removeEventListener('abort', onAbort);
-    if (host) await host.close();
-    await queues.close();
-    await staging.close();
-    if (release) await release().catch(() => undefined);
+    // Without Redis no job can finish or be handed back: cancel them at once, wait briefly.
+    if (host) await (redisLost ? host.close(0, 2_000) : host.close());
+    if (redisLost) await settlesWithin(queues.disconnect(), 2_000);
+    // Bounded: a Redis that went away while closing must not hold the exit.
+    else if (!(await settlesWithin(queues.close(), 5_000))) await settlesWithin(queues.disconnect(), 5_000);
+    await settlesWithin(staging.close(), 5_000);
+    if (release && !redisLost) await release().catch(() => undefined);
     redis.disconnect();
     if (!o.redis) await endpoint.stop();
   }

@@ -1,11 +1,15 @@
 import type { ConnectionOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
 import { CapfiltError } from '../errors.ts';
 
 /**
  * Redis connections. BullMQ workers need `maxRetriesPerRequest: null` (blocking commands must
- * wait through reconnects); plain clients keep a bounded retry so that a dead Redis surfaces as
- * an error instead of a hang.
+ * wait through reconnects). Plain clients keep a bounded retry by default so that a dead Redis
+ * surfaces as an error instead of a hang; a worker host's client waits through reconnects
+ * instead (`waitForReconnect`), so that a Redis restart pauses its jobs rather than failing
+ * them. Every client gets an `error` listener: without one ioredis prints "[ioredis] Unhandled
+ * error event" with a stack for every reconnect attempt.
  */
 export function redisOptionsFromUrl(url: string): RedisOptions {
   const u = new URL(url);
@@ -25,8 +29,153 @@ export function workerConnection(url: string): ConnectionOptions {
   return { host, port, username, password, db, tls, maxRetriesPerRequest: null };
 }
 
-export function openRedis(url: string): Redis {
-  return new Redis({ ...redisOptionsFromUrl(url), maxRetriesPerRequest: 3 });
+export interface OpenRedisOptions {
+  /** Queue commands while disconnected and send them once Redis is back, however long that takes. */
+  waitForReconnect?: boolean;
+  /** Where connection losses are reported (once per outage); without it they are only swallowed. */
+  log?: Logger;
+  /** What the client is for, in that report. */
+  name?: string;
+}
+
+export function openRedis(url: string, o: OpenRedisOptions = {}): Redis {
+  const r = new Redis({ ...redisOptionsFromUrl(url), maxRetriesPerRequest: o.waitForReconnect ? null : 3 });
+  const report = outageReporter(redisAddress(url), o.name ?? 'redis client', o.log);
+  // Commands that fail report the error to their caller; the events only say the link is down.
+  r.on('error', report.error);
+  r.on('ready', report.ready);
+  return r;
+}
+
+/** host:port of a Redis URL, without credentials, for logs and error messages. */
+export function redisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '6379'}`;
+  } catch {
+    return 'redis';
+  }
+}
+
+/**
+ * Logs a connection's errors once per outage: the first error, then one line when it is back
+ * (`ready`), or, for emitters without a ready event (BullMQ queues and workers), when no error
+ * came for `quietMs`. Every reconnect attempt emits an error; one line says all of it.
+ */
+export function outageReporter(address: string, what: string, log?: Logger, quietMs = 10_000): { error(e: unknown): void; ready(): void } {
+  let since = 0;
+  let last = 0;
+  let errors = 0;
+  const ready = () => {
+    if (!since) return;
+    log?.info({ redis: address, client: what, downMs: Date.now() - since, errors }, `${what}: Redis connection restored`);
+    since = 0;
+    errors = 0;
+  };
+  return {
+    error(e: unknown) {
+      const now = Date.now();
+      if (since && now - last > quietMs) ready();
+      last = now;
+      errors++;
+      if (since) return;
+      since = now;
+      log?.warn({ redis: address, client: what, err: (e as Error)?.message ?? String(e) }, `${what}: lost the connection to Redis; reconnecting`);
+    },
+    ready,
+  };
+}
+
+/**
+ * True for errors that say Redis could not be reached (refused, reset, closed, retries used
+ * up, still loading its dataset) rather than that a command was wrong: those are worth
+ * waiting out.
+ */
+export function isRedisConnectionError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if (e.name === 'MaxRetriesPerRequestError') return true;
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTCONN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED'].includes(code)) return true;
+  return /max retries per request|Connection is closed|Stream isn't writeable|^LOADING |ECONNREFUSED|ECONNRESET/.test(e.message);
+}
+
+export interface OutageOptions {
+  url: string;
+  log: Logger;
+  /** Give up (REDIS_LOST) once Redis has not answered for this long. */
+  maxOutageMs: number;
+  /** Pause between tries while Redis is away. */
+  pauseMs?: number;
+  /** Stops waiting (rethrows the connection error) when aborted. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs Redis work that may be retried, riding out a Redis that restarts: a connection error
+ * is retried after a pause until Redis answers again or `maxOutageMs` have passed since the
+ * first failure (then REDIS_LOST). One object is shared by every caller of a process, so an
+ * outage is logged once (when it starts and when it ends), whoever hits it.
+ */
+export class RedisOutage {
+  private since = 0;
+  private tries = 0;
+
+  constructor(private readonly o: OutageOptions) {}
+
+  /** Milliseconds since Redis stopped answering, or 0 while it answers. */
+  downMs(): number {
+    return this.since ? Date.now() - this.since : 0;
+  }
+
+  async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (;;) {
+      try {
+        const value = await fn();
+        if (this.since) {
+          this.o.log.info({ redis: redisAddress(this.o.url), downMs: Date.now() - this.since, tries: this.tries }, 'Redis answers again; the run continues');
+          this.since = 0;
+          this.tries = 0;
+        }
+        return value;
+      } catch (e) {
+        if (!isRedisConnectionError(e) || this.o.signal?.aborted) throw e;
+        const now = Date.now();
+        if (!this.since) {
+          this.since = now;
+          this.o.log.warn(
+            { redis: redisAddress(this.o.url), while: what, err: (e as Error).message, giveUpAfterMs: this.o.maxOutageMs },
+            `Redis at ${redisAddress(this.o.url)} does not answer; waiting for it to come back (up to ${Math.round(this.o.maxOutageMs / 1000)} s, redis.outageTimeoutMs)`,
+          );
+        }
+        this.tries++;
+        if (now - this.since >= this.o.maxOutageMs) {
+          throw new CapfiltError(
+            'REDIS_LOST',
+            `Redis at ${redisAddress(this.o.url)} has not answered for ${Math.round((now - this.since) / 1000)} s (redis.outageTimeoutMs = ${this.o.maxOutageMs}; last error while ${what}: ${(e as Error).message}). Start Redis again and rerun the same command: the run resumes`,
+            { url: redisAddress(this.o.url), downMs: now - this.since },
+            { cause: e },
+          );
+        }
+        await new Promise((r) => setTimeout(r, Math.min(this.o.pauseMs ?? 1000, Math.max(1, this.since + this.o.maxOutageMs - now))));
+      }
+    }
+  }
+}
+
+/**
+ * True when `p` settles (either way) within `ms`. For shutdown steps that wait on Redis or on
+ * jobs: a process that is closing must not wait for ever on a Redis that is gone.
+ */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((r) => {
+    timer = setTimeout(() => r(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** True when a Redis answers PING at `url` within `timeoutMs`. */

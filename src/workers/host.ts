@@ -10,7 +10,7 @@ import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
 import type { StagingStore } from '../pipeline/staging/types.ts';
 import { processMetrics } from '../telemetry/metrics.ts';
 import { StatsWriter } from '../telemetry/stats.ts';
-import { openRedis, workerConnection } from './connection.ts';
+import { isRedisConnectionError, openRedis, outageReporter, redisAddress, settlesWithin, workerConnection } from './connection.ts';
 import { makeProcessor, settleFailedJob, type ProcessorDeps } from './processor.ts';
 import { StageQueues, type ShardJobData } from './queues.ts';
 import { StageRegistry } from './stages.ts';
@@ -22,7 +22,13 @@ import { StageRegistry } from './stages.ts';
  *
  * Shutdown (`close`, wired to SIGTERM/SIGINT by the CLI): stop taking jobs and let the current
  * ones finish for up to `drainMs`; jobs still running then are aborted and moved back to wait
- * (no attempt used), and the lock is released for another worker.
+ * (no attempt used), and the lock is released for another worker. Jobs that do not let go
+ * within `closeTimeoutMs` after that (seen after a Redis restart: BullMQ's close() kept waiting
+ * for jobs whose locks were lost in the outage) are abandoned: the workers' connections are dropped so that the
+ * process can exit, and their jobs are taken over as stalled once their locks expire.
+ *
+ * Redis restarts: the host's own client queues commands until Redis is back (a job pauses
+ * instead of failing), and connection errors are logged once per outage.
  */
 export interface WorkerHostOptions {
   /** The host's own config: redis, pipeline concurrency and locks, models runtime (device). */
@@ -39,6 +45,8 @@ export interface WorkerHostOptions {
   /** Write live stats for the dashboard (default true). */
   stats?: boolean;
   drainMs?: number;
+  /** How long close() waits for the workers after cancelling their jobs (default 15 s). */
+  closeTimeoutMs?: number;
 }
 
 const RUN_CACHE_MS = 5_000;
@@ -56,8 +64,8 @@ export class WorkerHost {
   readonly deps: ProcessorDeps;
 
   constructor(private readonly o: WorkerHostOptions) {
-    this.redis = openRedis(o.config.redis.url);
-    this.queues = new StageQueues(workerConnection(o.config.redis.url), o.config.redis.prefix);
+    this.redis = openRedis(o.config.redis.url, { waitForReconnect: true, log: o.log, name: 'worker host' });
+    this.queues = new StageQueues(workerConnection(o.config.redis.url), o.config.redis.prefix, o.log);
     this.registry = new StageRegistry({ device: o.config.models.device, threads: o.config.models.threads, precision: o.config.models.precision }, o.log, this.redis, o.config.redis.prefix);
     this.stats = o.stats === false ? null : new StatsWriter({ redis: this.redis, prefix: o.config.redis.prefix, metrics: processMetrics() });
     this.deps = {
@@ -117,7 +125,12 @@ export class WorkerHost {
           await settleFailedJob(stage, job, err, this.deps);
         })().catch((e: unknown) => this.o.log.error({ err: describeError(e) }, 'settling a failed job failed'));
       });
-      w.on('error', (err) => this.o.log.error({ stage, err: describeError(err) }, 'worker error'));
+      // Every reconnect attempt of a worker's connections is an error event: one line per outage.
+      const outage = outageReporter(redisAddress(this.o.config.redis.url), `${stage} worker`, this.o.log);
+      w.on('error', (err) => {
+        if (isRedisConnectionError(err)) outage.error(err);
+        else this.o.log.error({ stage, err: describeError(err) }, 'worker error');
+      });
       this.workers.push(w);
       void w.run();
     }
@@ -146,19 +159,28 @@ export class WorkerHost {
     return Object.keys(out).length ? out : null;
   }
 
-  close(drainMs = this.o.drainMs ?? 30_000): Promise<void> {
+  close(drainMs = this.o.drainMs ?? 30_000, closeTimeoutMs = this.o.closeTimeoutMs ?? 15_000): Promise<void> {
     this.closing ??= (async () => {
+      // Each later step talks to Redis too; none may hold the exit longer than this.
+      const step = Math.min(5_000, closeTimeoutMs);
       const timer = setTimeout(() => {
         this.o.log.warn({ drainMs }, 'drain timeout: releasing running jobs to the queue');
         for (const w of this.workers) w.cancelAllJobs('worker shutting down');
       }, drainMs);
       timer.unref();
-      await Promise.all(this.workers.map((w) => w.close()));
+      const closed = Promise.all(this.workers.map((w) => w.close()));
+      if (!(await settlesWithin(closed, drainMs + closeTimeoutMs))) {
+        this.o.log.error(
+          { drainMs, closeTimeoutMs },
+          `workers did not stop ${Math.round(closeTimeoutMs / 1000)} s after their jobs were cancelled; dropping their connections (their jobs are taken over as stalled when the locks expire)`,
+        );
+        await settlesWithin(Promise.all(this.workers.map((w) => w.disconnect())), step);
+      }
       clearTimeout(timer);
-      await this.heartbeat?.stop().catch(() => undefined);
-      await this.queues.close();
+      if (this.heartbeat) await settlesWithin(this.heartbeat.stop(), step);
+      if (!(await settlesWithin(this.queues.close(), step))) await settlesWithin(this.queues.disconnect(), step);
       await this.registry.close();
-      for (const s of this.stagings.values()) await s.close();
+      for (const s of this.stagings.values()) await settlesWithin(s.close(), step);
       this.redis.disconnect();
       this.o.log.info('workers stopped');
     })();

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError, ERROR_CODES, describeError, isCapfiltError, type ErrorCode } from '../errors.ts';
@@ -21,6 +21,16 @@ import { nextStage, type ShardJobData, type StageQueues } from './queues.ts';
  * PERMANENT_CODES fails at once (UnrecoverableError). A job that fails for good is settled by
  * `settleFailedJob`: its shard still goes to write, with its pending rows failed (STAGE_FAILED),
  * so every row is accounted. On shutdown the job is moved back to wait, not failed.
+ *
+ * Leftover jobs: a job added by an earlier attempt of the run (a coordinator killed or hung,
+ * Redis restarted) can meet a shard that moved on without it. Its shard already written (in
+ * the run's done set, or its parquet on disk) → recorded and skipped. Its shard without state
+ * and without output → the job waits (delayed, no attempt used): the run re-feeds every shard
+ * that has no output, and the job then either runs as part of that chain (the chain's add of
+ * the same job id lands on it) or finds the shard written. A job of any attempt whose shard
+ * has not finished the previous stage waits the same way instead of running on rows that are
+ * not ready. Only a job of the current attempt whose state is missing fails
+ * (STAGING_STATE_MISSING): that is a staging store the workers do not share.
  */
 export type StageFn = (state: ShardState, ctx: StageContext) => Promise<void>;
 
@@ -52,6 +62,21 @@ function isShardJobData(d: unknown): d is ShardJobData {
   return typeof d === 'object' && d !== null && typeof (d as ShardJobData).runId === 'string' && typeof (d as ShardJobData).shardId === 'string';
 }
 
+/** The output a job names, when it names a usable one (job data is not trusted). */
+function outputOf(data: ShardJobData): { name: string; rows: number } | null {
+  const o = data.output;
+  return o && typeof o.name === 'string' && /^\d{1,12}$/.test(o.name) && Number.isSafeInteger(o.rows) && o.rows > 0 ? o : null;
+}
+
+/** What a job hands on to the shard's next job: the shard's output and the chain's attempt. */
+export function chainData(data: ShardJobData, state?: ShardState): Pick<ShardJobData, 'output' | 'attempt'> {
+  const output = state ? { name: state.shard.outputName, rows: state.shard.rowCount } : outputOf(data) ?? undefined;
+  return { ...(output ? { output } : {}), ...(typeof data.attempt === 'number' ? { attempt: data.attempt } : {}) };
+}
+
+/** How long a leftover job waits before it looks at its shard again. */
+export const LEFTOVER_WAIT_MS = 2_000;
+
 export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
   return async (job: Job<ShardJobData>, token?: string, signal?: AbortSignal): Promise<{ shardId: string; skipped?: string }> => {
     // Job data comes from Redis, which anyone with access can write: check its shape before use.
@@ -61,10 +86,33 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
     const run = await deps.run(runId);
     if (!run) throw new UnrecoverableError(`run ${runId} has no state in Redis (it was deleted); dropping job ${job.id}`);
     const { config, staging } = run;
+    const waitForShard = async (why: string): Promise<never> => {
+      log.debug({ why }, 'leftover job waits for its shard');
+      await job.moveToDelayed(Date.now() + Math.max(LEFTOVER_WAIT_MS, config.pipeline.backoffMs), token);
+      throw new DelayedError();
+    };
     const state = await staging.getState(runId, shardId);
     if (!state) {
-      if ((await run.state.doneCounts())[shardId]) return { shardId, skipped: 'shard already written' };
+      if (await run.state.isDone(shardId)) return { shardId, skipped: 'shard already written' };
+      const output = outputOf(job.data);
+      if (output && config.output.dir) {
+        // A job left over from an earlier attempt, for a shard that attempt wrote (and whose
+        // staging it deleted): the parquet is the record, as for the feeder's resume rule.
+        const written = await finishedShardCounts(config.output.dir, { outputName: output.name, rowCount: output.rows });
+        if (written) {
+          await run.state.markDone(shardId, written);
+          return { shardId, skipped: 'output already written' };
+        }
+      }
+      if ((job.data.attempt ?? 0) < (await run.state.attempt())) return waitForShard('no staged state yet: the run re-feeds the shard');
       throw new UnrecoverableError(new CapfiltError('STAGING_STATE_MISSING', `shard ${shardId} of run ${runId} has no state in the ${staging.kind} staging store (workers on several hosts need staging.backend=redis or a shared staging.dir)`).message);
+    }
+    const stages = config.pipeline.stages;
+    const previous = stages[stages.indexOf(stage) - 1];
+    if (previous && !state.stagesDone.includes(stage) && !state.stagesDone.includes(previous) && !(stage === 'write' && job.data.failure)) {
+      // The shard was fed again from scratch after this job was added: its own chain reaches
+      // this stage later, and its add of this job id lands on this job.
+      return waitForShard(`the shard has not finished ${previous} yet`);
     }
     const ctrl = new AbortController();
     // The download stage listens on the signal once per concurrent request.
@@ -111,7 +159,7 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
       }
       if (deps.stats) await deps.stats.recordRows(runId, stage, state.records, { shardId }).catch((e: unknown) => log.warn({ err: describeError(e) }, 'stats update failed'));
       const next = nextStage(config.pipeline.stages, stage);
-      if (next) await deps.queues.enqueue(next, { runId, shardId }, config);
+      if (next) await deps.queues.enqueue(next, { runId, shardId, ...chainData(job.data, state) }, config);
       return { shardId };
     } catch (e) {
       if (signal?.aborted) {
@@ -146,5 +194,5 @@ export async function settleFailedJob(stage: StageName, job: Job<ShardJobData>, 
     await run.state.markFailed(shardId, `${code}: ${message}`);
     return;
   }
-  await deps.queues.enqueue('write', { runId, shardId, failure: { stage, code, message } }, run.config);
+  await deps.queues.enqueue('write', { runId, shardId, failure: { stage, code, message }, ...chainData(job.data) }, run.config);
 }

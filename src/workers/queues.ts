@@ -1,6 +1,8 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import type { StageName } from '../pipeline/stages/types.ts';
+import { outageReporter } from './connection.ts';
 
 /**
  * The stage queues: one BullMQ queue per stage, named after the stage, under the deployment's
@@ -13,6 +15,13 @@ export interface ShardJobData {
   shardId: string;
   /** Set on a write job that settles a shard whose earlier stage failed for good. */
   failure?: { stage: StageName; code: string; message: string };
+  /**
+   * The shard's output base name and row count: enough to find a finished shard's parquet
+   * when its staging is gone (a job left over from an earlier attempt of the run).
+   */
+  output?: { name: string; rows: number };
+  /** The run attempt (RunState.begin) that fed the shard's chain; older jobs are leftovers. */
+  attempt?: number;
 }
 
 export function jobIdOf(stage: StageName, runId: string, shardId: string): string {
@@ -38,15 +47,23 @@ export function nextStage(stages: readonly StageName[], current: StageName): Sta
 export class StageQueues {
   private readonly queues = new Map<StageName, Queue<ShardJobData>>();
 
+  private readonly report: ReturnType<typeof outageReporter>;
+
   constructor(
     private readonly connection: ConnectionOptions,
     readonly prefix: string,
-  ) {}
+    log?: Logger,
+  ) {
+    const c = connection as { host?: string; port?: number };
+    // Without a listener BullMQ prints every reconnect error of a queue with console.error.
+    this.report = outageReporter(`${c.host ?? 'redis'}:${c.port ?? 6379}`, 'stage queues', log);
+  }
 
   get(stage: StageName): Queue<ShardJobData> {
     let q = this.queues.get(stage);
     if (!q) {
       q = new Queue<ShardJobData>(stage, { connection: this.connection, prefix: this.prefix });
+      q.on('error', (e) => this.report.error(e));
       this.queues.set(stage, q);
     }
     return q;
@@ -54,13 +71,21 @@ export class StageQueues {
 
   /**
    * Adds the shard's job for `stage` unless it already exists. A job left failed by an earlier
-   * attempt of the run is removed first, so that a rerun processes the shard again.
+   * attempt of the run is removed first, so that a rerun processes the shard again; so is a
+   * finished one that was not removed and one in no state at all (its hash survived, its queue
+   * entry did not): either would block the id forever. A settling write (`failure`) that finds
+   * the shard's write job already there (a leftover waiting for its shard's stages) hands it
+   * the failure, or that job would wait for stages that will not run.
    */
   async enqueue(stage: StageName, data: ShardJobData, config: CapfiltConfig): Promise<void> {
     const q = this.get(stage);
     const id = jobIdOf(stage, data.runId, data.shardId);
     const existing = await q.getJob(id);
-    if (existing && (await existing.isFailed())) await existing.remove().catch(() => undefined);
+    if (existing) {
+      const state = await existing.getState();
+      if (state === 'failed' || state === 'completed' || state === 'unknown') await existing.remove().catch(() => undefined);
+      else if (data.failure && !existing.data?.failure) await existing.updateData({ ...existing.data, ...data });
+    }
     await q.add(stage, data, { ...jobOptions(config), jobId: id });
   }
 
@@ -68,6 +93,12 @@ export class StageQueues {
     const out: Record<string, Record<string, number>> = {};
     for (const [name, q] of this.queues) out[name] = await q.getJobCounts('wait', 'active', 'delayed', 'failed', 'prioritized');
     return out;
+  }
+
+  /** Drops the queues' connections without waiting for Redis (shutdown after Redis is gone). */
+  async disconnect(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.disconnect().catch(() => undefined)));
+    this.queues.clear();
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,125 @@
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, type Override } from '../../src/config/load.ts';
+import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
+import { RunState } from '../../src/pipeline/run-state.ts';
+import { runPipeline } from '../../src/pipeline/run.ts';
+import { fileTag, outputName, runIdFor, shardId } from '../../src/pipeline/shards.ts';
+import { logger } from '../../src/telemetry/logger.ts';
+import { workerConnection } from '../../src/workers/connection.ts';
+import { StageQueues } from '../../src/workers/queues.ts';
+import { startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
+
+/**
+ * Jobs left in the queues by an earlier attempt of a run (a coordinator that hung or was killed
+ * while Redis restarted) meet shards that moved on without them: one shard written since (its
+ * staging deleted), one with neither output nor staging. A rerun must record the first from its
+ * parquet, feed the second again and write it, and end `done` with every row once, instead of
+ * failing those shards with STAGING_STATE_MISSING.
+ */
+const log = logger().child({ test: 'leftover-jobs' });
+let fx: PipelineFixture;
+const prefixes: string[] = [];
+
+beforeAll(async () => {
+  fx = await startFixture(200);
+});
+afterAll(async () => {
+  await fx.close();
+  for (const p of prefixes) await deletePrefix(p);
+});
+
+function config(out: string) {
+  const prefix = uniquePrefix('leftover');
+  prefixes.push(prefix);
+  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
+  return loadConfig({
+    env: { REDIS_URL },
+    overrides: [
+      set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('shards.rows', 40),
+      set('pipeline.stages', 'download,write'), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
+      // One shard at a time: the feeder reaches the last shard only after the others are written,
+      // so a leftover job for it runs long before the feeder's own "output exists" skip.
+      set('pipeline.maxInFlightShards', 1), set('pipeline.backoffMs', 200),
+    ],
+  });
+}
+
+describe('jobs left over from an earlier attempt of the run', { timeout: 120_000 }, () => {
+  it('a rerun records written shards from their parquet, writes a shard that has neither output nor staging, and ends done', async () => {
+    const out = join(fx.dir, 'out-leftover');
+    const loaded = config(out);
+    const first = await runPipeline({ loaded, workers: true, progress: 'none', log });
+    expect(first).toMatchObject({ status: 'done', totalShards: 5 });
+
+    const runId = runIdFor(out);
+    const tag = fileTag(fx.input, fx.input);
+    const lost = shardId(tag, 0);
+    const written = shardId(tag, 4);
+    const olderJob = shardId(tag, 3);
+    // Shard 0 lost everything (no output, no staging); its write job is still queued.
+    for (const f of ['00000.parquet', '00000.tar', '00000_stats.json']) rmSync(join(out, f), { force: true });
+    const queues = new StageQueues(workerConnection(REDIS_URL), loaded.config.redis.prefix);
+    const redis = new Redis(REDIS_URL);
+    try {
+      const attempt = await new RunState(redis, loaded.config.redis.prefix, runId).attempt();
+      expect(attempt).toBe(1);
+      await queues.enqueue('write', { runId, shardId: lost, output: { name: outputName(0), rows: 40 }, attempt }, loaded.config);
+      // Shard 4 is written and its staging deleted, but its write job is still queued.
+      await queues.enqueue('write', { runId, shardId: written, output: { name: outputName(4), rows: 40 }, attempt }, loaded.config);
+      // A job as older versions queued it: ids only.
+      await queues.enqueue('write', { runId, shardId: olderJob }, loaded.config);
+
+      const again = await runPipeline({ loaded, workers: true, progress: 'none', log });
+
+      expect(again.failedShards).toEqual({});
+      expect(again).toMatchObject({ status: 'done', reconciled: true, rows: 200, shardsWritten: 1, shardsSkipped: 4 });
+      const parquets = readdirSync(out).filter((f) => /^\d+\.parquet$/.test(f)).sort();
+      expect(parquets).toEqual(['00000.parquet', '00001.parquet', '00002.parquet', '00003.parquet', '00004.parquet']);
+      const rows = (await Promise.all(parquets.map((p) => readShardParquet(join(out, p))))).flat();
+      expect(rows.map((r) => r.rowIndex).sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+      for (const r of rows) expect(r.status).toBe(fx.failing.has(r.rowIndex) ? 'failed' : 'kept');
+      const q = new Queue('write', { connection: { url: REDIS_URL }, prefix: loaded.config.redis.prefix });
+      expect(await q.getFailedCount()).toBe(0);
+      await q.close();
+    } finally {
+      await queues.close();
+      redis.disconnect();
+    }
+  });
+});
+
+describe('RunState done and failed shards', () => {
+  it('keeps K:done and K:failed disjoint, and counts attempts', async () => {
+    const prefix = uniquePrefix('runstate');
+    prefixes.push(prefix);
+    const redis = new Redis(REDIS_URL);
+    try {
+      const run = new RunState(redis, prefix, 'r1');
+      const loaded = config(join(fx.dir, 'unused'));
+      const meta = { input: 'in', out: 'out', stages: ['download', 'write'], totalRows: 80, totalShards: 2, skippedShards: 0, startedAt: Date.now() };
+      expect(await run.attempt()).toBe(0);
+      expect(await run.begin(loaded.config, meta)).toBe(1);
+      const counts = { rows: 40, kept: 30, filtered: 0, failed: 10 };
+      // A shard failed by a leftover job and then written by its own chain is written, not failed.
+      expect(await run.markFailed('a', 'STAGING_STATE_MISSING: gone')).toBe(true);
+      expect(await run.markDone('a', counts)).toBe(true);
+      expect(await run.failedShards()).toEqual({});
+      // A written shard cannot be failed afterwards.
+      expect(await run.markDone('b', counts)).toBe(true);
+      expect(await run.markFailed('b', 'STAGING_STATE_MISSING: gone')).toBe(false);
+      expect(await run.failedShards()).toEqual({});
+      expect(await run.isDone('b')).toBe(true);
+      expect(await run.totals()).toEqual({ ...counts, rows: 80, kept: 60, failed: 20, shards: 2 });
+      expect(await run.begin(loaded.config, meta)).toBe(2);
+      expect(await run.isDone('b')).toBe(false);
+      expect(await run.attempt()).toBe(2);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
