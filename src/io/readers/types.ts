@@ -22,6 +22,12 @@ export interface ReaderOptions {
   /** A CSV/TSV record longer than this is reported malformed and parsing resynchronises at the next line. */
   maxRecordBytes: number;
   format: InputFormat | 'auto';
+  /**
+   * Parquet: the least time one row group may take to decode before the decoder is stopped and
+   * the rows not yet read fail with INPUT_UNREADABLE (the limit grows with the row group's
+   * compressed size). Default PARQUET_DECODE_FLOOR_MS (10 s).
+   */
+  parquetDecodeFloorMs?: number;
 }
 
 export const DEFAULT_READER_OPTIONS: ReaderOptions = {
@@ -54,6 +60,8 @@ export interface RowRange {
 export interface RawRecord {
   values: Record<string, unknown> | null;
   malformed: string | null;
+  /** The code `malformed` fails the row with; INPUT_ROW_MALFORMED when absent. */
+  malformedCode?: ErrorCode;
   /** Byte offset of the record in the (decompressed) file. */
   offset: number;
 }

@@ -20,7 +20,7 @@ export function toInputRow(rec: RawRecord, rowIndex: number, o: ReaderOptions): 
   };
   const bad = (code: NonNullable<InputRow['invalid']>['code'], detail: string): InputRow => ({ ...row, invalid: { code, detail: `row ${rowIndex}: ${detail}` } });
 
-  if (rec.malformed !== null) return bad('INPUT_ROW_MALFORMED', rec.malformed);
+  if (rec.malformed !== null) return bad(rec.malformedCode ?? 'INPUT_ROW_MALFORMED', rec.malformed);
   const badUtf8 = Object.entries(v).find(([, x]) => x instanceof InvalidUtf8);
   if (badUtf8) return bad('INPUT_ENCODING_INVALID', `column "${badUtf8[0]}" is not valid UTF-8`);
   if (rawUrl === undefined || rawUrl === null || (typeof rawUrl === 'string' && rawUrl.trim() === '')) {
