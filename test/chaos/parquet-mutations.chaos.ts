@@ -1,29 +1,28 @@
 /**
- * Mutated parquet files (moved out of `npm test`): this property found that a corrupted parquet
- * file can make the reader account rows wrongly (a one-byte splice gave 40 rows read where the
- * contract expects a coded failure; fast-check seed -1119026614) and, in a CI run, a case that did
- * not finish for 20 minutes. Until the parquet path is hardened (decode in a worker with a time
- * limit and cross-check row counts), it runs here with the chaos suite, where a failure is a
- * reported finding rather than a blocked build.
+ * Mutated parquet files, the long version of test/property/parquet-mutations.test.ts: more cases,
+ * the reader's default decode time limit (10 s floor), and each file read in a child process
+ * under a watchdog, so that a reader which still hung (in a way its own time limit does not
+ * catch) fails this scenario instead of hanging the chaos suite. This property found a one-byte
+ * splice that made rows vanish and two splices that made the decode run forever; both are now
+ * INPUT_UNREADABLE rows.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { parquetWriteFile } from 'hyparquet-writer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HANGING_SPLICES, VALID_ROWS, mutate, mutationArb, writeValidParquet } from '../helpers/parquet-mutations.ts';
 import { checkContract, dir, file } from '../helpers/reader-contract.ts';
 import { reportFault } from '../helpers-chaos/scenario.ts';
 
 /**
- * Each mutated file is read in a child process (test/helpers-chaos/read-contract-child.ts) with a
- * time limit: a decoder stuck in a loop cannot be interrupted in-process, and must fail this
- * scenario instead of hanging the chaos suite.
+ * Each mutated file is read in a child process (test/helpers-chaos/read-contract-child.ts) under
+ * a watchdog well above the reader's own limit (10 s floor for these small row groups).
  */
-const CASE_LIMIT_MS = 15_000;
-type ChildResult = { count: number | null; countError: string | null; read: number; readError: string | null };
+const CASE_LIMIT_MS = 30_000;
+const RUNS = Number(process.env.CHAOS_PARQUET_CASES ?? 1000);
+type ChildResult = { count: number | null; countError: string | null; read: number; unreadable: number; stopped: boolean; readError: string | null };
 const guarded = (() => {
   let child: ChildProcessWithoutNullStreams | null = null;
   let pending: ((line: string) => void) | null = null;
@@ -62,52 +61,52 @@ afterAll(() => guarded.stop());
 describe('parquet reader on mutated files (property)', () => {
   let valid: Uint8Array;
   beforeAll(async () => {
-    const p = join(dir, 'valid.parquet');
-    await parquetWriteFile({
-      filename: p,
-      columnData: [
-        { name: 'url', data: Array.from({ length: 40 }, (_, i) => (i % 9 === 4 ? 'ftp://x' : `http://a.example/${i}.jpg`)), type: 'STRING' },
-        { name: 'caption', data: Array.from({ length: 40 }, (_, i) => `caption ${i} ${'w'.repeat(i)}`), type: 'STRING' },
-        { name: 'extra', data: Array.from({ length: 40 }, (_, i) => i), type: 'INT32' },
-      ],
-    });
-    valid = new Uint8Array(readFileSync(p));
-    expect(await checkContract(p)).toHaveLength(40);
+    valid = writeValidParquet(join(dir, 'valid.parquet'));
+    expect(await checkContract(join(dir, 'valid.parquet'))).toHaveLength(VALID_ROWS);
   });
 
-  it('byte flips, truncations and splices give rows or a coded error, never a crash', async () => {
-    const mutation = fc.oneof(
-      fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
-      fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
-      fc.record({ kind: fc.constant('splice' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
-    );
+  it('the file whose decode never ended: every row INPUT_UNREADABLE once the default limit is reached', async () => {
+    const c0 = Date.now();
+    const r = await guarded.check(file('parquet', mutate(valid, HANGING_SPLICES)));
+    const seconds = (Date.now() - c0) / 1000;
+    reportFault('parquet hanging decode', {
+      rows: VALID_ROWS, ...(r === 'hang' ? { outcome: 'hang' } : { read: r.read, unreadable: r.unreadable, stopped: r.stopped }), seconds: seconds.toFixed(1),
+    });
+    expect(r).toEqual({ count: VALID_ROWS, countError: null, read: VALID_ROWS, unreadable: VALID_ROWS, stopped: true, readError: null });
+  });
+
+  it('byte flips, truncations and splices give rows or a coded error, never a crash or a hang', async () => {
     let cases = 0;
     let hangs = 0;
+    let stopped = 0;
+    let unreadableRows = 0;
+    let refused = 0;
+    let longest = 0;
     const t0 = Date.now();
     const report = (outcome: string) =>
-      reportFault('parquet mutations', { cases, hangs, outcome, seconds: Math.round((Date.now() - t0) / 1000) });
+      reportFault('parquet mutations', {
+        cases, refused_files: refused, unreadable_rows: unreadableRows, decodes_stopped: stopped, longest_case_s: (longest / 1000).toFixed(1), hangs, outcome,
+        seconds: Math.round((Date.now() - t0) / 1000),
+      });
     await fc.assert(
-      fc.asyncProperty(fc.array(mutation, { minLength: 1, maxLength: 4 }), async (mutations) => {
+      fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 4 }), async (mutations) => {
         cases++;
-        let b = Uint8Array.from(valid);
-        for (const m of mutations) {
-          const at = m.at % b.length;
-          if (m.kind === 'flip') b[at] = m.byte;
-          else if (m.kind === 'truncate') b = b.subarray(0, at);
-          else b = Uint8Array.from([...b.subarray(0, at), ...m.bytes, ...b.subarray(at + m.bytes.length)]);
-          if (b.length === 0) break;
-        }
-        const path = file('parquet', b);
+        const path = file('parquet', mutate(valid, mutations));
+        const c0 = Date.now();
         const r = await guarded.check(path);
+        longest = Math.max(longest, Date.now() - c0);
         if (r === 'hang') {
           hangs++;
           throw new Error(`reading ${path} did not finish within ${CASE_LIMIT_MS} ms (mutations ${JSON.stringify(mutations)})`);
         }
         for (const e of [r.countError, r.readError]) if (e) expect(e, path).not.toMatch(/^UNCODED/);
-        if (!r.countError && !r.readError) expect(r.read, `${path}: rows read vs counted`).toBe(r.count);
+        if (r.countError || r.readError) refused++;
+        else expect(r.read, `${path}: rows read vs counted`).toBe(r.count);
+        unreadableRows += r.unreadable;
+        if (r.stopped) stopped++;
       }),
       // No shrinking: every shrink step of a hanging case would wait out the time limit again.
-      { numRuns: 150, endOnFailure: true },
+      { numRuns: RUNS, endOnFailure: true },
     ).then(
       () => report('rows or coded errors only'),
       (e: unknown) => {
