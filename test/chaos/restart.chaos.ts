@@ -117,9 +117,11 @@ describe('chaos: restarts', () => {
       const check = await checkOutput(out, ROWS);
       // The coordinator says once per outage that it waits for Redis, and once that it is back.
       const waits = run.stderr().split('\n').filter((l) => l.includes('does not answer; waiting for it')).length;
-      const backs = run.stderr().split('\n').filter((l) => l.includes('Redis answers again')).length;
+      const backLines = run.stderr().split('\n').filter((l) => l.includes('Redis answers again'));
+      const backs = backLines.length;
+      const waitedMs = backLines.map((l) => Number(/"downMs":(\d+)/.exec(l)?.[1] ?? NaN)).join('+') || 'none';
       reportFault(`redis restart ${v.signal}`, {
-        rows: ROWS, restarts: 1, down_s: 3, shards_before: doneBefore, outage_logged: `${waits}/${backs}`, first_exit: first.code ?? (first.signal === 'SIGKILL' ? 'hung(killed after 180 s)' : String(first.signal)), reruns_needed: reruns,
+        rows: ROWS, restarts: 1, down_s: 3, shards_before: doneBefore, outage_logged: `${waits}/${backs}`, coordinator_waited_ms: waitedMs, first_exit: first.code ?? (first.signal === 'SIGKILL' ? 'hung(killed after 180 s)' : String(first.signal)), reruns_needed: reruns,
         lost: check.lost, duplicates: check.duplicates, bad_tars: check.tarProblems.length, exit: code ?? 'null', seconds: Math.round((Date.now() - t0) / 1000),
         failed_shards: Object.values((lastJson(final)?.failedShards ?? {}) as Record<string, string>).map((r) => r.split(':')[0]).join('+') || 'none',
       });
