@@ -2,7 +2,8 @@
 `capfilt demo-data export` and exports the two Hugging Face folders.
 
 usage: /usr/bin/python3 tools/demo-model/train.py --data DIR --val DIR --out models/demo
-           [--minutes 42] [--threads 1] [--seed 0] [--log train.log]
+           [--minutes 42] [--threads 1] [--seed 0] [--log train.log] [--init models/demo]
+           [--vision-pretrain-minutes 10]
 The learning-rate schedule follows wall time: warm-up, then cosine decay that ends when the time
 budget does, whatever the machine's speed.
 """
@@ -21,6 +22,7 @@ from blip import BlipForConditionalGeneration, BlipForImageTextRetrieval, hf_sta
 from data import IMAGE_MEAN, IMAGE_STD, load_images, load_rows, pad, pixel_values
 from evaluate import PROMPT, evaluate
 from tokenizer import SPECIALS, WordPiece, build_vocab, write_tokenizer_files
+from vision_pretrain import pretrain_vision, sincos_position_embedding
 
 MAX_TEXT = 64
 
@@ -135,7 +137,17 @@ def train(args):
         load_hf_weights(cap, os.path.join(args.init, "captioner", "model.safetensors"))
         load_hf_weights(flt, os.path.join(args.init, "filter", "model.safetensors"))
         emit({"event": "init", "from": args.init})
+    else:
+        with torch.no_grad():
+            cap.vision_model.embeddings.position_embedding.copy_(
+                sincos_position_embedding(args.image_size // args.patch_size, args.vision_hidden))
     flt.vision_model = cap.vision_model  # one vision encoder, exported into both folders
+    if args.vision_pretrain_minutes > 0:
+        # BLIP starts from a label-supervised ViT; ours gets scene-attribute labels (see vision_pretrain.py).
+        steps = pretrain_vision(cap.vision_model, args.vision_hidden, args.image_size // args.patch_size, rows, images,
+                                args.vision_pretrain_minutes, args.vision_pretrain_lr, args.vision_pretrain_batch, rng, emit,
+                                val=(val_rows, val_images))
+        emit({"event": "vision_pretrained", "steps": steps, "minutes": args.vision_pretrain_minutes})
     temp = torch.nn.Parameter(torch.tensor(0.07))
     params = list({id(p): p for p in list(cap.parameters()) + list(flt.parameters())}.values()) + [temp]
     n_params = sum(p.numel() for p in params)
@@ -254,6 +266,10 @@ def main():
     p.add_argument("--vision-layers", type=int, default=3)
     p.add_argument("--text-hidden", type=int, default=96)
     p.add_argument("--text-layers", type=int, default=2)
+    p.add_argument("--vision-pretrain-minutes", type=float, default=0,
+                   help="minutes of scene-attribute pre-training of the ViT before BLIP training (part of --minutes)")
+    p.add_argument("--vision-pretrain-lr", type=float, default=1e-3)
+    p.add_argument("--vision-pretrain-batch", type=int, default=32)
     train(p.parse_args())
 
 
