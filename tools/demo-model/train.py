@@ -154,7 +154,7 @@ def train(args):
     emit({"event": "model", "params": n_params})
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
     batcher = Batcher(rows, tok, rng)
-    itm_weight = torch.tensor([1.0, 1.5])
+    itm_weight = torch.tensor([1.0, args.itm_positive_weight])
     B = args.batch
     # The schedule follows wall time, not a step count, so a busier machine shortens training
     # instead of overrunning the budget: warm-up, then cosine decay to 5% at the end of the budget.
@@ -190,10 +190,12 @@ def train(args):
             neg_text = torch.multinomial(w_i2t, 1)[:, 0].tolist()
             neg_img = torch.multinomial(w_t2i, 1)[:, 0].tolist()
         n_junk = B // 4
-        itm_texts = (pos_texts + [pos_texts[j] for j in neg_text] + pos_texts + [batcher.negatives(i) for i in idx]
+        S = args.swapped_negatives
+        itm_texts = (pos_texts + [pos_texts[j] for j in neg_text] + pos_texts
+                     + [batcher.negatives(i) for _ in range(S) for i in idx]
                      + [rng.choice(batcher.junk) for _ in range(n_junk)])
-        img_index = list(range(B)) + list(range(B)) + neg_img + list(range(B)) + list(range(n_junk))
-        labels = torch.tensor([1] * B + [0] * (3 * B + n_junk))
+        img_index = list(range(B)) + list(range(B)) + neg_img + list(range(B)) * S + list(range(n_junk))
+        labels = torch.tensor([1] * B + [0] * ((2 + S) * B + n_junk))
         ids, mask = pad([batcher.enc(x) for x in itm_texts])
         logits = flt.itm_logits(emb, ids, mask, image_index=torch.tensor(img_index))
         loss_itm = F.cross_entropy(logits, labels, weight=itm_weight)
@@ -266,6 +268,10 @@ def main():
     p.add_argument("--vision-layers", type=int, default=3)
     p.add_argument("--text-hidden", type=int, default=96)
     p.add_argument("--text-layers", type=int, default=2)
+    p.add_argument("--itm-positive-weight", type=float, default=1.5,
+                   help="ITM loss weight of matching pairs against 1 for non-matching ones")
+    p.add_argument("--swapped-negatives", type=int, default=1,
+                   help="one-attribute-swapped captions per image in each ITM batch (hard negatives)")
     p.add_argument("--vision-pretrain-minutes", type=float, default=0,
                    help="minutes of scene-attribute pre-training of the ViT before BLIP training (part of --minutes)")
     p.add_argument("--vision-pretrain-lr", type=float, default=1e-3)
