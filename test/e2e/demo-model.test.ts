@@ -5,11 +5,11 @@ import type { BlipModels } from '../../src/models/blip/types.ts';
 
 /**
  * Quality of the bundled demo model through the TypeScript runtime, on a small sample of fresh
- * scenes (seed used neither in training nor in validation). The full measurement is
- * `npm run eval:demo` (1000 scenes). These tests pin the issue-3 bars the committed checkpoint
- * meets. It does not yet meet the caption, swapped-text and ITC-retrieval bars (it has not learned
- * shape kinds; see models/demo/MODEL_CARD.md), so those figures are reported by eval:demo, not
- * asserted here.
+ * scenes (seed used neither in training nor in validation), against issue 3's bars. The full
+ * measurement is `npm run eval:demo` (1000 scenes). The filter does not reach the bar for
+ * "swapped" hard negatives (85% rejected): it misses most reversed relations ("above" for
+ * "below"), see models/demo/MODEL_CARD.md; that figure is held to what the committed model
+ * reaches on this sample less a margin, so a worse checkpoint fails.
  */
 const modelDir = new URL('../../models/demo', import.meta.url).pathname;
 let models: BlipModels;
@@ -28,6 +28,11 @@ afterAll(async () => {
 });
 
 describe('bundled demo BLIP (models/demo)', () => {
+  it('greedy captions are fully right for ≥ 90% of images, nucleus (top-p 0.9) samples for ≥ 80%', () => {
+    expect(result.caption_exact).toBeGreaterThanOrEqual(0.9);
+    expect(result.caption_exact_nucleus).toBeGreaterThanOrEqual(0.8);
+  });
+
   it('nucleus captions (K=5) are diverse for most images, as CapFilt sampling needs', () => {
     expect(result.caption_nucleus_diverse).toBeGreaterThan(0.5);
   });
@@ -36,5 +41,13 @@ describe('bundled demo BLIP (models/demo)', () => {
     expect(result.itm_kept_correct).toBeGreaterThanOrEqual(0.95);
     expect(result.itm_rejected_mismatched).toBeGreaterThanOrEqual(0.97);
     expect(result.itm_rejected_junk).toBeGreaterThanOrEqual(0.97);
+  });
+
+  it('filter: ITC finds the right caption among 100 for ≥ 90% of images', () => {
+    expect(result.itc_top1_100).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('filter: rejects most one-attribute-swapped texts (below the 85% bar, see the model card)', () => {
+    expect(result.itm_rejected_swapped).toBeGreaterThanOrEqual(0.6);
   });
 });
