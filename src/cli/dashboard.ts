@@ -1,3 +1,4 @@
+import { getPriority, setPriority } from 'node:os';
 import type { Command } from 'commander';
 import { CapfiltError } from '../errors.ts';
 import { startDashboard } from '../dashboard/server.ts';
@@ -9,6 +10,15 @@ interface DashboardFlags {
   readOnly?: boolean;
   prefix: string;
   redisUrl?: string;
+  nice: string;
+}
+
+function niceness(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 19) {
+    throw new CapfiltError('CLI_USAGE', `--nice must be an integer in [0, 19], got "${value}"`, { option: 'nice', value });
+  }
+  return n;
 }
 
 function port(value: string): number {
@@ -29,7 +39,11 @@ export function register(program: Command): void {
     .option('--read-only', 'hide retry, clean and delete actions in /queues')
     .option('--prefix <prefix>', 'deployment key prefix (config redis.prefix)', process.env.CAPFILT_REDIS_PREFIX ?? 'capfilt')
     .option('--redis-url <url>', 'Redis URL (default REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--nice <n>', 'CPU niceness of the dashboard process (0–19, 0 leaves it): many clients then slow the dashboard, not workers on the same host', '10')
     .action(async (flags: DashboardFlags) => {
+      const nice = niceness(flags.nice);
+      // A hammered dashboard on a worker host took 0.6 of a core from the run (docs/reliability.md).
+      if (nice > getPriority()) setPriority(nice);
       const dashboard = await startDashboard({
         host: flags.host,
         port: port(flags.port),

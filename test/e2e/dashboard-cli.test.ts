@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { getPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -27,6 +28,8 @@ describe('capfilt dashboard (CLI)', () => {
     while (!/http:\/\/127\.0\.0\.1:\d+\//.test(p.out()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const url = p.out().match(/http:\/\/127\.0\.0\.1:\d+\//)?.[0];
     expect(url, p.out()).toBeTruthy();
+    // Niced by default, so that a hammered dashboard yields the CPU to workers on the same host.
+    expect(getPriority(p.child.pid!)).toBeGreaterThanOrEqual(10);
     const page = await fetch(url!);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<title>capfilt · dashboard</title>');
@@ -46,5 +49,12 @@ describe('capfilt dashboard (CLI)', () => {
     expect(await p.exited).toBe(1);
     expect(p.out()).toContain('DASHBOARD_TOKEN_REQUIRED');
     expect(p.out()).toContain('--token');
+  });
+
+  it('refuses a --nice outside 0–19 with a coded usage error', async () => {
+    const p = capfilt(['dashboard', '--port', '0', '--nice', '-5']);
+    expect(await p.exited).not.toBe(0);
+    expect(p.out()).toContain('CLI_USAGE');
+    expect(p.out()).toContain('--nice');
   });
 });
