@@ -15,7 +15,7 @@ import { checkOutput } from '../helpers-chaos/verify.ts';
  * on a machine with few cores it is what the run loses.
  * The dashboard process runs during every run, so only the requests differ.
  */
-const ROWS = Number(process.env.CHAOS_LOAD_ROWS ?? 800);
+const ROWS = Number(process.env.CHAOS_LOAD_ROWS ?? 2000);
 const CLIENTS = Number(process.env.CHAOS_LOAD_CLIENTS ?? 16);
 const PATHS = ['/api/overview', '/metrics', '/', '/api/runs', '/api/workers', '/metrics'];
 
