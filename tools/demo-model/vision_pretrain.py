@@ -5,8 +5,9 @@ BLIP does not train its image encoder from scratch: it starts from a ViT pre-tra
 and colours but not shape kinds within the time budget (kinds stayed at chance), so the demo
 recipe does the same as BLIP: label-supervised ViT first. The labels come from the generator's
 scene description in `pairs.jsonl`:
-- per patch token: the kind (5 + none) and the colour (8) of what covers the patch centre
-  (patches near a shape's outline are left out, the outline being approximate);
+- per patch token: the kind (5 + none) and the colour (8) of the shape whose bounding square holds
+  the patch centre, or none and the background colour (a band just outside the square is left
+  unlabelled, since rotated shapes reach into it);
 - on the class token: background colour, shape count, and which (kind, colour) pairs are present.
 The heads are thrown away afterwards; only `vision_model` weights continue into BLIP training.
 """
@@ -22,8 +23,8 @@ from data import pixel_values
 KINDS = ["circle", "square", "triangle", "star", "diamond"]
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"]
 IGNORE = -100
-# A patch centre closer than CORE·size to a shape's centre is inside it; farther than EDGE·size it
-# is outside; in between it is not labelled.
+# A patch centre within CORE·size of a shape's centre (max-norm: the bounding square) belongs to the
+# shape; farther than EDGE·size it does not; in between it is not labelled.
 CORE, EDGE = 0.50, 0.62
 
 
