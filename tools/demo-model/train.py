@@ -66,6 +66,11 @@ def init_weights(module):
             torch.nn.init.zeros_(m.bias)
 
 
+# The filter learned to reject changed kinds and colours sooner than reversed relations.
+RELATION_INVERSES = [(" above ", " below "), (" below ", " above "),
+                     (" to the left of ", " to the right of "), (" to the right of ", " to the left of ")]
+
+
 def with_period(text, rng):
     return text + "." if rng.random() < 0.3 else text
 
@@ -94,6 +99,17 @@ class Batcher:
         if r["label"] in ("swapped", "mismatched"):
             pool.append(r["web_text"])
         return with_period(self.rng.choice(pool), self.rng)
+
+    def relation_reversed(self, i):
+        """A paraphrase of a two-shape row with its relation reversed, or None for other rows."""
+        shapes = self.rows[i]["scene"]["shapes"]
+        if len(shapes) != 2 or (shapes[0]["kind"], shapes[0]["colour"]) == (shapes[1]["kind"], shapes[1]["colour"]):
+            return None  # two alike shapes: the reversed caption is still true
+        text = self.rng.choice(self.rows[i]["paraphrases"])
+        for a, b in RELATION_INVERSES:
+            if a in text:
+                return with_period(text.replace(a, b), self.rng)
+        return None
 
     def lm(self, i):
         ids = self.enc(PROMPT + self.rng.choice(self.rows[i]["captions"]))
@@ -195,7 +211,15 @@ def train(args):
                      + [batcher.negatives(i) for _ in range(S) for i in idx]
                      + [rng.choice(batcher.junk) for _ in range(n_junk)])
         img_index = list(range(B)) + list(range(B)) + neg_img + list(range(B)) * S + list(range(n_junk))
-        labels = torch.tensor([1] * B + [0] * ((2 + S) * B + n_junk))
+        labels = [1] * B + [0] * ((2 + S) * B + n_junk)
+        if args.relation_negatives:
+            for i_local, i in enumerate(idx):
+                reversed_text = batcher.relation_reversed(i)
+                if reversed_text is not None:
+                    itm_texts.append(reversed_text)
+                    img_index.append(i_local)
+                    labels.append(0)
+        labels = torch.tensor(labels)
         ids, mask = pad([batcher.enc(x) for x in itm_texts])
         logits = flt.itm_logits(emb, ids, mask, image_index=torch.tensor(img_index))
         loss_itm = F.cross_entropy(logits, labels, weight=itm_weight)
@@ -272,6 +296,8 @@ def main():
                    help="ITM loss weight of matching pairs against 1 for non-matching ones")
     p.add_argument("--swapped-negatives", type=int, default=1,
                    help="one-attribute-swapped captions per image in each ITM batch (hard negatives)")
+    p.add_argument("--relation-negatives", action="store_true",
+                   help="also give each two-shape image its caption with the relation reversed as an ITM negative")
     p.add_argument("--vision-pretrain-minutes", type=float, default=0,
                    help="minutes of scene-attribute pre-training of the ViT before BLIP training (part of --minutes)")
     p.add_argument("--vision-pretrain-lr", type=float, default=1e-3)
