@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Override } from '../../src/config/load.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { RunState } from '../../src/pipeline/run-state.ts';
 import { runPipeline } from '../../src/pipeline/run.ts';
@@ -11,7 +10,7 @@ import { fileTag, outputName, runIdFor, shardId } from '../../src/pipeline/shard
 import { logger } from '../../src/telemetry/logger.ts';
 import { workerConnection } from '../../src/workers/connection.ts';
 import { StageQueues } from '../../src/workers/queues.ts';
-import { startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
 
 /**
@@ -36,17 +35,12 @@ afterAll(async () => {
 function config(out: string) {
   const prefix = uniquePrefix('leftover');
   prefixes.push(prefix);
-  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-  return loadConfig({
-    env: { REDIS_URL },
-    overrides: [
-      set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('shards.rows', 40),
-      set('pipeline.stages', 'download,write'), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
-      // One shard at a time: the feeder reaches the last shard only after the others are written,
-      // so a leftover job for it runs long before the feeder's own "output exists" skip.
-      set('pipeline.maxInFlightShards', 1), set('pipeline.backoffMs', 200),
-    ],
-  });
+  return fixtureConfig(fx, out, {
+    'redis.prefix': prefix,
+    // One shard at a time: the feeder reaches the last shard only after the others are written,
+    // so a leftover job for it runs long before the feeder's own "output exists" skip.
+    'pipeline.maxInFlightShards': 1, 'pipeline.backoffMs': 200,
+  }, { REDIS_URL });
 }
 
 describe('jobs left over from an earlier attempt of the run', { timeout: 120_000 }, () => {

@@ -2,13 +2,12 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Override } from '../../src/config/load.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { RunState } from '../../src/pipeline/run-state.ts';
 import { runPipeline } from '../../src/pipeline/run.ts';
 import { runIdFor } from '../../src/pipeline/shards.ts';
 import { logger } from '../../src/telemetry/logger.ts';
-import { startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
 
 const log = logger().child({ test: 'pipeline' });
@@ -23,19 +22,10 @@ afterAll(async () => {
   for (const p of prefixes) await deletePrefix(p);
 });
 
-function config(out: string, extra: Override[] = []) {
+function config(out: string, extra: Record<string, unknown> = {}) {
   const prefix = uniquePrefix('pipe');
   prefixes.push(prefix);
-  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-  return loadConfig({
-    env: { REDIS_URL },
-    overrides: [
-      set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('shards.rows', 40),
-      set('pipeline.stages', 'download,write'), set('download.ssrfAllowlist', '127.0.0.1'), set('pipeline.maxInFlightShards', 2),
-      set('download.retries', 0),
-      ...extra,
-    ],
-  });
+  return fixtureConfig(fx, out, { 'redis.prefix': prefix, 'pipeline.maxInFlightShards': 2, ...extra }, { REDIS_URL });
 }
 
 async function readOutput(out: string) {
@@ -87,7 +77,7 @@ describe('capfilt run (download, write) on a real HTTP server and Redis', () => 
 
   it('runs with the Redis staging backend and leaves no staging keys behind', async () => {
     const o = join(fx.dir, 'out-redis');
-    const loaded = config(o, [{ path: 'staging.backend', value: 'redis', source: 'test' }, { path: 'input.saveAdditionalColumns', value: 'extra_id', source: 'test' }]);
+    const loaded = config(o, { 'staging.backend': 'redis', 'input.saveAdditionalColumns': 'extra_id' });
     const s = await runPipeline({ loaded, workers: true, progress: 'none', log });
     expect(s).toMatchObject({ status: 'done', reconciled: true, rows: 230, failed: fx.failing.size });
     const { rows } = await readOutput(o);
@@ -100,7 +90,7 @@ describe('capfilt run (download, write) on a real HTTP server and Redis', () => 
 
   it('an interrupted run drains, reports what was written, and the same command resumes it exactly', async () => {
     const o = join(fx.dir, 'out-interrupt');
-    const loaded = config(o, [{ path: 'download.concurrency', value: 2, source: 'test' }]);
+    const loaded = config(o, { 'download.concurrency': 2 });
     const redis = new Redis(REDIS_URL);
     const state = new RunState(redis, loaded.config.redis.prefix, runIdFor(o));
     const ctrl = new AbortController();

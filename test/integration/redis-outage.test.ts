@@ -2,13 +2,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadConfig, type Override } from '../../src/config/load.ts';
 import { isCapfiltError } from '../../src/errors.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { runPipeline } from '../../src/pipeline/run.ts';
 import { RedisOutage, openRedis } from '../../src/workers/connection.ts';
 import { startChaosRedis, type ChaosRedis } from '../helpers-chaos/redis-server.ts';
-import { startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
 
 /**
  * Redis restarting under a run: a private redis-server (AOF on, `appendfsync always`) is killed
@@ -120,19 +119,13 @@ describe('RedisOutage and the Redis clients', () => {
 });
 
 describe('runPipeline with Redis restarting mid-run', { timeout: 120_000 }, () => {
-  function config(url: string, out: string, extra: Override[] = []) {
-    const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-    return loadConfig({
-      env: {},
-      overrides: [
-        set('redis.url', url), set('redis.autoStart', false), set('redis.prefix', 'outage'),
-        set('input.path', fx.input), set('output.dir', out), set('shards.rows', 40),
-        set('pipeline.stages', 'download,write'), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
-        set('download.concurrency', 4), set('pipeline.maxInFlightShards', 2),
-        set('pipeline.lockDurationMs', 3000), set('pipeline.stalledIntervalMs', 1000), set('pipeline.backoffMs', 200),
-        ...extra,
-      ],
-    });
+  function config(url: string, out: string, extra: Record<string, unknown> = {}) {
+    return fixtureConfig(fx, out, {
+      'redis.url': url, 'redis.autoStart': false, 'redis.prefix': 'outage',
+      'download.concurrency': 4, 'pipeline.maxInFlightShards': 2,
+      'pipeline.lockDurationMs': 3000, 'pipeline.stalledIntervalMs': 1000, 'pipeline.backoffMs': 200,
+      ...extra,
+    }, {});
   }
   const parquets = (out: string) => (existsSync(out) ? readdirSync(out).filter((f) => /^\d+\.parquet$/.test(f)) : []);
 
@@ -163,7 +156,7 @@ describe('runPipeline with Redis restarting mid-run', { timeout: 120_000 }, () =
     const redis = await server();
     const out = join(fx.dir, 'out-lost');
     const { log } = capture();
-    const loaded = config(redis.url, out, [{ path: 'redis.outageTimeoutMs', value: 2000, source: 'test' }]);
+    const loaded = config(redis.url, out, { 'redis.outageTimeoutMs': 2000 });
     const running = runPipeline({ loaded, workers: true, progress: 'none', log }).then(() => null, (e: unknown) => e);
     const t0 = Date.now();
     while (parquets(out).length < 1 && Date.now() - t0 < 60_000) await sleep(20);

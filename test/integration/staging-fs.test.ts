@@ -1,12 +1,11 @@
 import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Override } from '../../src/config/load.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { runPipeline } from '../../src/pipeline/run.ts';
 import { planShards, rowKey, runIdFor } from '../../src/pipeline/shards.ts';
 import { logger } from '../../src/telemetry/logger.ts';
-import { startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
 
 const log = logger().child({ test: 'staging-fs' });
@@ -28,15 +27,9 @@ describe('fs staging on a full disk during a run', () => {
     expect(existsSync('/dev/full'), 'this test writes through /dev/full, which answers every write with ENOSPC').toBe(true);
     const out = join(fx.dir, 'out-enospc');
     const staging = join(fx.dir, 'staging-enospc');
-    const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-    const loaded = loadConfig({
-      env: { REDIS_URL },
-      overrides: [
-        set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('staging.dir', staging),
-        set('shards.rows', SHARD_ROWS), set('pipeline.stages', 'download,write'), set('download.ssrfAllowlist', '127.0.0.1'),
-        set('download.retries', 0), set('pipeline.attempts', 2), set('pipeline.backoffMs', 50),
-      ],
-    });
+    const loaded = fixtureConfig(fx, out, {
+      'redis.prefix': prefix, 'staging.dir': staging, 'shards.rows': SHARD_ROWS, 'pipeline.attempts': 2, 'pipeline.backoffMs': 50,
+    }, { REDIS_URL });
     // Every image of the middle shard is written through /dev/full: the disk is "full" for it only.
     const shards = planShards(runIdFor(out), resolve(fx.input), [{ file: resolve(fx.input), rows: ROWS }], SHARD_ROWS);
     const full = shards[1];

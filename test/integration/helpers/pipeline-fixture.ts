@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { loadConfig, type LoadedConfig } from '../../../src/config/load.ts';
 
 /**
  * A real HTTP server on 127.0.0.1 serving small JPEGs (`/img/<n>.jpg`), plus failing routes
@@ -61,4 +62,17 @@ export async function startFixture(rows: number, opts: { slowMs?: number; failEv
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The config of a run over the fixture: its input into `out`, shards of 40 rows, download and
+ * write from the loopback server without retries. `options` (config paths → values) add to that
+ * or replace a default; `env` is the environment the config sees (REDIS_URL, …).
+ */
+export function fixtureConfig(fx: PipelineFixture, out: string, options: Record<string, unknown>, env: Record<string, string>): LoadedConfig {
+  const values: Record<string, unknown> = {
+    'input.path': fx.input, 'output.dir': out, 'shards.rows': 40, 'pipeline.stages': 'download,write',
+    'download.ssrfAllowlist': '127.0.0.1', 'download.retries': 0, ...options,
+  };
+  return loadConfig({ env, overrides: Object.entries(values).map(([path, value]) => ({ path, value, source: 'test' })) });
 }
