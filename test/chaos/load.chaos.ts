@@ -1,10 +1,8 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFixture, type PipelineFixture } from '../integration/helpers/pipeline-fixture.ts';
+import { describe, expect, it } from 'vitest';
 import { startLoad, type LoadStats } from '../helpers-chaos/load.ts';
-import { startChaosRedis, type ChaosRedis } from '../helpers-chaos/redis-server.ts';
-import { Children, lastJson, modelDir, reportFault, runEnv } from '../helpers-chaos/scenario.ts';
+import { lastJson, reportFault, runEnv, useChaosScenario } from '../helpers-chaos/scenario.ts';
 import { checkOutput } from '../helpers-chaos/verify.ts';
 
 /**
@@ -25,30 +23,15 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
-let redis: ChaosRedis;
-let fx: PipelineFixture;
-let model: string;
-const kids = new Children();
-
-beforeAll(async () => {
-  redis = await startChaosRedis();
-  fx = await startFixture(ROWS);
-  model = modelDir();
-});
-afterAll(async () => {
-  await kids.killAll();
-  await fx?.close();
-  await redis?.dispose();
-  if (model && !model.endsWith(join('models', 'demo'))) rmSync(model, { recursive: true, force: true });
-});
+const sc = useChaosScenario(ROWS);
 
 describe('chaos: dashboard and /metrics under load during a run', () => {
   for (const v of [
     { name: 'polling', thinkMs: 250 },
     { name: 'closed loop', thinkMs: 0 },
   ]) it(`${CLIENTS} ${v.name} clients (${v.thinkMs} ms between requests) slow a ${ROWS}-row run by at most 10%`, async () => {
-    const env = runEnv(redis.url, `chaos-load-${v.thinkMs}`, model);
-    const dash = kids.start(['dashboard', '--port', '0', '--redis-url', redis.url, '--prefix', `chaos-load-${v.thinkMs}`], env);
+    const env = runEnv(sc.redis.url, `chaos-load-${v.thinkMs}`, sc.model);
+    const dash = sc.kids.start(['dashboard', '--port', '0', '--redis-url', sc.redis.url, '--prefix', `chaos-load-${v.thinkMs}`], env);
     await dash.waitFor(/capfilt dashboard: (http:\/\/\S+)/);
     const base = /capfilt dashboard: (http:\/\/\S+)/.exec(dash.stdout())![1];
     const seconds: Record<'quiet' | 'loaded', number[]> = { quiet: [], loaded: [] };
@@ -57,11 +40,11 @@ describe('chaos: dashboard and /metrics under load during a run', () => {
     const loads: LoadStats[] = [];
     let i = 0;
     for (const mode of ['quiet', 'loaded', 'loaded', 'quiet', 'quiet', 'loaded'] as const) {
-      const out = join(fx.dir, `out-load-${v.thinkMs}-${i++}`);
+      const out = join(sc.fx.dir, `out-load-${v.thinkMs}-${i++}`);
       const cpu0 = cpuSeconds(dash.child.pid!);
       const own0 = process.cpuUsage();
       const load = mode === 'loaded' ? startLoad(base, PATHS, CLIENTS, v.thinkMs) : null;
-      const run = kids.start(['run', '--input', fx.input, '--out', out, '--shard-rows', '100', '--json', '--progress', 'none'], env);
+      const run = sc.kids.start(['run', '--input', sc.fx.input, '--out', out, '--shard-rows', '100', '--json', '--progress', 'none'], env);
       const e = await run.exited;
       if (load) loads.push(await load.stop());
       dashCpu[mode].push(cpuSeconds(dash.child.pid!) - cpu0);

@@ -1,11 +1,8 @@
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { CliProcess } from '../integration/helpers/cli.ts';
-import { startFixture, type PipelineFixture } from '../integration/helpers/pipeline-fixture.ts';
-import { startChaosRedis, type ChaosRedis } from '../helpers-chaos/redis-server.ts';
-import { Children, lastJson, modelDir, reportFault, rng, runEnv, sleep } from '../helpers-chaos/scenario.ts';
+import { lastJson, reportFault, rng, runEnv, sleep, useChaosScenario } from '../helpers-chaos/scenario.ts';
 import { checkOutput } from '../helpers-chaos/verify.ts';
 
 /**
@@ -21,42 +18,27 @@ const STAGES = ['download', 'caption', 'filter', 'write'] as const;
 const KILL_MIN_MS = Number(process.env.CHAOS_KILL_MIN_MS ?? 5000);
 const KILL_SPREAD_MS = Number(process.env.CHAOS_KILL_SPREAD_MS ?? 7000);
 
-let redis: ChaosRedis;
-let fx: PipelineFixture;
-let model: string;
-const kids = new Children();
-
-beforeAll(async () => {
-  redis = await startChaosRedis();
-  fx = await startFixture(ROWS);
-  model = modelDir();
-});
-afterAll(async () => {
-  await kids.killAll();
-  await fx?.close();
-  await redis?.dispose();
-  if (model && !model.endsWith(join('models', 'demo'))) rmSync(model, { recursive: true, force: true });
-});
+const sc = useChaosScenario(ROWS);
 
 const runArgs = (out: string, extra: string[] = []) => [
-  'run', '--input', fx.input, '--out', out, '--shard-rows', String(SHARD_ROWS), '--max-in-flight', '6', '--json', '--progress', 'none', ...extra,
+  'run', '--input', sc.fx.input, '--out', out, '--shard-rows', String(SHARD_ROWS), '--max-in-flight', '6', '--json', '--progress', 'none', ...extra,
 ];
 
 describe('chaos: kill -9 of stage workers', () => {
   it(`a ${ROWS}-row run survives repeated SIGKILLs of every stage's workers with output identical to a fault-free run`, async () => {
-    const base = kids.start(runArgs(join(fx.dir, 'out-base')), runEnv(redis.url, 'chaos-base', model));
+    const base = sc.kids.start(runArgs(join(sc.fx.dir, 'out-base')), runEnv(sc.redis.url, 'chaos-base', sc.model));
     const b = await base.exited;
     expect(b.code, base.stderr().slice(-3000)).toBe(0);
     const baseSummary = lastJson(base)!;
-    const baseline = await checkOutput(join(fx.dir, 'out-base'), ROWS);
+    const baseline = await checkOutput(join(sc.fx.dir, 'out-base'), ROWS);
     expect(baseline.lost + baseline.duplicates).toBe(0);
 
-    const env = runEnv(redis.url, 'chaos-kill', model);
-    const out = join(fx.dir, 'out-kill');
+    const env = runEnv(sc.redis.url, 'chaos-kill', sc.model);
+    const out = join(sc.fx.dir, 'out-kill');
     const t0 = Date.now();
-    const coordinator = kids.start(runArgs(out, ['--no-workers']), env);
+    const coordinator = sc.kids.start(runArgs(out, ['--no-workers']), env);
     const workers = new Map<string, CliProcess>();
-    const startWorker = (stage: string) => workers.set(stage, kids.start(['worker', '--stages', stage, '--drain-ms', '500'], env));
+    const startWorker = (stage: string) => workers.set(stage, sc.kids.start(['worker', '--stages', stage, '--drain-ms', '500'], env));
     for (const s of STAGES) startWorker(s);
 
     const random = rng(SEED);
@@ -89,7 +71,7 @@ describe('chaos: kill -9 of stage workers', () => {
       // Say where the run stood before giving up on it.
       const counts: Record<string, unknown> = {};
       for (const stage of STAGES) {
-        const q = new Queue(stage, { connection: { url: redis.url }, prefix: 'chaos-kill' });
+        const q = new Queue(stage, { connection: { url: sc.redis.url }, prefix: 'chaos-kill' });
         counts[stage] = await q.getJobCounts('wait', 'active', 'delayed', 'failed', 'completed', 'prioritized', 'waiting-children');
         await q.close();
       }
@@ -98,7 +80,7 @@ describe('chaos: kill -9 of stage workers', () => {
     }
     const c = await coordinator.exited;
     if (process.env.CHAOS_VERBOSE) {
-      for (const k of kids.all) process.stdout.write(`--- ${k.child.spawnargs.slice(2, 5).join(' ')} (${k.child.pid}):\n${k.stderr().split('\n').filter((l) => !l.includes('"level":20')).slice(-6).join('\n').slice(-2500)}\n`);
+      for (const k of sc.kids.all) process.stdout.write(`--- ${k.child.spawnargs.slice(2, 5).join(' ')} (${k.child.pid}):\n${k.stderr().split('\n').filter((l) => !l.includes('"level":20')).slice(-6).join('\n').slice(-2500)}\n`);
     }
     const seconds = (Date.now() - t0) / 1000;
     const summary = lastJson(coordinator);

@@ -1,8 +1,11 @@
-import { appendFileSync, cpSync, existsSync, mkdtempSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 import { cli, type CliProcess } from '../integration/helpers/cli.ts';
+import { startFixture, type PipelineFixture } from '../integration/helpers/pipeline-fixture.ts';
+import { startChaosRedis, type ChaosRedis } from './redis-server.ts';
 
 /**
  * Shared pieces of the chaos scenarios: the environment of a fast run (small images, short
@@ -23,6 +26,35 @@ export function modelDir(): string {
     cpSync(join(fixtures, 't1-tokenizer'), join(dir, role), { recursive: true });
   }
   return dir;
+}
+
+/** What a scenario file runs against: its own Redis, the image server and input, the model, its processes. */
+export interface ChaosScenario {
+  redis: ChaosRedis;
+  fx: PipelineFixture;
+  model: string;
+  kids: Children;
+}
+
+/**
+ * Registers the hooks that start a scenario file's Redis, fixture (`rows` input rows) and model
+ * folder before its tests and kill its processes and remove them all after; the returned object
+ * is filled in by the time the tests run.
+ */
+export function useChaosScenario(rows: number): ChaosScenario {
+  const sc = { kids: new Children() } as ChaosScenario;
+  beforeAll(async () => {
+    sc.redis = await startChaosRedis();
+    sc.fx = await startFixture(rows);
+    sc.model = modelDir();
+  });
+  afterAll(async () => {
+    await sc.kids.killAll();
+    await sc.fx?.close();
+    await sc.redis?.dispose();
+    if (sc.model && !sc.model.endsWith(join('models', 'demo'))) rmSync(sc.model, { recursive: true, force: true });
+  });
+  return sc;
 }
 
 export function runEnv(redisUrl: string, prefix: string, model: string, extra: Record<string, string> = {}): Record<string, string> {
