@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { redisReachable } from '../../src/workers/connection.ts';
+import { freePort } from '../../src/workers/private-redis.ts';
 
 /**
  * A redis-server child owned by one chaos scenario: its own temp dir and loopback port, AOF on
@@ -22,16 +22,6 @@ export interface ChaosRedis {
   dispose(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 
 export async function startChaosRedis(o: { appendfsync?: 'always' | 'everysec' } = {}): Promise<ChaosRedis> {
