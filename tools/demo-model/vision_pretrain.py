@@ -93,20 +93,21 @@ class AttributeHeads(torch.nn.Module):
         # Most patches are background: "none" weighs less so that the shape patches drive the loss.
         weight = torch.ones(len(KINDS) + 1)
         weight[len(KINDS)] = 0.25
-        lk = F.cross_entropy(self.kind(patches).flatten(0, 1), t["kind"].flatten(), weight=weight, ignore_index=IGNORE)
+        kind_logits, pairs_logits = self.kind(patches), self.pairs(cls)
+        lk = F.cross_entropy(kind_logits.flatten(0, 1), t["kind"].flatten(), weight=weight, ignore_index=IGNORE)
         lc = F.cross_entropy(self.colour(patches).flatten(0, 1), t["colour"].flatten(), ignore_index=IGNORE)
         lb = F.cross_entropy(self.background(cls), t["background"])
         ln = F.cross_entropy(self.count(cls), t["count"])
-        lp = F.binary_cross_entropy_with_logits(self.pairs(cls), t["pairs"])
+        lp = F.binary_cross_entropy_with_logits(pairs_logits, t["pairs"])
         with torch.no_grad():
             valid = t["kind"] != IGNORE
             shape = valid & (t["kind"] < len(KINDS))
-            pred = self.kind(patches).argmax(-1)
+            pred = kind_logits.argmax(-1)
             kind_acc = ((pred == t["kind"]) & shape).sum() / shape.sum().clamp(min=1)
             at_centre = pred.gather(1, t["centre"])
             has = t["centre_kind"] != IGNORE
             centre_acc = ((at_centre == t["centre_kind"]) & has).sum() / has.sum()
-            pairs_exact = ((self.pairs(cls) > 0).float() == t["pairs"]).all(-1).float().mean()
+            pairs_exact = ((pairs_logits > 0).float() == t["pairs"]).all(-1).float().mean()
         return lk + lc + lb + ln + 4 * lp, {"kind": lk.item(), "colour": lc.item(), "background": lb.item(),
                                             "count": ln.item(), "pairs": lp.item(), "kind_acc": kind_acc.item(), "centre_kind_acc": centre_acc.item(),
                                             "pairs_exact": pairs_exact.item()}
