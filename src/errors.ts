@@ -78,6 +78,7 @@ export const ERROR_CODES = {
   // dashboard and telemetry
   DASHBOARD_TOKEN_REQUIRED: 'the dashboard binds a non-loopback address but no token was given',
   DASHBOARD_LISTEN_FAILED: 'the dashboard cannot listen on the requested host and port',
+  DASHBOARD_BUSY: 'the dashboard would hold this request longer than its pacing allows (too many requests from this client or in all); retry after the given seconds',
   METRICS_LISTEN_FAILED: 'the /metrics server cannot listen on the requested host and port',
 
   // pipeline, queues and workers

@@ -1,6 +1,7 @@
 import { getPriority, setPriority } from 'node:os';
 import type { Command } from 'commander';
 import { CapfiltError } from '../errors.ts';
+import { DEFAULT_PACING } from '../dashboard/pacing.ts';
 import { startDashboard } from '../dashboard/server.ts';
 
 interface DashboardFlags {
@@ -11,12 +12,22 @@ interface DashboardFlags {
   prefix: string;
   redisUrl?: string;
   nice: string;
+  maxRps: string;
+  clientRps: string;
 }
 
 function niceness(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 19) {
     throw new CapfiltError('CLI_USAGE', `--nice must be an integer in [0, 19], got "${value}"`, { option: 'nice', value });
+  }
+  return n;
+}
+
+function rate(option: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new CapfiltError('CLI_USAGE', `--${option} must be a number ≥ 0, got "${value}"`, { option, value });
   }
   return n;
 }
@@ -40,6 +51,8 @@ export function register(program: Command): void {
     .option('--prefix <prefix>', 'deployment key prefix (config redis.prefix)', process.env.CAPFILT_REDIS_PREFIX ?? 'capfilt')
     .option('--redis-url <url>', 'Redis URL (default REDIS_URL or redis://127.0.0.1:6379)')
     .option('--nice <n>', 'CPU niceness of the dashboard process (0–19, 0 leaves it): many clients then slow the dashboard, not workers on the same host', '10')
+    .option('--max-rps <n>', 'requests per second the dashboard serves in all; more wait their turn (0 turns pacing off)', String(DEFAULT_PACING.ratePerSec))
+    .option('--client-rps <n>', 'requests per second served to one client address (bursts of a page load pass at once)', String(DEFAULT_PACING.clientRatePerSec))
     .action(async (flags: DashboardFlags) => {
       const nice = niceness(flags.nice);
       // A hammered dashboard on a worker host took 0.6 of a core from the run (docs/reliability.md).
@@ -51,6 +64,7 @@ export function register(program: Command): void {
         readOnly: flags.readOnly ?? false,
         prefix: flags.prefix,
         redisUrl: flags.redisUrl,
+        pacing: { ratePerSec: rate('max-rps', flags.maxRps), clientRatePerSec: rate('client-rps', flags.clientRps) },
       });
       process.stdout.write(`capfilt dashboard: ${dashboard.url} (metrics ${dashboard.url}metrics, queues ${dashboard.url}queues)\n`);
       await new Promise<void>((resolve) => {

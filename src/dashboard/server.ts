@@ -9,6 +9,7 @@ import type { RowStatus } from '../pipeline/records.ts';
 import { StatsReader, type RunSnapshot, type RunSummary, type WorkerView } from '../telemetry/stats-reader.ts';
 import { DEFAULT_PREFIX } from '../telemetry/stats-schema.ts';
 import { checkBind, installAuth } from './auth.ts';
+import { DEFAULT_PACING, Pacer, type PacingOptions } from './pacing.ts';
 import { QueueWatcher, type StageQueue } from './queues.ts';
 import { createRunMetrics } from './run-metrics.ts';
 
@@ -19,6 +20,9 @@ import { createRunMetrics } from './run-metrics.ts';
  *   GET /api/overview?run=<id>  the same payload once
  *   GET /api/runs, /api/runs/:id, /api/runs/:id/samples?status=&noise=&reason=&limit=
  *   GET /api/workers, /metrics; /queues (bull-board)
+ * Every request is paced per client address and in all (pacing.ts), and the Redis-backed answers
+ * are shared between clients for half a poll, so a crowd of clients costs a bounded share of a
+ * core: the dashboard often runs on a worker host.
  */
 export interface DashboardOptions {
   /** Used when `redis` is not given; default REDIS_URL or redis://127.0.0.1:6379. */
@@ -33,6 +37,8 @@ export interface DashboardOptions {
   readOnly?: boolean;
   /** How often the page is updated over SSE. Default 1000 ms. */
   pollMs?: number;
+  /** Request pacing (pacing.ts); `false` serves every request at once. Default DEFAULT_PACING. */
+  pacing?: Partial<PacingOptions> | false;
   logger?: boolean;
 }
 
@@ -93,13 +99,38 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
   const queues = new QueueWatcher(redis, prefix, readOnly);
   const metrics = createRunMetrics(reader, queues);
 
+  const pacer = new Pacer({ ...DEFAULT_PACING, ...(opts.pacing === false ? { ratePerSec: 0 } : opts.pacing) });
+  const assets = new Map(await Promise.all(Object.entries(ASSETS).map(async ([path, a]) => [path, { type: a.type, body: await readFile(a.file) }] as const)));
+
   // SSE streams never go idle; without forcing, close() would wait for every open page to leave.
   const app = Fastify({ logger: opts.logger ?? false, forceCloseConnections: true });
+  // Registered before auth, so that a flood of unauthenticated requests is paced too.
+  if (pacer.enabled) {
+    app.addHook('onRequest', async (req, reply) => {
+      const turn = pacer.admit(req.ip);
+      if ('refusedRetryAfterS' in turn) {
+        return reply.code(503).header('retry-after', String(turn.refusedRetryAfterS))
+          .send({ error: 'DASHBOARD_BUSY', message: `too many requests; retry after ${turn.refusedRetryAfterS} s` });
+      }
+      if (turn.waitMs > 0) await new Promise((r) => setTimeout(r, turn.waitMs));
+    });
+  }
   if (token) installAuth(app, token);
   await app.register(fastifySSE, { heartbeatInterval: 15_000 });
   await queues.mount(app);
 
-  const cache = new Map<string, { at: number; value: Promise<Overview> }>();
+  // Clients asking the same question within `ttlMs` share one Redis read.
+  const shared = new Map<string, { at: number; value: Promise<unknown> }>();
+  function sharedRead<T>(key: string, ttlMs: number, read: () => Promise<T>): Promise<T> {
+    const hit = shared.get(key);
+    if (hit && Date.now() - hit.at < ttlMs) return hit.value as Promise<T>;
+    const value = read();
+    shared.set(key, { at: Date.now(), value });
+    value.catch(() => shared.delete(key));
+    return value;
+  }
+  const ttl = pollMs / 2;
+
   async function readOverview(runId: string | null): Promise<Overview> {
     const runs = await reader.listRuns(20);
     queues.addFromRuns(runs.map((r) => r.meta));
@@ -107,24 +138,15 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
     const [run, q, workers] = await Promise.all([id ? reader.run(id) : null, queues.depths(), reader.workers()]);
     return { now: Date.now(), readOnly, auth: token !== null, runs, run, queues: q, workers, warnings: stallWarnings(q, workers) };
   }
-  // Every open page polls; clients looking at the same run within half a poll share one read.
-  function overview(runId: string | null): Promise<Overview> {
-    const k = runId ?? '';
-    const hit = cache.get(k);
-    if (hit && Date.now() - hit.at < pollMs / 2) return hit.value;
-    const value = readOverview(runId);
-    cache.set(k, { at: Date.now(), value });
-    value.catch(() => cache.delete(k));
-    return value;
-  }
+  const overview = (runId: string | null) => sharedRead(`overview:${runId ?? ''}`, ttl, () => readOverview(runId));
 
-  for (const [path, asset] of Object.entries(ASSETS)) {
-    app.get(path, async (_req, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(await readFile(asset.file)));
+  for (const [path, asset] of assets) {
+    app.get(path, async (_req, reply) => reply.type(asset.type).header('cache-control', 'no-cache').send(asset.body));
   }
   app.get('/favicon.ico', async (_req, reply) => reply.code(204).send());
 
   app.get('/api/overview', async (req) => overview((req.query as { run?: string }).run ?? null));
-  app.get('/api/runs', async () => reader.listRuns(50));
+  app.get('/api/runs', async () => sharedRead('runs', ttl, () => reader.listRuns(50)));
   app.get('/api/runs/:id', async (req, reply) => {
     const snap = await reader.run((req.params as { id: string }).id);
     return snap ?? reply.code(404).send({ error: 'no such run' });
@@ -136,8 +158,8 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
       status, noise: q.noise || null, reason: q.reason || null, limit: q.limit ? Math.max(1, Math.min(1000, Number(q.limit) || 60)) : undefined,
     });
   });
-  app.get('/api/workers', async () => reader.workers());
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  app.get('/api/workers', async () => sharedRead('workers', ttl, () => reader.workers()));
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await sharedRead('metrics', ttl, () => metrics.registry.metrics())));
 
   app.get('/events', { sse: 'only' }, async (req, reply) => {
     const runId = (req.query as { run?: string }).run ?? null;
