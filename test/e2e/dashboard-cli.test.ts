@@ -57,4 +57,11 @@ describe('capfilt dashboard (CLI)', () => {
     expect(p.out()).toContain('CLI_USAGE');
     expect(p.out()).toContain('--nice');
   });
+
+  it.each([['--max-rps', '-1'], ['--client-rps', 'fast']])('refuses %s %s with a coded usage error', async (flag, value) => {
+    const p = capfilt(['dashboard', '--port', '0', flag, value]);
+    expect(await p.exited).not.toBe(0);
+    expect(p.out()).toContain('CLI_USAGE');
+    expect(p.out()).toContain(flag);
+  });
 });

@@ -47,10 +47,20 @@ def generate(cap, image_embeds, tok, max_length=30, top_p=None, gen=None):
 
 
 @torch.no_grad()
-def evaluate(cap, flt, tok, rows, images, n_caption=200, n_nucleus=100, max_text=64):
+def evaluate(cap, flt, tok, rows, images, n_caption=200, n_nucleus=100, max_text=64, role="both"):
+    """Captioner figures unless role is "filter", filter figures unless it is "captioner"."""
     cap.eval(), flt.eval()
     out = {}
     truth = [set(norm(p) for p in r["paraphrases"]) for r in rows]
+    if role != "filter":
+        out.update(caption_figures(cap, tok, rows, images, truth, n_caption, n_nucleus))
+    if role != "captioner":
+        out.update(filter_figures(flt, tok, rows, images, truth, max_text))
+    return out
+
+
+def caption_figures(cap, tok, rows, images, truth, n_caption, n_nucleus):
+    out = {}
     pv = pixel_values(images[:n_caption])
     emb = cap.vision_model(pv)
     greedy = generate(cap, emb, tok)
@@ -62,7 +72,11 @@ def evaluate(cap, flt, tok, rows, images, n_caption=200, n_nucleus=100, max_text
     ok = [norm(c) in truth[i // 5] for i, c in enumerate(samples)]
     out["caption_exact_nucleus"] = float(np.mean(ok))
     out["nucleus_diverse"] = float(np.mean([len(set(samples[i * 5:(i + 1) * 5])) > 1 for i in range(n_nucleus)]))
+    return out
 
+
+def filter_figures(flt, tok, rows, images, truth, max_text):
+    out = {}
     femb = flt.vision_model(pixel_values(images))
     ids, mask = pad([tok.encode(r["web_text"], max_text) for r in rows])
     probs = flt.itm_logits(femb, ids, mask).softmax(-1)[:, 1].numpy()

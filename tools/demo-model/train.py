@@ -148,24 +148,34 @@ def train(args):
     flt = BlipForImageTextRetrieval(flt_cfg)
     init_weights(cap)
     init_weights(flt)
+    # --role both: one vision encoder, trained by all three losses and exported into both folders.
+    # --role captioner / filter: each model its own encoder, trained by its own losses (BLIP
+    # fine-tunes its captioner and its filter separately, too); two such runs share the two cores.
+    trained = {"both": [cap, flt], "captioner": [cap], "filter": [flt]}[args.role]
     if args.init:
         # Continue from exported folders (same data, hence the same vocabulary).
-        load_hf_weights(cap, os.path.join(args.init, "captioner", "model.safetensors"))
-        load_hf_weights(flt, os.path.join(args.init, "filter", "model.safetensors"))
+        for model, name in ((cap, "captioner"), (flt, "filter")):
+            if model in trained:
+                load_hf_weights(model, os.path.join(args.init, name, "model.safetensors"))
         emit({"event": "init", "from": args.init})
     else:
-        with torch.no_grad():
-            cap.vision_model.embeddings.position_embedding.copy_(
-                sincos_position_embedding(args.image_size // args.patch_size, args.vision_hidden))
-    flt.vision_model = cap.vision_model  # one vision encoder, exported into both folders
+        for model in trained:
+            with torch.no_grad():
+                model.vision_model.embeddings.position_embedding.copy_(
+                    sincos_position_embedding(args.image_size // args.patch_size, args.vision_hidden))
+    if args.role == "both":
+        flt.vision_model = cap.vision_model
+    vision = trained[0].vision_model
     if args.vision_pretrain_minutes > 0:
         # BLIP starts from a label-supervised ViT; ours gets scene-attribute labels (see vision_pretrain.py).
-        steps = pretrain_vision(cap.vision_model, args.vision_hidden, args.image_size // args.patch_size, rows, images,
+        steps = pretrain_vision(vision, args.vision_hidden, args.image_size // args.patch_size, rows, images,
                                 args.vision_pretrain_minutes, args.vision_pretrain_lr, args.vision_pretrain_batch, rng, emit,
                                 val=(val_rows, val_images))
         emit({"event": "vision_pretrained", "steps": steps, "minutes": args.vision_pretrain_minutes})
     temp = torch.nn.Parameter(torch.tensor(0.07))
-    params = list({id(p): p for p in list(cap.parameters()) + list(flt.parameters())}.values()) + [temp]
+    params = list({id(p): p for m in trained for p in m.parameters()}.values())
+    if args.role != "captioner":
+        params.append(temp)
     n_params = sum(p.numel() for p in params)
     emit({"event": "model", "params": n_params})
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
@@ -188,47 +198,16 @@ def train(args):
             g["lr"] = lr
         cap.train(), flt.train()
         idx = rng.sample(range(len(rows)), B)
-        emb = cap.vision_model(pixel_values(images[idx]))
-
-        pos_texts = [batcher.positive(i) for i in idx]
-        pos_ids, pos_mask = pad([batcher.enc(t) for t in pos_texts])
-        same = torch.tensor([[rows[a]["caption"] == rows[b]["caption"] for b in idx] for a in idx], dtype=torch.float)
-        i_feat = flt.image_feat(emb)
-        t_feat = flt.text_feat(pos_ids, pos_mask)
-        t = temp.clamp(0.01, 0.5)
-        sim_i2t = i_feat @ t_feat.T / t
-        target = same / same.sum(1, keepdim=True)
-        loss_itc = (-(F.log_softmax(sim_i2t, 1) * target).sum(1).mean() - (F.log_softmax(sim_i2t.T, 1) * target).sum(1).mean()) / 2
-
-        with torch.no_grad():
-            w_i2t = F.softmax(sim_i2t, 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
-            w_t2i = F.softmax(sim_i2t.T, 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
-            neg_text = torch.multinomial(w_i2t, 1)[:, 0].tolist()
-            neg_img = torch.multinomial(w_t2i, 1)[:, 0].tolist()
-        n_junk = B // 4
-        S = args.swapped_negatives
-        itm_texts = (pos_texts + [pos_texts[j] for j in neg_text] + pos_texts
-                     + [batcher.negatives(i) for _ in range(S) for i in idx]
-                     + [rng.choice(batcher.junk) for _ in range(n_junk)])
-        img_index = list(range(B)) + list(range(B)) + neg_img + list(range(B)) * S + list(range(n_junk))
-        labels = [1] * B + [0] * ((2 + S) * B + n_junk)
-        if args.relation_negatives:
-            for i_local, i in enumerate(idx):
-                reversed_text = batcher.relation_reversed(i)
-                if reversed_text is not None:
-                    itm_texts.append(reversed_text)
-                    img_index.append(i_local)
-                    labels.append(0)
-        labels = torch.tensor(labels)
-        ids, mask = pad([batcher.enc(x) for x in itm_texts])
-        logits = flt.itm_logits(emb, ids, mask, image_index=torch.tensor(img_index))
-        loss_itm = F.cross_entropy(logits, labels, weight=itm_weight)
-
-        lm_ids, lm_mask = pad([batcher.lm(i) for i in idx])
-        lm_logits = cap.text_decoder(lm_ids, lm_mask, emb)
-        labels_lm = lm_ids.masked_fill(lm_mask == 0, -100)
-        labels_lm[:, : len(tok.encode(PROMPT)) - 1] = -100
-        loss_lm = F.cross_entropy(lm_logits[:, :-1].reshape(-1, lm_logits.shape[-1]), labels_lm[:, 1:].reshape(-1), ignore_index=-100)
+        emb = vision(pixel_values(images[idx]))
+        loss_itc = loss_itm = loss_lm = torch.zeros(())
+        if args.role != "captioner":
+            loss_itc, loss_itm = filter_losses(args, flt, temp, emb, idx, rows, batcher, rng, itm_weight)
+        if args.role != "filter":
+            lm_ids, lm_mask = pad([batcher.lm(i) for i in idx])
+            lm_logits = cap.text_decoder(lm_ids, lm_mask, emb)
+            labels_lm = lm_ids.masked_fill(lm_mask == 0, -100)
+            labels_lm[:, : len(tok.encode(PROMPT)) - 1] = -100
+            loss_lm = F.cross_entropy(lm_logits[:, :-1].reshape(-1, lm_logits.shape[-1]), labels_lm[:, 1:].reshape(-1), ignore_index=-100)
 
         loss = loss_itc + loss_itm + args.lm_weight * loss_lm
         opt.zero_grad(set_to_none=True)
@@ -238,21 +217,60 @@ def train(args):
         step += 1
         if step % args.log_every == 0:
             emit({"event": "step", "step": step, "lr": round(lr, 6), "itc": round(loss_itc.item(), 4),
-                  "itm": round(loss_itm.item(), 4), "lm": round(loss_lm.item(), 4), "temp": round(t.item(), 4)})
+                  "itm": round(loss_itm.item(), 4), "lm": round(loss_lm.item(), 4), "temp": round(temp.item(), 4)})
         if time.time() - last_eval > args.eval_every * 60:
-            emit({"event": "eval", "step": step, **evaluate(cap, flt, tok, val_rows, val_images, n_caption=100, n_nucleus=40)})
+            emit({"event": "eval", "step": step, **evaluate(cap, flt, tok, val_rows, val_images, n_caption=100, n_nucleus=40, role=args.role)})
             last_eval = time.time()
-            save(args, cap, flt, cap_cfg, flt_cfg, vocab)
+            save(args, trained, cap, flt, cap_cfg, flt_cfg, vocab)
 
-    final = evaluate(cap, flt, tok, val_rows, val_images)
+    final = evaluate(cap, flt, tok, val_rows, val_images, role=args.role)
     emit({"event": "final", "step": step, "train_seconds": round(time.time() - train_start, 1),
           "loss_itc": round(loss_itc.item(), 4), "loss_itm": round(loss_itm.item(), 4), "loss_lm": round(loss_lm.item(), 4),
           "batch": B, "params": n_params, **final})
-    save(args, cap, flt, cap_cfg, flt_cfg, vocab)
+    save(args, trained, cap, flt, cap_cfg, flt_cfg, vocab)
     emit({"event": "exported", "out": args.out})
 
 
-def save(args, cap, flt, cap_cfg, flt_cfg, vocab):
+def filter_losses(args, flt, temp, emb, idx, rows, batcher, rng, itm_weight):
+    """ITC over the batch, then ITM on the matching texts and on negatives: a hard negative text
+    and a hard negative image sampled from the ITC similarities (as BLIP does), `swapped`
+    captions, junk web texts, and with --relation-negatives each two-shape image's caption with
+    its relation reversed, paired with one more positive so that the relation decides."""
+    B = len(idx)
+    pos_texts = [batcher.positive(i) for i in idx]
+    pos_ids, pos_mask = pad([batcher.enc(t) for t in pos_texts])
+    same = torch.tensor([[rows[a]["caption"] == rows[b]["caption"] for b in idx] for a in idx], dtype=torch.float)
+    i_feat = flt.image_feat(emb)
+    t_feat = flt.text_feat(pos_ids, pos_mask)
+    sim_i2t = i_feat @ t_feat.T / temp.clamp(0.01, 0.5)
+    target = same / same.sum(1, keepdim=True)
+    loss_itc = (-(F.log_softmax(sim_i2t, 1) * target).sum(1).mean() - (F.log_softmax(sim_i2t.T, 1) * target).sum(1).mean()) / 2
+
+    with torch.no_grad():
+        w_i2t = F.softmax(sim_i2t, 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
+        w_t2i = F.softmax(sim_i2t.T, 1).masked_fill(same > 0, 0) + 1e-6 * (1 - same)
+        neg_text = torch.multinomial(w_i2t, 1)[:, 0].tolist()
+        neg_img = torch.multinomial(w_t2i, 1)[:, 0].tolist()
+    n_junk = B // 4
+    S = args.swapped_negatives
+    itm_texts = (pos_texts + [pos_texts[j] for j in neg_text] + pos_texts
+                 + [batcher.negatives(i) for _ in range(S) for i in idx]
+                 + [rng.choice(batcher.junk) for _ in range(n_junk)])
+    img_index = list(range(B)) + list(range(B)) + neg_img + list(range(B)) * S + list(range(n_junk))
+    labels = [1] * B + [0] * ((2 + S) * B + n_junk)
+    if args.relation_negatives:
+        for i_local, i in enumerate(idx):
+            reversed_text = batcher.relation_reversed(i)
+            if reversed_text is not None:
+                itm_texts += [reversed_text, batcher.positive(i)]
+                img_index += [i_local, i_local]
+                labels += [0, 1]
+    ids, mask = pad([batcher.enc(x) for x in itm_texts])
+    logits = flt.itm_logits(emb, ids, mask, image_index=torch.tensor(img_index))
+    return loss_itc, F.cross_entropy(logits, torch.tensor(labels), weight=itm_weight)
+
+
+def save(args, trained, cap, flt, cap_cfg, flt_cfg, vocab):
     preprocessor = {
         "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
         "image_mean": IMAGE_MEAN, "image_std": IMAGE_STD, "image_processor_type": "BlipImageProcessor",
@@ -260,6 +278,8 @@ def save(args, cap, flt, cap_cfg, flt_cfg, vocab):
         "size": {"height": args.image_size, "width": args.image_size}, "image_size": args.image_size,
     }
     for name, model, cfg in (("captioner", cap, cap_cfg), ("filter", flt, flt_cfg)):
+        if model not in trained:
+            continue
         out = os.path.join(args.out, name)
         os.makedirs(out, exist_ok=True)
         write_safetensors(os.path.join(out, "model.safetensors"), hf_state_dict(model))
@@ -285,6 +305,8 @@ def main():
     p.add_argument("--log", default="train.log")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--init", help="folder with captioner/ and filter/ to continue training from")
+    p.add_argument("--role", choices=["both", "captioner", "filter"], default="both",
+                   help="train both models on one vision encoder, or one of them alone (LM; ITC + ITM) and export only its folder")
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--lm-weight", type=float, default=1.0)
     p.add_argument("--patch-size", type=int, default=8)
