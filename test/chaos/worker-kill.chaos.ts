@@ -15,8 +15,21 @@ const ROWS = Number(process.env.CHAOS_ROWS ?? 2000);
 const SHARD_ROWS = 100;
 const SEED = Number(process.env.CHAOS_SEED ?? 8);
 const STAGES = ['download', 'caption', 'filter', 'write'] as const;
-const KILL_MIN_MS = Number(process.env.CHAOS_KILL_MIN_MS ?? 5000);
-const KILL_SPREAD_MS = Number(process.env.CHAOS_KILL_SPREAD_MS ?? 7000);
+
+/**
+ * Kill cadence: a kill every min + random·spread ms. By default it follows the fault-free run's
+ * duration so that every stage loses workers several times however fast the machine and the
+ * model are (a fixed 5–12 s let a 12-s run finish after 2 kills, 2 stages never hit): about eight
+ * kills within the fault-free duration, never closer than 2 s (a worker needs that to start and
+ * load its model), at most the 5–12 s that suits a slow, loaded machine.
+ */
+function cadence(baselineMs: number): { min: number; spread: number } {
+  const clamp = (x: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, x));
+  return {
+    min: Number(process.env.CHAOS_KILL_MIN_MS ?? clamp(baselineMs / 16, 2000, 5000)),
+    spread: Number(process.env.CHAOS_KILL_SPREAD_MS ?? clamp(baselineMs / 8, 2000, 7000)),
+  };
+}
 
 const sc = useChaosScenario(ROWS);
 
@@ -32,6 +45,7 @@ describe('chaos: kill -9 of stage workers', () => {
     const baseSummary = lastJson(base)!;
     const baseline = await checkOutput(join(sc.fx.dir, 'out-base'), ROWS);
     expect(baseline.lost + baseline.duplicates).toBe(0);
+    const { min: KILL_MIN_MS, spread: KILL_SPREAD_MS } = cadence(Number(baseSummary.seconds) * 1000);
 
     const env = runEnv(sc.redis.url, 'chaos-kill', sc.model);
     const out = join(sc.fx.dir, 'out-kill');
@@ -94,7 +108,7 @@ describe('chaos: kill -9 of stage workers', () => {
     reportFault('kill -9 stage workers', {
       rows: ROWS, shards: check.shards, kills: totalKills, ...Object.fromEntries(STAGES.map((s) => [`kills_${s}`, kills[s]])),
       lost: check.lost, duplicates: check.duplicates, changed_vs_baseline: changed, bad_tars: check.tarProblems.length,
-      exit: c.code ?? String(c.signal), seconds: Math.round(seconds), baseline_seconds: Number(baseSummary.seconds).toFixed(0),
+      exit: c.code ?? String(c.signal), seconds: Math.round(seconds), baseline_seconds: Number(baseSummary.seconds).toFixed(0), kill_every_ms: `${KILL_MIN_MS}+${KILL_SPREAD_MS}`,
     });
     expect(c.code, coordinator.stderr().slice(-3000)).toBe(0);
     expect(summary).toMatchObject({ status: 'done', reconciled: true, rows: ROWS });
