@@ -119,11 +119,14 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
   await app.register(fastifySSE, { heartbeatInterval: 15_000 });
   await queues.mount(app);
 
-  // Clients asking the same question within `ttlMs` share one Redis read.
+  // Clients asking the same question within `ttlMs` share one Redis read. Keys carry a run id
+  // from the query string, so stale entries are dropped before the map can grow with them.
   const shared = new Map<string, { at: number; value: Promise<unknown> }>();
   function sharedRead<T>(key: string, ttlMs: number, read: () => Promise<T>): Promise<T> {
+    const now = Date.now();
     const hit = shared.get(key);
-    if (hit && Date.now() - hit.at < ttlMs) return hit.value as Promise<T>;
+    if (hit && now - hit.at < ttlMs) return hit.value as Promise<T>;
+    if (shared.size >= 256) for (const [k, e] of shared) if (now - e.at >= ttlMs) shared.delete(k);
     const value = read();
     shared.set(key, { at: Date.now(), value });
     value.catch(() => shared.delete(key));

@@ -258,9 +258,10 @@ def filter_losses(args, flt, temp, grounding, emb, idx, rows, batcher, rng, itm_
 
     With --grounding-weight, an auxiliary loss: after the first text layer (with cross-attention)
     each kind word of the matching text must tell where its shape is (centre x, y; MSE x10).
-    Without it the filter never learned reversed relations ("above" for "below": 2% rejected, and
-    still 4% with two more text layers): to compare two shapes' positions the words must first
-    fetch them from the image, and the ITM loss alone did not teach that."""
+    Fine-tuning the previous filter on reversed-relation negatives without it left reversed
+    relations ("above" for "below") 2% rejected (4% with two more text layers), with it 39% in the
+    same 8 minutes: to compare two shapes' positions the words must first fetch them from the
+    image, and the ITM loss alone did not teach that."""
     B = len(idx)
     pos_texts = [batcher.positive(i) for i in idx]
     pos_ids, pos_mask = pad([batcher.enc(t) for t in pos_texts])
