@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CapfiltError } from '../../errors.ts';
 import type { ShardState } from '../stages/types.ts';
@@ -124,6 +124,10 @@ export class FsStagingStore implements StagingStore {
     } catch (e) {
       throw this.unavailable(`deleting shard ${shardId}`, e);
     }
+    // The run's folder goes with its last shard (rmdir refuses a folder that still holds one). The
+    // coordinator also removes it at the end, but a shard recorded as done can still be deleting
+    // its staging then, which left an empty run folder behind.
+    await rmdir(join(this.dir, checkName('run id', runId))).catch(() => undefined);
   }
 
   async sizeBytes(runId: string): Promise<number> {

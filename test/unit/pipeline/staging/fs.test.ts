@@ -31,6 +31,20 @@ async function expectUnavailable(p: Promise<unknown>, folder: string, errno: str
 describe('FsStagingStore', () => {
   stagingContract(() => new FsStagingStore(dir));
 
+  it("deleting a run's last shard removes the run's folder; an earlier shard leaves it", async () => {
+    const d = mkdtempSync(join(dir, 'runs-'));
+    const s = new FsStagingStore(d);
+    await s.putBlob('r9', 's1', 'a.jpg', new Uint8Array([1]));
+    await s.putBlob('r9', 's2', 'b.jpg', new Uint8Array([2]));
+    await s.deleteShard('r9', 's1');
+    expect(readdirSync(join(d, 'r9'))).toEqual(['s2']);
+    await s.deleteShard('r9', 's2');
+    expect(readdirSync(d)).toEqual([]);
+    // Staging into the run again afterwards recreates its folder.
+    await s.putBlob('r9', 's3', 'c.jpg', new Uint8Array([3]));
+    expect(await s.getBlob('fs:r9/s3/c.jpg')).toEqual(new Uint8Array([3]));
+  });
+
   it('refuses path-like ids and names', async () => {
     const s = new FsStagingStore(dir);
     await expect(s.putBlob('../x', 'y', 'z', new Uint8Array(1))).rejects.toThrow(/not a safe file name/);
