@@ -203,6 +203,10 @@ def train(args):
     # The schedule follows wall time, not a step count, so a busier machine shortens training
     # instead of overrunning the budget: warm-up, then cosine decay to 5% at the end of the budget.
     budget = args.minutes * 60 - (time.time() - t0) - 90
+    if budget <= 0:
+        # A non-positive budget would make `progress` negative and the loop below never end.
+        raise SystemExit(f"--minutes {args.minutes}: nothing left for training after loading, pre-training "
+                         f"and the 90 s kept for the final evaluation ({budget:.0f} s)")
     train_start = time.time()
     warmup = args.warmup
     step = 0

@@ -40,21 +40,25 @@ def main():
     procs = {}
     for k, role in enumerate(("captioner", "filter")):
         log = os.path.join(args.log_dir, f"train-{role}.log")
+        open(log, "w").close()  # train.py appends; the summary must read this run's lines only
         cmd = [sys.executable, os.path.join(HERE, "train.py"), "--data", args.data, "--val", args.val, "--out", args.out,
                "--role", role, "--threads", "1", "--seed", str(args.seed + k), "--minutes", str(args.minutes),
                "--vision-pretrain-minutes", str(args.vision_pretrain_minutes), "--log", log, *ROLE_FLAGS[role]]
-        procs[role] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), log)
+        # stderr to a file, not a pipe: waiting on one run must not block the other on a full pipe.
+        with open(log + ".err", "w") as err:
+            procs[role] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err), log)
     failed = []
-    for role, (proc, _) in procs.items():
-        _, err = proc.communicate()
+    for role, (proc, log) in procs.items():
+        proc.wait()
         if proc.returncode != 0:
             failed.append(role)
-            sys.stderr.write(f"train_all: the {role} run exited {proc.returncode}:\n{err[-4000:]}\n")
+            with open(log + ".err") as f:
+                sys.stderr.write(f"train_all: the {role} run exited {proc.returncode}:\n{f.read()[-4000:]}\n")
     summary = {"event": "train_all", "wall_seconds": round(time.time() - started, 1), "minutes": args.minutes, "seed": args.seed}
     for role, (_, log) in procs.items():
         with open(log) as f:
             finals = [json.loads(line) for line in f if '"event": "final"' in line]
-        summary[role] = finals[-1] if finals else None
+        summary[role] = finals[-1] if finals else None  # None: that run ended before its final evaluation
     print(json.dumps(summary), flush=True)
     sys.exit(1 if failed else 0)
 
