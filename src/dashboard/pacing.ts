@@ -26,7 +26,7 @@ export interface PacingOptions {
 
 export const DEFAULT_PACING: PacingOptions = { ratePerSec: 100, burst: 200, clientRatePerSec: 20, clientBurst: 60, maxWaitMs: 10_000 };
 
-/** Client budgets are forgotten once idle; past this many the idle ones are swept. */
+/** Past this many client budgets, the idle ones are forgotten when a new client arrives. */
 const MAX_CLIENTS = 10_000;
 const OVERFLOW = '\u0000overflow';
 
@@ -95,7 +95,7 @@ export class Pacer {
     return b;
   }
 
-  /** Client budgets currently remembered (for tests and metrics). */
+  /** Client budgets currently remembered (tests check that idle ones are forgotten). */
   get clientCount(): number {
     return this.clients.size;
   }

@@ -128,7 +128,7 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
     if (hit && now - hit.at < ttlMs) return hit.value as Promise<T>;
     if (shared.size >= 256) for (const [k, e] of shared) if (now - e.at >= ttlMs) shared.delete(k);
     const value = read();
-    shared.set(key, { at: Date.now(), value });
+    shared.set(key, { at: now, value });
     value.catch(() => shared.delete(key));
     return value;
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startLoad, type LoadStats } from '../helpers-chaos/load.ts';
+import { startLoad, type LoadStats } from '../helpers/load.ts';
 import { lastJson, reportFault, runEnv, useChaosScenario } from '../helpers-chaos/scenario.ts';
 import { checkOutput } from '../helpers-chaos/verify.ts';
 

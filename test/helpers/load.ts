@@ -4,6 +4,7 @@ import { Agent, request } from 'undici';
  * A bounded HTTP load generator: `clients` loops, each sending one request at a time over the
  * given paths until stopped, waiting `thinkMs` between requests (0: a closed loop that never
  * backs off; a few hundred ms: open dashboards and scrapers polling). Counts requests, errors and latency percentiles.
+ * `inspect`, when given, sees every answer's status, headers and body (read as text, not discarded).
  */
 export interface LoadStats {
   requests: number;
@@ -14,7 +15,9 @@ export interface LoadStats {
   seconds: number;
 }
 
-export function startLoad(base: string, paths: string[], clients: number, thinkMs = 0): { stop(): Promise<LoadStats> } {
+export type Inspect = (status: number, headers: Record<string, string | string[] | undefined>, body: string) => void;
+
+export function startLoad(base: string, paths: string[], clients: number, thinkMs = 0, inspect?: Inspect): { stop(): Promise<LoadStats> } {
   const agent = new Agent({ connections: clients, keepAliveTimeout: 10_000 });
   let running = true;
   const latencies: number[] = [];
@@ -27,7 +30,8 @@ export function startLoad(base: string, paths: string[], clients: number, thinkM
       const s = performance.now();
       try {
         const res = await request(new URL(path, base), { dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
-        await res.body.dump({ limit: 10_000_000 });
+        if (inspect) inspect(res.statusCode, res.headers, await res.body.text());
+        else await res.body.dump({ limit: 10_000_000 });
         statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
         if (res.statusCode >= 400) errors++;
       } catch {
