@@ -10,7 +10,9 @@ import { resolve } from 'node:path';
 import { generateDemoPairs } from '../src/demo/pairs.ts';
 import { renderScene } from '../src/demo/render.ts';
 import { loadBlip } from '../src/models/blip/index.ts';
-import type { BlipModels, GenerationOptions, ImageInput } from '../src/models/blip/types.ts';
+import type { BlipModels } from '../src/models/blip/types.ts';
+import type { GenerationOptions } from '../src/models/runtime/generation/types.ts';
+import type { ImageInput } from '../src/models/runtime/types.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, def: number): number => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : def);

@@ -42,7 +42,7 @@ function writeModel(dir: string, architecture: string, seed: number): void {
   const cfgJson = config(architecture);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(cfgJson, null, 2));
   const cfg = parseBlipConfig(cfgJson, join(dir, 'config.json'));
-  const names = [...expectedWeights(cfg).entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+  const names = [...expectedWeights(cfg).shapes.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
   const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
   let offset = 0;
   for (const [name, shape] of names) {

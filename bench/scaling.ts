@@ -48,10 +48,10 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { loadConfig, type Override } from '../src/config/load.ts';
-import { runPipeline } from '../src/pipeline/run.ts';
+import { runPipeline } from '../src/run/run.ts';
 import { runIdFor } from '../src/pipeline/shards.ts';
-import type { RunSummary } from '../src/pipeline/summary.ts';
-import { logger } from '../src/telemetry/logger.ts';
+import type { RunSummary } from '../src/run/summary.ts';
+import { logger } from '../src/core/logger.ts';
 import { startPrivateRedis } from '../src/workers/private-redis.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

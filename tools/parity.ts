@@ -11,15 +11,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type * as ort from 'onnxruntime-node';
-import { describeError } from '../src/errors.ts';
+import { describeError } from '../src/core/errors.ts';
 import { convertModel } from '../src/models/blip/convert.ts';
 import { OrtDecoderSession } from '../src/models/blip/decoder-session.ts';
 import { itmProbability } from '../src/models/blip/filter.ts';
-import { generate, promptPrefix } from '../src/models/blip/generation/index.ts';
+import { generate } from '../src/models/runtime/generation/index.ts';
+import { promptPrefix } from '../src/models/blip/prompt.ts';
 import { loadModel, releaseModel, type LoadedModel } from '../src/models/blip/loader.ts';
-import { normalizeInto, preprocessImages } from '../src/models/blip/preprocess.ts';
-import { f32, i64 } from '../src/models/blip/sessions.ts';
-import type { DecoderSession, GenerationOptions } from '../src/models/blip/types.ts';
+import { normalizeInto, preprocessImages } from '../src/models/runtime/preprocess.ts';
+import { f32, i64 } from '../src/models/runtime/sessions.ts';
+import type { DecoderSession, GenerationOptions } from '../src/models/runtime/generation/types.ts';
 
 interface VTensor {
   dtype: 'float32' | 'int64';

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError } from '../core/errors.ts';
 import { loadBlip } from '../models/blip/index.ts';
-import type { GenerationOptions, ImageInput } from '../models/blip/types.ts';
+import type { GenerationOptions } from '../models/runtime/generation/types.ts';
+import type { ImageInput } from '../models/runtime/types.ts';
 import { addRuntimeOptions, numberOption, runtimeOptions } from './model-options.ts';
 
 interface CaptionFlags {

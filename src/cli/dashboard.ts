@@ -1,6 +1,6 @@
 import { getPriority, setPriority } from 'node:os';
 import type { Command } from 'commander';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError } from '../core/errors.ts';
 import { DEFAULT_PACING } from '../dashboard/pacing.ts';
 import { startDashboard } from '../dashboard/server.ts';
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError } from '../core/errors.ts';
 import { exportDemoData } from '../demo/export.ts';
 import { NOISE_LABELS, type NoiseMix } from '../demo/pairs.ts';
 

@@ -4,8 +4,8 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { COMMON_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
 import { parseSetArgs, type Override } from '../config/load.ts';
-import { CapfiltError } from '../errors.ts';
-import { logger } from '../telemetry/logger.ts';
+import { CapfiltError } from '../core/errors.ts';
+import { logger } from '../core/logger.ts';
 import { interruptSignal, quietUnderBar } from './run.ts';
 
 function int(flag: string, v: unknown, min: number, max: number): number {
@@ -47,10 +47,10 @@ export function register(program: Command): void {
       overrides.push(...parseSetArgs((flags.set as string[] | undefined) ?? []));
 
       const log = logger();
-      const { progressMode } = await import('../pipeline/progress.ts');
+      const { progressMode } = await import('../run/progress.ts');
       quietUnderBar(progressMode(mode as 'auto'));
       const { resolveRedis } = await import('../workers/redis-setup.ts');
-      const { runDemo } = await import('../pipeline/demo.ts');
+      const { runDemo } = await import('../run/demo.ts');
       const redis = await resolveRedis(loaded, log);
       let dashboard: { url: string; close(): Promise<void> } | null = null;
       try {

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { CapfiltError, describeError } from '../errors.ts';
+import { CapfiltError, describeError } from '../core/errors.ts';
 import { commands } from './commands.ts';
 
 const program = new Command('capfilt')

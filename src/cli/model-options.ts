@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { CapfiltError } from '../errors.ts';
-import type { RuntimeOptions } from '../models/blip/types.ts';
+import { CapfiltError } from '../core/errors.ts';
+import type { RuntimeOptions } from '../models/runtime/types.ts';
 
 /** Runtime flags shared by the model commands (caption, score, models info). */
 export function addRuntimeOptions(cmd: Command): Command {

@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { downloadFile, listFiles } from '@huggingface/hub';
 import type { Command } from 'commander';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError } from '../core/errors.ts';
 
 export const ALIASES: Record<string, { captioner: string; filter: string }> = {
   'blip-base': { captioner: 'Salesforce/blip-image-captioning-base', filter: 'Salesforce/blip-itm-base-coco' },

@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError } from '../core/errors.ts';
 import { convert } from '../models/blip/convert.ts';
 import { loadBlipConfig } from '../models/blip/config.ts';
 import { isConverted, readManifest } from '../models/blip/loader.ts';
-import { weightFileOf } from '../models/blip/weights/source.ts';
+import { weightFileOf } from '../models/runtime/weights/source.ts';
 import { registerPull } from './models-pull.ts';
 
 /** The `models` command group, shared with other modules that add subcommands (pull). */

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { CapfiltError } from '../errors.ts';
-import { rethreshold } from '../io/rethreshold.ts';
+import { CapfiltError } from '../core/errors.ts';
+import { rethreshold } from '../run/rethreshold.ts';
 import { readRunJson } from '../io/writers/run-json.ts';
 
 const POLICIES: Record<string, 'original-first' | 'best-scoring' | 'synthetic-first'> = {

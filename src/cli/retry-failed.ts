@@ -4,15 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../config/load.ts';
 import { configSchema, type CapfiltConfig } from '../config/schema.ts';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError } from '../core/errors.ts';
 import { MemoryDuplicateIndex } from '../io/duplicates.ts';
-import { RETRYABLE_REASONS, findRetryShards, mergeRetriedShard } from '../io/retry.ts';
+import { RETRYABLE_REASONS, findRetryShards, mergeRetriedShard } from '../run/retry.ts';
 import { readRunJson } from '../io/writers/run-json.ts';
 import { finalizeRecords } from '../pipeline/decisions.ts';
 import { closeDownloadResources, downloadShard } from '../pipeline/stages/download.ts';
 import { FsStagingStore } from '../pipeline/staging/fs.ts';
-import type { ShardState, StageContext } from '../pipeline/stages/types.ts';
-import { logger } from '../telemetry/logger.ts';
+import type { StageContext } from '../pipeline/stages/types.ts';
+import type { ShardState } from '../core/shard.ts';
+import { logger } from '../core/logger.ts';
 
 /**
  * `capfilt retry-failed <out>`: re-downloads only the rows of a finished run that failed for a

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { COMMON_FLAGS, RUN_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
-import { CapfiltError } from '../errors.ts';
-import type { RunSummary } from '../pipeline/summary.ts';
-import { logger } from '../telemetry/logger.ts';
+import { CapfiltError } from '../core/errors.ts';
+import type { RunSummary } from '../run/summary.ts';
+import { logger } from '../core/logger.ts';
 
 /** Stops on the first SIGINT/SIGTERM (drain and exit), and hard on the second. */
 export function interruptSignal(onFirst?: () => void): AbortSignal {
@@ -56,7 +56,7 @@ export function register(program: Command): void {
       if (!['auto', 'bar', 'json', 'none'].includes(mode)) throw new CapfiltError('CLI_USAGE', `--progress expects auto, bar, json or none, got "${mode}"`);
       // Heavy modules load only when the command runs, so every other command starts faster.
       const [{ progressMode }, { runPipeline }, { checkStaging }] = await Promise.all([
-        import('../pipeline/progress.ts'), import('../pipeline/run.ts'), import('../pipeline/staging/index.ts'),
+        import('../run/progress.ts'), import('../run/run.ts'), import('../pipeline/staging/index.ts'),
       ]);
       await checkStaging(loaded.config);
       const log = logger();

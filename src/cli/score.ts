@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError } from '../core/errors.ts';
 import { loadBlip } from '../models/blip/index.ts';
 import { readImages } from './caption.ts';
 import { addRuntimeOptions, runtimeOptions } from './model-options.ts';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { COMMON_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
-import { STAGE_ORDER } from '../pipeline/stages/types.ts';
+import { STAGE_ORDER } from '../core/shard.ts';
 
 /** `capfilt status [runId]`: runs and their progress from Redis; `--json` for machines. */
 export function register(program: Command): void {

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { COMMON_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
 import { STAGES } from '../config/schema.ts';
-import { CapfiltError } from '../errors.ts';
-import type { StageName } from '../pipeline/stages/types.ts';
-import { logger } from '../telemetry/logger.ts';
+import { CapfiltError } from '../core/errors.ts';
+import type { StageName } from '../core/shard.ts';
+import { logger } from '../core/logger.ts';
 
 function parseStages(v: string): StageName[] {
   const list = v.split(',').map((s) => s.trim()).filter(Boolean);

@@ -1,4 +1,6 @@
-import type { Captioner, Filter, GenerationOptions, ImageInput } from '../models/blip/types.ts';
+import type { Captioner, ImageTextScorer } from '../models/roles.ts';
+import type { GenerationOptions } from '../models/runtime/generation/types.ts';
+import type { ImageInput } from '../models/runtime/types.ts';
 import { captionMatchesScene, groundTruthCaption } from './captions.ts';
 import { generateDemoPairs, type DemoPair, type NoiseLabel } from './pairs.ts';
 import { renderScene, type ImageFormat } from './render.ts';
@@ -60,7 +62,7 @@ async function inBatches<T, R>(items: T[], size: number, fn: (chunk: T[]) => Pro
 
 const share = (xs: boolean[]): number => (xs.length === 0 ? Number.NaN : xs.filter(Boolean).length / xs.length);
 
-export async function evaluateDemoModel(captioner: Captioner, filter: Filter, options: DemoEvalOptions): Promise<DemoEvalResult> {
+export async function evaluateDemoModel(captioner: Captioner, filter: ImageTextScorer, options: DemoEvalOptions): Promise<DemoEvalResult> {
   const clock = () => performance.now() / 1000;
   let t = clock();
   const pairs: DemoPair[] = generateDemoPairs({ n: options.n, seed: options.seed });

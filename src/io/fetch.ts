@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { Agent, type Dispatcher } from 'undici';
-import type { ErrorCode } from '../errors.ts';
+import type { ErrorCode } from '../core/errors.ts';
 import { DnsCache, guardedLookup, systemResolver, type Resolver } from './dns.ts';
 import { HostLimiter, sleep } from './host-limiter.ts';
 import { DEFAULT_DISALLOWED_DIRECTIVES, robotsOptOut } from './robots-tag.ts';
@@ -14,7 +14,7 @@ import { BlockedAddressError, SsrfGuard, stripBrackets } from './ssrf.ts';
  * undici Agent (connection pools, keep-alive), the DNS cache and the per-host limiter.
  *
  * Never throws for a URL's problem: every outcome is a `FetchResult`, failures carry an error
- * code from src/errors.ts. Redirects are followed here, hop by hop, so each hop goes through the
+ * code from src/core/errors.ts. Redirects are followed here, hop by hop, so each hop goes through the
  * protocol check, the per-host limiter and the SSRF-guarded connector.
  */
 export interface FetchOptions {

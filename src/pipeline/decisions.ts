@@ -1,12 +1,12 @@
 import type { CapfiltConfig } from '../config/schema.ts';
-import type { RowRecord, ScoredText } from './records.ts';
+import type { RowRecord, ScoredText } from '../core/records.ts';
 
 /**
  * CapFilt decisions: which texts of a row survive, which one becomes key.txt, and the row's
  * final status and reason. Pure functions over records so that the filter stage, the final
  * step before writing, and `rethreshold` apply exactly the same rules.
  *
- * Reason codes for rows that are not failures (failures carry a code from src/errors.ts):
+ * Reason codes for rows that are not failures (failures carry a code from src/core/errors.ts):
  */
 export const DECISION_CODES = {
   KEPT_WEB_TEXT: 'the web text passed the filter; no synthetic caption did',

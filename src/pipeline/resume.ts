@@ -3,7 +3,7 @@ import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { shardPaths, type ShardPaths } from '../io/writers/shard.ts';
 import type { ShardCounts } from './run-state.ts';
-import type { ShardInfo } from './stages/types.ts';
+import type { ShardInfo } from '../core/shard.ts';
 
 /**
  * Resume rule: a shard is finished when its parquet exists (the writer renames every file into

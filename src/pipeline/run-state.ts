@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { CapfiltError } from '../errors.ts';
+import { CapfiltError } from '../core/errors.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { basename, relative, resolve } from 'node:path';
-import type { ShardInfo } from './stages/types.ts';
+import type { ShardInfo } from '../core/shard.ts';
 
 /**
  * Deterministic shard naming. A shard id depends only on the input file (its path relative to

@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RowRecord } from '../pipeline/records.ts';
-import { CapfiltError } from '../errors.ts';
+import type { RowRecord } from '../core/records.ts';
+import { CapfiltError } from '../core/errors.ts';
 
 /**
  * Prometheus metrics of one process. Workers count what they process (rows per stage and

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { RowStatus } from '../pipeline/records.ts';
+import type { RowStatus } from '../core/records.ts';
 import {
   DEFAULT_PREFIX, HISTOGRAMS, STAGES, keys,
   type HistogramSpec, type RunMeta, type SampleEntry, type ScoreName, type WorkerInfo,

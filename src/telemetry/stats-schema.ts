@@ -18,7 +18,7 @@
  *   P:workers:info               HASH   workerId → last WorkerInfo JSON (kept while in P:workers)
  *   P:worker:<id>                STRING WorkerInfo JSON, expires after the heartbeat TTL
  */
-import type { RowStatus, TextSource } from '../pipeline/records.ts';
+import type { RowStatus, TextSource } from '../core/records.ts';
 
 export const DEFAULT_PREFIX = 'capfilt';
 

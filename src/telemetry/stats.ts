@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import type { RowRecord, RowStatus } from '../pipeline/records.ts';
+import type { RowRecord, RowStatus } from '../core/records.ts';
 import type { CapfiltMetrics } from './metrics.ts';
 import {
   DEFAULT_PREFIX, HISTOGRAMS, bucketOf, counterFields, keys,

@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { BlipModels, Captioner, Filter, RuntimeOptions } from '../models/blip/types.ts';
-import { CapfiltError } from '../errors.ts';
+import type { BlipModels } from '../models/blip/types.ts';
+import type { Captioner, ImageTextScorer } from '../models/roles.ts';
+import type { RuntimeOptions } from '../models/runtime/types.ts';
+import { CapfiltError } from '../core/errors.ts';
 import { openThreadedBlip } from './inference/client.ts';
 
 /**
@@ -50,7 +52,7 @@ export class ModelCache {
     return m.captioner;
   }
 
-  async filter(dir: string): Promise<Filter> {
+  async filter(dir: string): Promise<ImageTextScorer> {
     const m = await this.load(this.roleDir(dir, 'filter'));
     if (!m.filter) throw new CapfiltError('MODEL_DIR_INVALID', `models.filter ${dir} holds no filter (BlipForImageTextRetrieval)`, { dir });
     return m.filter;

@@ -1,7 +1,7 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
-import type { StageName } from '../pipeline/stages/types.ts';
+import type { StageName } from '../core/shard.ts';
 import { outageReporter } from './connection.ts';
 
 /**

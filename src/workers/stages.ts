@@ -2,8 +2,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { RedisDuplicateIndex } from '../io/duplicates.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
-import type { RuntimeOptions } from '../models/blip/types.ts';
-import type { StageName } from '../pipeline/stages/types.ts';
+import type { RuntimeOptions } from '../models/runtime/types.ts';
+import type { StageName } from '../core/shard.ts';
 import type { StageFn } from './processor.ts';
 import { ModelCache } from './models.ts';
 

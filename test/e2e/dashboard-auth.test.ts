@@ -3,7 +3,7 @@ import { networkInterfaces } from 'node:os';
 import { Redis } from 'ioredis';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../src/errors.ts';
+import { isCapfiltError } from '../../src/core/errors.ts';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
 import { StatsWriter } from '../../src/telemetry/stats.ts';
 import { artifactPath, launchChromium } from './browser.ts';

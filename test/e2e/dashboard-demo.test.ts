@@ -6,8 +6,8 @@ import { Redis } from 'ioredis';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
-import { runDemo, type DemoSummary } from '../../src/pipeline/demo.ts';
-import { childLogger } from '../../src/telemetry/logger.ts';
+import { runDemo, type DemoSummary } from '../../src/run/demo.ts';
+import { childLogger } from '../../src/core/logger.ts';
 import { StatsReader } from '../../src/telemetry/stats.ts';
 import { artifactPath, launchChromium } from './browser.ts';
 

@@ -5,7 +5,7 @@
  * recorded through the real StatsWriter shard by shard and stage by stage.
  */
 import { generateDemoPair, groundTruthCaption, renderScene, Rng, type DemoPair } from '../../src/demo/index.ts';
-import type { RowRecord, ScoredText } from '../../src/pipeline/records.ts';
+import type { RowRecord, ScoredText } from '../../src/core/records.ts';
 import type { StatsWriter } from '../../src/telemetry/stats.ts';
 
 const FAILURES = ['DOWNLOAD_HTTP_STATUS', 'DOWNLOAD_TIMEOUT', 'IMAGE_TOO_SMALL', 'DOWNLOAD_DNS_FAILED'];

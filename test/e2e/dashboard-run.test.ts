@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.ts';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
 import { generateDemoPair, renderScene } from '../../src/demo/index.ts';
-import { runPipeline } from '../../src/pipeline/run.ts';
-import type { RunSummary } from '../../src/pipeline/summary.ts';
-import { childLogger } from '../../src/telemetry/logger.ts';
+import { runPipeline } from '../../src/run/run.ts';
+import type { RunSummary } from '../../src/run/summary.ts';
+import { childLogger } from '../../src/core/logger.ts';
 import { artifactPath, launchChromium } from './browser.ts';
 
 /**

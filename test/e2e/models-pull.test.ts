@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pullModel, registerPull } from '../../src/cli/models-pull.ts';
-import { isCapfiltError } from '../../src/errors.ts';
+import { isCapfiltError } from '../../src/core/errors.ts';
 
 /**
  * A stand-in for the Hugging Face hub on 127.0.0.1, implementing the endpoints

@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline';
-import { isCapfiltError } from '../../src/errors.ts';
+import { isCapfiltError } from '../../src/core/errors.ts';
 import { countRows, readRows, type ReaderOptions } from '../../src/io/readers/index.ts';
 
 /**

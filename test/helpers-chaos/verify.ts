@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tar from 'tar-stream';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
-import type { RowRecord } from '../../src/pipeline/records.ts';
+import type { RowRecord } from '../../src/core/records.ts';
 
 /**
  * Reads an output folder back the way a consumer would and checks the run's promise: every

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect } from 'vitest';
-import { ERROR_CODES, isCapfiltError } from '../../src/errors.ts';
+import { ERROR_CODES, isCapfiltError } from '../../src/core/errors.ts';
 import { countRows, readRows, type InputRow, type ReaderOptions } from '../../src/io/readers/index.ts';
 
 /**

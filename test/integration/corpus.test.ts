@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '../../src/errors.ts';
+import { ERROR_CODES } from '../../src/core/errors.ts';
 import { MemoryDuplicateIndex } from '../../src/io/duplicates.ts';
 import { Fetcher } from '../../src/io/fetch.ts';
 import { downloadRows } from '../../src/pipeline/stages/download.ts';
 import { FsStagingStore } from '../../src/pipeline/staging/fs.ts';
-import type { RowRecord } from '../../src/pipeline/records.ts';
+import type { RowRecord } from '../../src/core/records.ts';
 import { startFixtureServer, type FixtureServer, type StaticRoutes } from '../unit/io/fixture-server.ts';
 import { record } from '../unit/io/records-fixture.ts';
 

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, type LoadedConfig } from '../../src/config/load.ts';
-import { isCapfiltError } from '../../src/errors.ts';
-import { logger } from '../../src/telemetry/logger.ts';
+import { isCapfiltError } from '../../src/core/errors.ts';
+import { logger } from '../../src/core/logger.ts';
 import { redisReachable } from '../../src/workers/connection.ts';
 import { resolveRedis } from '../../src/workers/redis-setup.ts';
 

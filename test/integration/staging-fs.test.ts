@@ -2,9 +2,9 @@ import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
-import { runPipeline } from '../../src/pipeline/run.ts';
+import { runPipeline } from '../../src/run/run.ts';
 import { planShards, rowKey, runIdFor } from '../../src/pipeline/shards.ts';
-import { logger } from '../../src/telemetry/logger.ts';
+import { logger } from '../../src/core/logger.ts';
 import { fixtureConfig, startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
 

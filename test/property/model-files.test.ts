@@ -5,10 +5,10 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { unzipSync, zipSync } from 'fflate';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../src/errors.ts';
-import { openPytorchBin, unpickle } from '../../src/models/blip/weights/pickle.ts';
-import { openSafetensors } from '../../src/models/blip/weights/safetensors.ts';
-import type { WeightSource } from '../../src/models/blip/types.ts';
+import { isCapfiltError } from '../../src/core/errors.ts';
+import { openPytorchBin, unpickle } from '../../src/models/runtime/weights/pickle.ts';
+import { openSafetensors } from '../../src/models/runtime/weights/safetensors.ts';
+import type { WeightSource } from '../../src/models/runtime/types.ts';
 
 /**
  * Model files are input too (a hub repo, a download cut short, a crafted checkpoint): random

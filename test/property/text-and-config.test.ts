@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { envNameOf, leafPaths, loadConfig, parseSetArgs } from '../../src/config/load.ts';
-import { isCapfiltError } from '../../src/errors.ts';
+import { isCapfiltError } from '../../src/core/errors.ts';
 import { loadTokenizer } from '../../src/models/blip/tokenizer.ts';
 
 /**

@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '../../src/errors.ts';
+import { ERROR_CODES } from '../../src/core/errors.ts';
 import { Fetcher, type FetchOptions, type FetchResult } from '../../src/io/fetch.ts';
 
 /**

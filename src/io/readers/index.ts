@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
 import { fileChunks, isGzip } from './byte-source.ts';
 import { delimitedRecords } from './delimited.ts';
 import { lines } from './lines.ts';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { asyncBufferFromFile, parquetMetadataAsync, type FileMetaData } from 'hyparquet';
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
 import type { RawRecord, ReaderOptions } from './types.ts';
 import { InvalidUtf8 } from './types.ts';
 

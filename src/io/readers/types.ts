@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../../errors.ts';
+import type { ErrorCode } from '../../core/errors.ts';
 
 /**
  * Reader contract. Every reader yields one `InputRow` per data row of its file, in file order,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
 
 /**
  * Output files appear whole or not at all: each is written under a temporary name in the same

@@ -3,8 +3,8 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'h
 import { compressors } from 'hyparquet-compressors';
 import { fileWriter, parquetWrite } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
-import { CapfiltError } from '../../errors.ts';
-import type { RowRecord, RowStatus, ScoredText } from '../../pipeline/records.ts';
+import { CapfiltError } from '../../core/errors.ts';
+import type { RowRecord, RowStatus, ScoredText } from '../../core/records.ts';
 import { commitFile, tempPathFor } from './atomic.ts';
 
 /**

@@ -1,7 +1,7 @@
 import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { CapfiltError } from '../../errors.ts';
-import type { RowRecord } from '../../pipeline/records.ts';
+import { CapfiltError } from '../../core/errors.ts';
+import type { RowRecord } from '../../core/records.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { writeShardParquet } from './shard-parquet.ts';
 import { shardStats, type ShardStats } from './stats.ts';

@@ -1,4 +1,4 @@
-import type { RowRecord } from '../../pipeline/records.ts';
+import type { RowRecord } from '../../core/records.ts';
 
 /**
  * `NNNNN_stats.json`: img2dataset's fields (so its tooling and habits carry over) plus

@@ -1,10 +1,13 @@
-import { CapfiltError, describeError } from '../../errors.ts';
+import { CapfiltError, describeError } from '../../core/errors.ts';
 import { OrtDecoderSession } from './decoder-session.ts';
-import { generate, generatedIds, promptPrefix } from './generation/index.ts';
+import { generate, generatedIds } from '../runtime/generation/index.ts';
+import { promptPrefix } from './prompt.ts';
 import { encodeImages } from './images.ts';
 import type { LoadedModel } from './loader.ts';
-import { f32 } from './sessions.ts';
-import type { Captioner, GenerationOptions, ImageInput, PerImage } from './types.ts';
+import { f32 } from '../runtime/sessions.ts';
+import type { Captioner } from '../roles.ts';
+import type { GenerationOptions } from '../runtime/generation/types.ts';
+import type { ImageInput, PerImage } from '../runtime/types.ts';
 
 /**
  * The captioner (BlipForConditionalGeneration) over the `vision`, `cross_kv` and `decoder`

@@ -1,16 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
+import { parseActivation as activation, type Activation } from '../runtime/graph/layers.ts';
 
 /**
  * BLIP config.json / preprocessor_config.json, validated with zod. Only the fields the runtime
  * reads are required; everything else in a released config passes through untouched.
  */
 
-/** Activations the graphs implement. HF `gelu` is the exact erf form; the tanh forms are aliases. */
-export const SUPPORTED_ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu'] as const;
-export type Activation = (typeof SUPPORTED_ACTIVATIONS)[number];
 
 const positiveInt = z.number().int().positive();
 
@@ -89,11 +87,6 @@ export interface BlipConfig {
   ids: { bos?: number; eos?: number; sep?: number; pad?: number; cls?: number };
   /** The file as read, kept for manifests. */
   raw: Record<string, unknown>;
-}
-
-function activation(value: string, file: string, field: string): Activation {
-  if ((SUPPORTED_ACTIVATIONS as readonly string[]).includes(value)) return value as Activation;
-  throw new CapfiltError('MODEL_UNSUPPORTED', `${file}: ${field} "${value}" is not supported (supported: ${SUPPORTED_ACTIVATIONS.join(', ')})`, { file, field, value });
 }
 
 function readJson(file: string): unknown {

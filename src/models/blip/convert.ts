@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
 import { loadBlipConfig, loadPreprocessorConfig, type BlipArchitecture } from './config.ts';
-import { writeGraph } from './graph/builder.ts';
+import { writeGraph } from '../runtime/graph/builder.ts';
 import { buildGraphs, graphFile, layerOptions } from './graphs.ts';
 import { MANIFEST, MANIFEST_FORMAT, type Manifest } from './loader.ts';
-import type { RuntimeOptions } from './types.ts';
+import type { RuntimeOptions } from '../runtime/types.ts';
 import { expectedWeights } from './weights/names.ts';
-import { CheckedWeights, openWeightFolder, weightFileOf } from './weights/source.ts';
+import { CheckedWeights, openWeightFolder, weightFileOf } from '../runtime/weights/source.ts';
 
 /**
  * `capfilt models convert`: Hugging Face BLIP folder(s) → converted folder(s) holding the ONNX

@@ -1,8 +1,8 @@
 import type * as ort from 'onnxruntime-node';
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
 import type { BlipConfig } from './config.ts';
-import { GraphSession, f32, i64, type Feeds } from './sessions.ts';
-import type { DecoderSession } from './types.ts';
+import { GraphSession, f32, i64, type Feeds } from '../runtime/sessions.ts';
+import type { DecoderSession } from '../runtime/generation/types.ts';
 
 /**
  * The captioner's DecoderSession over the `cross_kv` and `decoder` graphs (see graph/text.ts).

@@ -1,8 +1,9 @@
-import { CapfiltError, describeError } from '../../errors.ts';
+import { CapfiltError, describeError } from '../../core/errors.ts';
 import { encodeImages } from './images.ts';
 import type { LoadedModel } from './loader.ts';
-import { f32, i64 } from './sessions.ts';
-import type { Filter, ImageInput, PerImage, TextScore } from './types.ts';
+import { f32, i64 } from '../runtime/sessions.ts';
+import type { ImageTextScorer, TextScore } from '../roles.ts';
+import type { ImageInput, PerImage } from '../runtime/types.ts';
 
 /**
  * The filter (BlipForImageTextRetrieval) over the `vision` and `text_filter` graphs.
@@ -24,7 +25,7 @@ export interface FilterLimits {
   textRows: number;
 }
 
-export class BlipFilter implements Filter {
+export class BlipFilter implements ImageTextScorer {
   constructor(private readonly model: LoadedModel, private readonly limits: FilterLimits = { imageBatch: 8, textRows: 64 }) {
     if (!model.tokenizer) throw new CapfiltError('TOKENIZER_INVALID', `${model.dir}: the filter needs tokenizer.json or vocab.txt`, { dir: model.dir });
   }

@@ -1,8 +1,8 @@
 import type { BlipArchitecture, BlipConfig } from './config.ts';
-import type { BuiltGraph, GraphBuilder } from './graph/builder.ts';
+import type { BuiltGraph, GraphBuilder } from '../runtime/graph/builder.ts';
 import { buildCrossKVGraph, buildDecoderGraph, buildFilterTextGraph } from './graph/text.ts';
 import { buildVisionGraph } from './graph/vision.ts';
-import type { LayerOptions, WeightGetter } from './graph/layers.ts';
+import type { LayerOptions, WeightGetter } from '../runtime/graph/layers.ts';
 
 /**
  * The declarative table of graphs per architecture: graph name → builder. A converted folder

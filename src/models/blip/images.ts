@@ -1,8 +1,8 @@
-import { describeError } from '../../errors.ts';
+import { describeError } from '../../core/errors.ts';
 import type { LoadedModel } from './loader.ts';
-import { preprocessImages } from './preprocess.ts';
-import { f32 } from './sessions.ts';
-import type { ImageInput } from './types.ts';
+import { preprocessImages } from '../runtime/preprocess.ts';
+import { f32 } from '../runtime/sessions.ts';
+import type { ImageInput } from '../runtime/types.ts';
 
 /**
  * Image bytes → vision encoder outputs, per image. Images that fail to decode get their error

@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
 import { BlipCaptioner } from './captioner.ts';
 import { loadBlipConfig } from './config.ts';
 import { BlipFilter } from './filter.ts';
 import { loadModel, releaseModel, type LoadedModel } from './loader.ts';
-import type { BlipModels, RuntimeOptions } from './types.ts';
+import type { BlipModels } from './types.ts';
+import type { RuntimeOptions } from '../runtime/types.ts';
 
 /**
  * Entry point of the BLIP runtime. `dir` holds `captioner/` and/or `filter/` (Hugging Face
@@ -48,4 +49,5 @@ export async function loadBlip(dir: string, options: RuntimeOptions): Promise<Bl
   }
 }
 
-export type { BlipModels, RuntimeOptions } from './types.ts';
+export type { BlipModels } from './types.ts';
+export type { RuntimeOptions } from '../runtime/types.ts';

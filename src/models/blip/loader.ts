@@ -1,15 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CapfiltError } from '../../errors.ts';
-import { childLogger } from '../../telemetry/logger.ts';
+import { CapfiltError } from '../../core/errors.ts';
+import { childLogger } from '../../core/logger.ts';
 import { loadBlipConfig, loadPreprocessorConfig, type BlipConfig, type PreprocessorConfig } from './config.ts';
-import { graphDataBuffer } from './graph/builder.ts';
+import { graphDataBuffer } from '../runtime/graph/builder.ts';
 import { buildGraphs, graphFile, graphNames, layerOptions } from './graphs.ts';
-import { GraphSession } from './sessions.ts';
+import { GraphSession } from '../runtime/sessions.ts';
 import { loadTokenizer, type BlipTokenizer } from './tokenizer.ts';
-import type { RuntimeOptions, SpecialIds } from './types.ts';
+import type { RuntimeOptions } from '../runtime/types.ts';
+import type { SpecialIds } from '../runtime/generation/types.ts';
 import { expectedWeights } from './weights/names.ts';
-import { CheckedWeights, openWeightFolder } from './weights/source.ts';
+import { CheckedWeights, openWeightFolder } from '../runtime/weights/source.ts';
 
 /**
  * Loads one BLIP model folder into ONNX Runtime sessions: a converted folder (manifest.json,

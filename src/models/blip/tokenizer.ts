@@ -12,8 +12,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { CapfiltError } from '../../errors.ts';
-import type { SpecialIds } from './types.ts';
+import { CapfiltError } from '../../core/errors.ts';
+import type { SpecialIds } from '../runtime/generation/types.ts';
 
 export interface TokenizerSpecialIds extends SpecialIds {
   unk: number;

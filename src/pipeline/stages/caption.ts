@@ -1,7 +1,10 @@
-import type { Captioner, GenerationOptions, ImageInput } from '../../models/blip/types.ts';
+import type { Captioner } from '../../models/roles.ts';
+import type { GenerationOptions } from '../../models/runtime/generation/types.ts';
+import type { ImageInput } from '../../models/runtime/types.ts';
 import type { CapfiltConfig } from '../../config/schema.ts';
-import type { RowRecord } from '../records.ts';
-import type { ShardState, StageContext } from './types.ts';
+import type { RowRecord } from '../../core/records.ts';
+import type { StageContext } from './types.ts';
+import type { ShardState } from '../../core/shard.ts';
 
 /**
  * Caption stage: K synthetic captions per downloaded image with the BLIP captioner.

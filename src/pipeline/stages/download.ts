@@ -2,8 +2,9 @@ import type { CapfiltConfig } from '../../config/schema.ts';
 import { MemoryDuplicateIndex, type DuplicateIndex } from '../../io/duplicates.ts';
 import { Fetcher, type FetchOptions } from '../../io/fetch.ts';
 import { processImage, sha256Hex, type ImageOptions } from '../../io/image.ts';
-import type { RowRecord } from '../records.ts';
-import type { ShardState, StageContext } from './types.ts';
+import type { RowRecord } from '../../core/records.ts';
+import type { StageContext } from './types.ts';
+import type { ShardState } from '../../core/shard.ts';
 
 /**
  * Download stage: for every pending row with a URL, fetch (src/io/fetch.ts), hash the original

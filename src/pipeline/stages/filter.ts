@@ -1,7 +1,9 @@
-import type { Filter, ImageInput } from '../../models/blip/types.ts';
+import type { ImageTextScorer } from '../../models/roles.ts';
+import type { ImageInput } from '../../models/runtime/types.ts';
 import { decideRow } from '../decisions.ts';
-import type { RowRecord, ScoredText } from '../records.ts';
-import type { ShardState, StageContext } from './types.ts';
+import type { RowRecord, ScoredText } from '../../core/records.ts';
+import type { StageContext } from './types.ts';
+import type { ShardState } from '../../core/shard.ts';
 
 /**
  * Filter stage: scores the web text and every synthetic caption of each image with the BLIP
@@ -36,7 +38,7 @@ function batches(rows: RowRecord[], pairsPerBatch: number): RowRecord[][] {
   return out;
 }
 
-export async function filterShard(state: ShardState, ctx: StageContext & { filter: Filter }): Promise<void> {
+export async function filterShard(state: ShardState, ctx: StageContext & { filter: ImageTextScorer }): Promise<void> {
   const f = { ...ctx.config.filter, keepTop: ctx.config.caption.keepTop };
   const rows = state.records.filter((r) => r.status === 'pending' && !r.trusted && r.image !== null);
   for (const batch of batches(rows, ctx.config.filter.batchSize)) {

@@ -1,7 +1,8 @@
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
 import { writeShardFiles, type ShardPaths } from '../../io/writers/shard.ts';
 import type { ShardStats } from '../../io/writers/stats.ts';
-import type { ShardState, StageContext } from './types.ts';
+import type { StageContext } from './types.ts';
+import type { ShardState } from '../../core/shard.ts';
 
 /**
  * Write stage: the shard's output files from its final records (src/io/writers/shard.ts).

@@ -1,7 +1,7 @@
 import { mkdir, readFile, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { CapfiltError } from '../../errors.ts';
-import type { ShardState } from '../stages/types.ts';
+import { CapfiltError } from '../../core/errors.ts';
+import type { ShardState } from '../../core/shard.ts';
 import type { StagingStore } from './types.ts';
 
 /**

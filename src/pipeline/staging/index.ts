@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { CapfiltConfig } from '../../config/schema.ts';
-import { CapfiltError } from '../../errors.ts';
+import { CapfiltError } from '../../core/errors.ts';
 import { FsStagingStore } from './fs.ts';
 import { RedisStagingStore } from './redis.ts';
 import type { StagingStore } from './types.ts';

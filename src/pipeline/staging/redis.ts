@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
-import { CapfiltError } from '../../errors.ts';
-import type { ShardState } from '../stages/types.ts';
+import { CapfiltError } from '../../core/errors.ts';
+import type { ShardState } from '../../core/shard.ts';
 import type { StagingStore } from './types.ts';
 
 /**

@@ -8,7 +8,7 @@
  * it is written. Blob refs are opaque strings returned by `putBlob` and stored in
  * `RowRecord.image.ref`.
  */
-import type { ShardState } from '../stages/types.ts';
+import type { ShardState } from '../../core/shard.ts';
 
 export interface StagingStore {
   readonly kind: 'fs' | 'redis';

@@ -1,6 +1,9 @@
 import { Worker } from 'node:worker_threads';
-import { CapfiltError, ERROR_CODES, type ErrorCode } from '../../errors.ts';
-import type { BlipModels, Captioner, Filter, GenerationOptions, ImageInput, PerImage, RuntimeOptions, TextScore } from '../../models/blip/types.ts';
+import { CapfiltError, ERROR_CODES, type ErrorCode } from '../../core/errors.ts';
+import type { BlipModels } from '../../models/blip/types.ts';
+import type { Captioner, ImageTextScorer, TextScore } from '../../models/roles.ts';
+import type { GenerationOptions } from '../../models/runtime/generation/types.ts';
+import type { ImageInput, PerImage, RuntimeOptions } from '../../models/runtime/types.ts';
 import { processMetrics } from '../../telemetry/metrics.ts';
 import type { ThreadError, ThreadInit, ThreadReply, ThreadRequest } from './protocol.ts';
 
@@ -70,7 +73,7 @@ export async function openThreadedBlip(dir: string, runtime: RuntimeOptions): Pr
         close,
       }
     : null;
-  const filter: Filter | null = r.filter
+  const filter: ImageTextScorer | null = r.filter
     ? {
         score: (items: { image: ImageInput; texts: string[] }[]) =>
           metrics.timeModel('filter', 'score', () => call<PerImage<TextScore[]>[]>({ op: 'score', items })),

@@ -1,4 +1,6 @@
-import type { BlipModels, GenerationOptions, ImageInput, RuntimeOptions } from '../../models/blip/types.ts';
+import type { BlipModels } from '../../models/blip/types.ts';
+import type { GenerationOptions } from '../../models/runtime/generation/types.ts';
+import type { ImageInput, RuntimeOptions } from '../../models/runtime/types.ts';
 
 /** Messages between the main thread (client.ts) and the inference thread (thread.ts). */
 export interface ThreadInit {

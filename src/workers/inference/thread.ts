@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { describeError, isCapfiltError } from '../../errors.ts';
+import { describeError, isCapfiltError } from '../../core/errors.ts';
 import { loadBlip } from '../../models/blip/index.ts';
 import type { BlipModels } from '../../models/blip/types.ts';
 import type { ThreadReply, ThreadRequest, ThreadInit } from './protocol.ts';

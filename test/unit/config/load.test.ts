@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { isCapfiltError } from '../../../src/errors.ts';
+import { isCapfiltError } from '../../../src/core/errors.ts';
 import { DEFAULT_CONFIG_FILE, coerce, envNameOf, leafPaths, loadConfig, parseSetArgs } from '../../../src/config/load.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-config-'));

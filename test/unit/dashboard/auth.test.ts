@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../../src/errors.ts';
+import { isCapfiltError } from '../../../src/core/errors.ts';
 import { checkBind, isLoopback } from '../../../src/dashboard/auth.ts';
 
 describe('dashboard bind policy', () => {

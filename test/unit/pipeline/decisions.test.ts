@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { countStatuses, decideRow, decideTexts, finalizeRecords, selectCaption, type FilterOptions } from '../../../src/pipeline/decisions.ts';
-import type { RowRecord, ScoredText } from '../../../src/pipeline/records.ts';
+import type { RowRecord, ScoredText } from '../../../src/core/records.ts';
 
 const f = (o: Partial<FilterOptions> = {}): FilterOptions => ({ itmThreshold: 0.5, itcThreshold: null, selection: 'original-first', batchSize: 8, keepTop: null, ...o });
 const web = (itm: number, itc = 0.3): ScoredText => ({ text: 'web', source: 'web', itm, itc, kept: false });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../../src/errors.ts';
+import { isCapfiltError } from '../../../src/core/errors.ts';
 import { createMetrics, serveMetrics } from '../../../src/telemetry/metrics.ts';
 import { demoRecord } from '../../e2e/dashboard-fixtures.ts';
 

@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../../src/errors.ts';
+import { isCapfiltError } from '../../../src/core/errors.ts';
 import { loadBlip } from '../../../src/models/blip/index.ts';
-import type { BlipModels, GenerationOptions } from '../../../src/models/blip/types.ts';
+import type { BlipModels } from '../../../src/models/blip/types.ts';
+import type { GenerationOptions } from '../../../src/models/runtime/generation/types.ts';
 import { processMetrics } from '../../../src/telemetry/metrics.ts';
 import { openThreadedBlip } from '../../../src/workers/inference/client.ts';
 

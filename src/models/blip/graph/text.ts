@@ -1,7 +1,7 @@
 import type { BlipConfig } from '../config.ts';
 import { LM_HEAD } from '../weights/names.ts';
-import { GraphBuilder } from './builder.ts';
-import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from './layers.ts';
+import { GraphBuilder } from '../../runtime/graph/builder.ts';
+import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from '../../runtime/graph/layers.ts';
 
 /**
  * BLIP text graphs (BERT, post-LN, cross-attention to image embeddings).

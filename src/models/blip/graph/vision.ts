@@ -1,6 +1,6 @@
 import type { BlipConfig } from '../config.ts';
-import { GraphBuilder } from './builder.ts';
-import { activation, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, mergeHeads, type LayerOptions, type WeightGetter } from './layers.ts';
+import { GraphBuilder } from '../../runtime/graph/builder.ts';
+import { activation, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, mergeHeads, type LayerOptions, type WeightGetter } from '../../runtime/graph/layers.ts';
 
 /**
  * BLIP vision encoder (BlipVisionModel): patch conv, class token, position embedding, pre-LN

@@ -1,3 +1,4 @@
+import { isPositionIdsBuffer, type ExpectedWeights } from '../../runtime/weights/source.ts';
 import type { BlipConfig } from '../config.ts';
 
 /**
@@ -6,19 +7,19 @@ import type { BlipConfig } from '../config.ts';
  * missing/unexpected key check can list names a user can grep for in their checkpoint.
  */
 
-export type ExpectedWeights = Map<string, number[]>;
+type Shapes = ExpectedWeights['shapes'];
 
-function linear(m: ExpectedWeights, prefix: string, out: number, inp: number): void {
+function linear(m: Shapes, prefix: string, out: number, inp: number): void {
   m.set(`${prefix}.weight`, [out, inp]);
   m.set(`${prefix}.bias`, [out]);
 }
 
-function norm(m: ExpectedWeights, prefix: string, width: number): void {
+function norm(m: Shapes, prefix: string, width: number): void {
   m.set(`${prefix}.weight`, [width]);
   m.set(`${prefix}.bias`, [width]);
 }
 
-export function visionWeights(m: ExpectedWeights, cfg: BlipConfig): void {
+export function visionWeights(m: Shapes, cfg: BlipConfig): void {
   const v = cfg.vision;
   const p = 'vision_model';
   m.set(`${p}.embeddings.class_embedding`, [1, 1, v.hiddenSize]);
@@ -38,7 +39,7 @@ export function visionWeights(m: ExpectedWeights, cfg: BlipConfig): void {
 }
 
 /** BERT-style text model (BlipTextModel) under `prefix`, always with cross-attention. */
-export function textWeights(m: ExpectedWeights, cfg: BlipConfig, prefix: string): void {
+export function textWeights(m: Shapes, cfg: BlipConfig, prefix: string): void {
   const t = cfg.text;
   m.set(`${prefix}.embeddings.word_embeddings.weight`, [t.vocabSize, t.hiddenSize]);
   m.set(`${prefix}.embeddings.position_embeddings.weight`, [t.maxPositions, t.hiddenSize]);
@@ -68,7 +69,7 @@ export const LM_HEAD = {
 } as const;
 
 export function expectedWeights(cfg: BlipConfig): ExpectedWeights {
-  const m: ExpectedWeights = new Map();
+  const m: Shapes = new Map();
   visionWeights(m, cfg);
   const t = cfg.text;
   if (cfg.architecture === 'BlipForConditionalGeneration') {
@@ -83,7 +84,7 @@ export function expectedWeights(cfg: BlipConfig): ExpectedWeights {
     linear(m, 'vision_proj', cfg.projectionDim, cfg.vision.hiddenSize);
     linear(m, 'text_proj', cfg.projectionDim, t.hiddenSize);
   }
-  return m;
+  return { shapes: m, fallbacks: FALLBACKS, ignorable: isIgnorableKey };
 }
 
 /**
@@ -98,5 +99,5 @@ export const FALLBACKS: Record<string, string[]> = {
 
 /** Stored names the model knows but does not need (aliases, non-persistent buffers). */
 export function isIgnorableKey(name: string): boolean {
-  return name === LM_HEAD.decoderBias || /(^|\.)position_ids$/.test(name);
+  return name === LM_HEAD.decoderBias || isPositionIdsBuffer(name);
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../../../src/errors.ts';
+import { isCapfiltError } from '../../../../src/core/errors.ts';
 import { countRows, listInputFiles, planShards, readRows, type InputRow, type ReaderOptions } from '../../../../src/io/readers/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-readers-'));

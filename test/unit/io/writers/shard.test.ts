@@ -2,12 +2,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../../../src/errors.ts';
+import { isCapfiltError } from '../../../../src/core/errors.ts';
 import { listShards, shardDone, writeShardFiles } from '../../../../src/io/writers/shard.ts';
 import { readShardParquet } from '../../../../src/io/writers/shard-parquet.ts';
 import { readTarEntries } from '../../../../src/io/writers/tar.ts';
 import { readRunJson, writeRunJson } from '../../../../src/io/writers/run-json.ts';
-import type { RowRecord } from '../../../../src/pipeline/records.ts';
+import type { RowRecord } from '../../../../src/core/records.ts';
 import { record, scored } from '../records-fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-writers-'));

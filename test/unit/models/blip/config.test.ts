@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CapfiltError } from '../../../../src/errors.ts';
+import { CapfiltError } from '../../../../src/core/errors.ts';
 import { loadBlipConfig, loadPreprocessorConfig, parseBlipConfig } from '../../../../src/models/blip/config.ts';
 
 const t1 = new URL('../../../fixtures/parity/t1/', import.meta.url).pathname;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as ort from 'onnxruntime-node';
 import { OrtDecoderSession } from '../../../../src/models/blip/decoder-session.ts';
 import { loadModel, releaseModel, type LoadedModel } from '../../../../src/models/blip/loader.ts';
-import { f32 } from '../../../../src/models/blip/sessions.ts';
+import { f32 } from '../../../../src/models/runtime/sessions.ts';
 
 const t1 = new URL('../../../fixtures/parity/t1/', import.meta.url).pathname;
 let model: LoadedModel;

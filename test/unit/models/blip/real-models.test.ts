@@ -2,11 +2,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OrtDecoderSession } from '../../../../src/models/blip/decoder-session.ts';
-import { generate } from '../../../../src/models/blip/generation/index.ts';
+import { generate } from '../../../../src/models/runtime/generation/index.ts';
 import { encodeImages } from '../../../../src/models/blip/images.ts';
 import { loadBlip } from '../../../../src/models/blip/index.ts';
 import { loadModel, releaseModel } from '../../../../src/models/blip/loader.ts';
-import { f32 } from '../../../../src/models/blip/sessions.ts';
+import { f32 } from '../../../../src/models/runtime/sessions.ts';
 
 /**
  * Golden values of the released base checkpoints on the BLIP demo image (DESIGN.md). Runs only

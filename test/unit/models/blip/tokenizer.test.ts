@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../../../src/errors.ts';
+import { isCapfiltError } from '../../../../src/core/errors.ts';
 import { loadTokenizer } from '../../../../src/models/blip/tokenizer.ts';
 
 const FIX = new URL('../../../fixtures/tokenizer/', import.meta.url).pathname;

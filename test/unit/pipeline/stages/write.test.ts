@@ -8,7 +8,7 @@ import { readShardParquet } from '../../../../src/io/writers/shard-parquet.ts';
 import { readTarEntries } from '../../../../src/io/writers/tar.ts';
 import { FsStagingStore } from '../../../../src/pipeline/staging/fs.ts';
 import { writeShard } from '../../../../src/pipeline/stages/write.ts';
-import type { ShardState } from '../../../../src/pipeline/stages/types.ts';
+import type { ShardState } from '../../../../src/core/shard.ts';
 import { record, scored } from '../../io/records-fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-write-'));

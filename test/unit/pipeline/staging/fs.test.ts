@@ -2,8 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../../../src/errors.ts';
-import type { ShardState } from '../../../../src/pipeline/stages/types.ts';
+import { isCapfiltError } from '../../../../src/core/errors.ts';
+import type { ShardState } from '../../../../src/core/shard.ts';
 import { FsStagingStore } from '../../../../src/pipeline/staging/fs.ts';
 import { PERMANENT_CODES } from '../../../../src/workers/processor.ts';
 import { stagingContract } from './contract.ts';

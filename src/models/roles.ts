@@ -1,0 +1,30 @@
+import type { GenerationOptions } from './runtime/generation/types.ts';
+import type { ImageInput, PerImage } from './runtime/types.ts';
+
+/**
+ * The roles pipeline stages depend on. A stage asks for a role (caption the images; score texts
+ * against images), never for a model family: BLIP fills the captioner and the image-text scorer
+ * today, and a family registers here by implementing a role.
+ */
+
+export interface TextScore {
+  text: string;
+  /** ITM P(match): softmax of the two ITM logits, index 1. */
+  itm: number;
+  /** ITC cosine similarity between normalised image and text projections. */
+  itc: number;
+}
+
+/** The captioner: BlipForConditionalGeneration (vision encoder + text decoder). */
+export interface Captioner {
+  /** One result per input, in order; a bad image fails alone (IMAGE_DECODE_FAILED). */
+  caption(images: ImageInput[], options: GenerationOptions): Promise<PerImage<string[]>[]>;
+  close(): Promise<void>;
+}
+
+/** The filter: BlipForImageTextRetrieval (vision encoder, text encoder + ITM head, ITC). */
+export interface ImageTextScorer {
+  /** Scores every text of every item; each image is encoded once for all its texts. */
+  score(items: { image: ImageInput; texts: string[] }[]): Promise<PerImage<TextScore[]>[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,81 @@
+/**
+ * Greedy decoding and sampling: every row is decoded on its own, as in HF greedy_search /
+ * sample. A row stops at eos (BLIP passes sep as eos); HF keeps feeding such rows pad tokens
+ * until the whole batch stops, which changes nothing for the other rows, so finished rows are
+ * dropped from the session instead (cheaper) and their sequences end at eos. The length cap
+ * counts the prefix (bos + prompt), and at least one token is generated, as in HF.
+ */
+import type { DecoderSession, GenerationOptions, SpecialIds } from './types.ts';
+import { applyAll, argmax, minLength, repetitionPenalty, softmax, temperature, topK, topP, type LogitsProcessor } from './processors.ts';
+import { sampleRng, type Rng } from './rng.ts';
+
+interface Row {
+  image: number;
+  tokens: number[];
+  rng: Rng | null;
+}
+
+export async function decodeRows(
+  session: DecoderSession,
+  prefix: number[][],
+  options: GenerationOptions,
+  special: SpecialIds,
+  sampleKeys: string[],
+): Promise<number[][][]> {
+  const sampling = options.method === 'nucleus';
+  const k = sampling ? options.numReturnSequences : 1;
+  const processors: (LogitsProcessor | null)[] = [repetitionPenalty(options.repetitionPenalty), minLength(options.minLength, special.eos)];
+  if (sampling) processors.push(temperature(options.temperature), topK(options.topK), topP(options.topP));
+
+  const rows: Row[] = [];
+  for (let i = 0; i < prefix.length; i++) {
+    for (let r = 0; r < k; r++) rows.push({ image: i, tokens: [...prefix[i]], rng: sampling ? sampleRng(options.seed, sampleKeys[i], r) : null });
+  }
+  // The prefix is run once per image; the K sample rows of an image share it and are split
+  // off afterwards by `select`, which copies the cache.
+  let logits = await session.step(prefix.map((p) => [...p]));
+  let logitsRow = (j: number) => rows[j].image;
+  if (k > 1) session.select(rows.map((r) => r.image));
+  let active = rows;
+  for (;;) {
+    const v = session.vocabSize;
+    for (let j = 0; j < active.length; j++) {
+      const row = active[j];
+      const at = logitsRow(j);
+      const scores = logits.slice(at * v, (at + 1) * v);
+      applyAll(processors, scores, row);
+      row.tokens.push(row.rng ? sample(scores, row.rng) : argmax(scores));
+    }
+    const keep: number[] = [];
+    for (let j = 0; j < active.length; j++) {
+      const t = active[j].tokens;
+      if (t[t.length - 1] !== special.eos && t.length < options.maxLength) keep.push(j);
+    }
+    if (keep.length === 0) break;
+    if (keep.length < active.length) {
+      session.select(keep);
+      active = keep.map((j) => active[j]);
+    }
+    logits = await session.step(active.map((r) => [r.tokens[r.tokens.length - 1]]));
+    logitsRow = (j) => j;
+  }
+
+  const out: number[][][] = prefix.map(() => []);
+  for (const r of rows) out[r.image].push(r.tokens);
+  return out;
+}
+
+/** torch.multinomial over softmax(scores): the first token whose cumulative probability passes u. */
+function sample(scores: Float32Array, rng: Rng): number {
+  const probs = softmax(scores);
+  const u = rng.next();
+  let cum = 0;
+  let last = 0;
+  for (let i = 0; i < probs.length; i++) {
+    if (probs[i] === 0) continue;
+    cum += probs[i];
+    last = i;
+    if (u < cum) return i;
+  }
+  return last;
+}

@@ -1,0 +1,55 @@
+/**
+ * The contract between generation (search and sampling over logits) and a family's decoder:
+ * generation drives any `DecoderSession`, so its logic is tested without ONNX and the decoder
+ * without search logic.
+ */
+
+/**
+ * One decoding session over the captioner's text decoder for a fixed set of images.
+ * Rows are sequences being decoded (batch × beams × return sequences); each row is bound to
+ * one image. The implementation keeps a KV cache; cross-attention keys/values of the image are
+ * computed once when the session opens.
+ */
+export interface DecoderSession {
+  readonly vocabSize: number;
+  /** Number of rows currently held. */
+  readonly rows: number;
+  /**
+   * Append tokens to every row (same count per row: the whole prefix on the first call, one
+   * token afterwards) and return the logits of each row's last position, [rows, vocabSize].
+   */
+  step(tokens: number[][]): Promise<Float32Array>;
+  /** Re-index rows: new row i continues old row `indices[i]` (beam reordering, expansion). */
+  select(indices: number[]): void;
+  close(): void;
+}
+
+export type DecodingMethod = 'greedy' | 'beam' | 'nucleus';
+
+export interface GenerationOptions {
+  method: DecodingMethod;
+  /** Total length cap, counting bos and prompt tokens (HF `max_length`). */
+  maxLength: number;
+  /** Minimum total length before eos may be produced (HF `min_length`). */
+  minLength: number;
+  numBeams: number;
+  lengthPenalty: number;
+  topP: number;
+  topK: number;
+  temperature: number;
+  repetitionPenalty: number;
+  /** Captions returned per image (K). */
+  numReturnSequences: number;
+  /** Text prompt such as "a picture of "; stripped from the returned captions. */
+  prompt: string;
+  /** Base seed for sampling; combined with each image's key so retries reproduce. */
+  seed: number;
+}
+
+export interface SpecialIds {
+  bos: number;
+  eos: number;
+  pad: number;
+  sep: number;
+  cls: number;
+}

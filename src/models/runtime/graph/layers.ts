@@ -1,0 +1,196 @@
+import { CapfiltError } from '../../../core/errors.ts';
+import type { WeightTensor } from '../types.ts';
+import type { GraphBuilder } from './builder.ts';
+
+/**
+ * Building blocks shared by every family's graphs. Weight initializers keep their HF state-dict names
+ * (linear weights are stored transposed to [in, out] so MatMul reads them directly).
+ */
+
+/**
+ * Activations the graphs implement, by their HF `hidden_act` names. `gelu` is the exact erf form
+ * and the tanh forms are aliases; `quick_gelu` (x·σ(1.702x)) is what OpenAI's CLIP checkpoints use.
+ */
+export const SUPPORTED_ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'quick_gelu', 'relu'] as const;
+export type Activation = (typeof SUPPORTED_ACTIVATIONS)[number];
+
+/** A config's `hidden_act`, or MODEL_UNSUPPORTED naming the file and field. */
+export function parseActivation(value: string, file: string, field: string): Activation {
+  if ((SUPPORTED_ACTIVATIONS as readonly string[]).includes(value)) return value as Activation;
+  throw new CapfiltError('MODEL_UNSUPPORTED', `${file}: ${field} "${value}" is not supported (supported: ${SUPPORTED_ACTIVATIONS.join(', ')})`, { file, field, value });
+}
+
+export interface WeightGetter {
+  get(name: string): WeightTensor;
+}
+
+export interface LayerOptions {
+  /** Dynamic int8 quantisation of linear layers (MatMulIntegerToFloat via DynamicQuantizeMatMul). */
+  int8?: boolean;
+  /** Unmasked/padding-masked self-attention as one com.microsoft Attention node (fp32 only). */
+  fusedAttention?: boolean;
+}
+
+export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = data[base + c];
+  }
+  return out;
+}
+
+/** Symmetric per-output-column int8 quantisation of a [in, out] matrix. */
+function quantizeColumns(wt: Float32Array, inDim: number, outDim: number): { q: Int8Array; scale: Float32Array } {
+  const scale = new Float32Array(outDim);
+  for (let r = 0; r < inDim; r++) {
+    for (let c = 0; c < outDim; c++) scale[c] = Math.max(scale[c], Math.abs(wt[r * outDim + c]));
+  }
+  for (let c = 0; c < outDim; c++) scale[c] = scale[c] > 0 ? scale[c] / 127 : 1;
+  const q = new Int8Array(inDim * outDim);
+  for (let r = 0; r < inDim; r++) {
+    for (let c = 0; c < outDim; c++) q[r * outDim + c] = Math.max(-127, Math.min(127, Math.round(wt[r * outDim + c] / scale[c])));
+  }
+  return { q, scale };
+}
+
+/** x @ W^T + b for an HF nn.Linear stored as `${prefix}.weight` [out, in] and `${prefix}.bias`. */
+export function linear(g: GraphBuilder, w: WeightGetter, prefix: string, x: string, opts: LayerOptions = {}): string {
+  return linearNamed(g, w, `${prefix}.weight`, `${prefix}.bias`, x, opts);
+}
+
+/** As `linear`, with the weight and bias names given separately (tied / aliased heads). */
+export function linearNamed(g: GraphBuilder, w: WeightGetter, weightName: string, biasName: string, x: string, opts: LayerOptions = {}): string {
+  if (opts.int8) {
+    const qn = `${weightName}_int8`;
+    const sn = `${weightName}_scale`;
+    const zn = `${weightName}_zero_point`;
+    if (!g.has(qn)) {
+      const weight = w.get(weightName);
+      const [outDim, inDim] = weight.shape;
+      const { q, scale } = quantizeColumns(transpose2d(weight.data, outDim, inDim), inDim, outDim);
+      g.weight(qn, q, [inDim, outDim], 'int8');
+      g.weight(sn, scale, [outDim]);
+      g.weight(zn, new Int8Array(outDim), [outDim], 'int8');
+    }
+    return g.o('DynamicQuantizeMatMul', [x, qn, sn, zn, vector(g, w, biasName)], {}, 'com.microsoft');
+  }
+  if (!g.has(weightName)) {
+    const weight = w.get(weightName);
+    const [outDim, inDim] = weight.shape;
+    g.weight(weightName, transpose2d(weight.data, outDim, inDim), [inDim, outDim]);
+  }
+  return g.o('Add', [g.o('MatMul', [x, weightName]), vector(g, w, biasName)]);
+}
+
+/** A 1-D parameter (bias, LayerNorm scale) as an initializer, registered once. */
+function vector(g: GraphBuilder, w: WeightGetter, name: string): string {
+  if (g.has(name)) return name;
+  const t = w.get(name);
+  return g.weight(name, t.data, [t.data.length]);
+}
+
+export function layerNorm(g: GraphBuilder, w: WeightGetter, prefix: string, x: string, eps: number): string {
+  return g.o('LayerNormalization', [x, vector(g, w, `${prefix}.weight`), vector(g, w, `${prefix}.bias`)], { axis: -1, epsilon: { float: eps } });
+}
+
+/** LN(x + residual) in one fused kernel (com.microsoft SkipLayerNormalization). */
+export function skipLayerNorm(g: GraphBuilder, w: WeightGetter, prefix: string, x: string, residual: string, eps: number): string {
+  return g.o('SkipLayerNormalization', [x, residual, vector(g, w, `${prefix}.weight`), vector(g, w, `${prefix}.bias`)], { epsilon: { float: eps } }, 'com.microsoft');
+}
+
+export function activation(g: GraphBuilder, x: string, act: Activation): string {
+  switch (act) {
+    case 'gelu':
+      return g.o('Gelu', [x], {}, 'com.microsoft');
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh':
+    case 'gelu_fast':
+      return g.o('FastGelu', [x], {}, 'com.microsoft');
+    case 'quick_gelu':
+      return g.o('Mul', [x, g.o('Sigmoid', [g.o('Mul', [x, g.f32(1.702)])])]);
+    case 'relu':
+      return g.o('Relu', [x]);
+  }
+}
+
+/** [B, S, N·D] → [B, N, S, D]. */
+export function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number): string {
+  const r = g.o('Reshape', [x, g.i64([0, 0, heads, headDim])]);
+  return g.o('Transpose', [r], { perm: [0, 2, 1, 3] });
+}
+
+/** [B, T, N·D] → [B, N, D, T]: keys laid out for q·kᵀ without a per-step transpose. */
+export function splitHeadsTransposed(g: GraphBuilder, x: string, heads: number, headDim: number): string {
+  const r = g.o('Reshape', [x, g.i64([0, 0, heads, headDim])]);
+  return g.o('Transpose', [r], { perm: [0, 2, 3, 1] });
+}
+
+/** [B, N, S, D] → [B, S, N·D]. */
+export function mergeHeads(g: GraphBuilder, x: string, hidden: number): string {
+  const t = g.o('Transpose', [x], { perm: [0, 2, 1, 3] });
+  return g.o('Reshape', [t, g.i64([0, 0, hidden])]);
+}
+
+/**
+ * softmax(q·kᵀ·scale + mask)·v over [B, N, S, D] × [B, N, T, D]; mask broadcastable to
+ * [B, N, S, T]. With `kTransposed`, k is already [B, N, D, T] (cached image keys).
+ */
+export function attend(g: GraphBuilder, q: string, k: string, v: string, headDim: number, mask?: string, kTransposed = false): string {
+  const qs = g.o('Mul', [q, g.f32(1 / Math.sqrt(headDim))]);
+  let scores = g.o('MatMul', [qs, kTransposed ? k : g.o('Transpose', [k], { perm: [0, 1, 3, 2] })]);
+  if (mask) scores = g.o('Add', [scores, mask]);
+  const probs = g.o('Softmax', [scores], { axis: -1 });
+  return g.o('MatMul', [probs, v]);
+}
+
+/**
+ * Self-attention (no cache) as one com.microsoft Attention node: packed Q|K|V projection
+ * [in, 3H] + bias, softmax(q·kᵀ/√D) with ORT's -10000 mask filter (the value BERT/BLIP add),
+ * heads merged: [B, S, in] → [B, S, H]. `parts` are the HF linear prefixes of Q, K, V, or one
+ * fused prefix whose weight is [3H, in] (the vision tower's qkv).
+ */
+export function fusedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: string[], x: string, heads: number, maskIndex?: string): string {
+  const base = parts.length === 1 ? parts[0] : parts[0].replace(/\.[^.]+$/, '.qkv_packed');
+  const wName = `${base}.weight`;
+  const bName = `${base}.bias`;
+  if (!g.has(wName)) {
+    const ws = parts.map((p) => w.get(`${p}.weight`));
+    const outs = ws.map((t) => t.shape[0]);
+    const inDim = ws[0].shape[1];
+    const total = outs.reduce((a, b) => a + b, 0);
+    const packed = new Float32Array(inDim * total);
+    let col = 0;
+    ws.forEach((t, k) => {
+      const tt = transpose2d(t.data, outs[k], inDim);
+      for (let r = 0; r < inDim; r++) packed.set(tt.subarray(r * outs[k], (r + 1) * outs[k]), r * total + col);
+      col += outs[k];
+    });
+    g.weight(wName, packed, [inDim, total]);
+    const bias = new Float32Array(total);
+    let off = 0;
+    for (const p of parts) {
+      const b = w.get(`${p}.bias`).data;
+      bias.set(b, off);
+      off += b.length;
+    }
+    g.weight(bName, bias, [total]);
+  }
+  return g.o('Attention', maskIndex ? [x, wName, bName, maskIndex] : [x, wName, bName], { num_heads: heads }, 'com.microsoft');
+}
+
+/** Additive mask `(1 - m) * -10000` as BERT/BLIP build it; `m` is float, broadcastable. */
+export function additiveMask(g: GraphBuilder, m: string): string {
+  return g.o('Mul', [g.o('Sub', [g.f32(1), m]), g.f32(-10000)]);
+}
+
+/** torch.nn.functional.normalize(x, dim=-1): x / max(‖x‖₂, 1e-12). */
+export function l2Normalize(g: GraphBuilder, x: string): string {
+  const n = g.o('ReduceL2', [x], { axes: [-1], keepdims: 1 });
+  return g.o('Div', [x, g.o('Max', [n, g.f32(1e-12)])]);
+}
+
+/** Dimension `axis` of `x` as a 1-element int64 tensor. */
+export function dim(g: GraphBuilder, x: string, axis: number): string {
+  return g.o('Shape', [x], { start: axis, end: axis + 1 });
+}

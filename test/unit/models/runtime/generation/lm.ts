@@ -1,0 +1,68 @@
+/**
+ * Small deterministic language models implementing DecoderSession, used as test input for
+ * the decoding algorithms: their logits are a pure function of (image, tokens so far), so
+ * every expected result can be worked out by hand or by brute force.
+ */
+import type { DecoderSession } from '../../../../../src/models/runtime/generation/types.ts';
+
+export type LogitsFn = (image: number, tokens: number[]) => number[];
+
+export class TableLM implements DecoderSession {
+  readonly vocabSize: number;
+  /** Rows stepped at each call, to check that finished rows are dropped. */
+  readonly stepRows: number[] = [];
+  private state: { image: number; tokens: number[] }[];
+
+  constructor(vocabSize: number, images: number, private readonly fn: LogitsFn) {
+    this.vocabSize = vocabSize;
+    this.state = Array.from({ length: images }, (_, image) => ({ image, tokens: [] }));
+  }
+
+  get rows(): number {
+    return this.state.length;
+  }
+
+  async step(tokens: number[][]): Promise<Float32Array> {
+    if (tokens.length !== this.state.length) throw new Error(`step with ${tokens.length} rows, session has ${this.state.length}`);
+    const n = tokens[0].length;
+    if (tokens.some((t) => t.length !== n)) throw new Error('rows must append the same number of tokens');
+    this.stepRows.push(tokens.length);
+    const out = new Float32Array(tokens.length * this.vocabSize);
+    tokens.forEach((t, i) => {
+      this.state[i].tokens.push(...t);
+      const logits = this.fn(this.state[i].image, this.state[i].tokens);
+      if (logits.length !== this.vocabSize) throw new Error('logits function returned the wrong size');
+      out.set(logits, i * this.vocabSize);
+    });
+    return out;
+  }
+
+  select(indices: number[]): void {
+    for (const i of indices) if (i < 0 || i >= this.state.length) throw new Error(`select index ${i} out of range`);
+    this.state = indices.map((i) => ({ image: this.state[i].image, tokens: [...this.state[i].tokens] }));
+  }
+
+  close(): void {}
+}
+
+/** Logits from a table of log-probabilities keyed by the last token; unlisted tokens get `floor`. */
+export function lastTokenTable(vocab: number, table: Record<number, Record<number, number>>, floor = -30): LogitsFn {
+  return (_image, tokens) => {
+    const row = table[tokens[tokens.length - 1]] ?? {};
+    return Array.from({ length: vocab }, (_, t) => row[t] ?? floor);
+  };
+}
+
+/** A pseudo-random but fixed LM: logits hashed from (image, last two tokens, position). */
+export function hashedLM(vocab: number, eos: number, eosBias = 0): LogitsFn {
+  return (image, tokens) => {
+    const a = tokens[tokens.length - 1];
+    const b = tokens.length > 1 ? tokens[tokens.length - 2] : -1;
+    return Array.from({ length: vocab }, (_, t) => {
+      let h = Math.imul(image + 1, 0x9e3779b1) ^ Math.imul(a + 7, 0x85ebca6b) ^ Math.imul(b + 13, 0xc2b2ae35) ^ Math.imul(t + 3, 0x27d4eb2f) ^ tokens.length * 0x165667b1;
+      h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d);
+      h ^= h >>> 13;
+      return ((h >>> 0) / 2 ** 32) * 4 - 2 + (t === eos ? eosBias : 0);
+    });
+  };
+}

@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { generate } from '../../../../../src/models/runtime/generation/index.ts';
+import type { GenerationOptions, SpecialIds } from '../../../../../src/models/runtime/generation/types.ts';
+import { TableLM, hashedLM, lastTokenTable } from './lm.ts';
+
+// vocab: 0 pad, 1 cls, 2 sep (= eos), 3 bos, 4.. words
+const special: SpecialIds = { pad: 0, cls: 1, sep: 2, eos: 2, bos: 3 };
+const base: GenerationOptions = {
+  method: 'greedy', maxLength: 10, minLength: 0, numBeams: 1, lengthPenalty: 1, topP: 1, topK: 0,
+  temperature: 1, repetitionPenalty: 1, numReturnSequences: 1, prompt: '', seed: 0,
+};
+
+describe('greedy', () => {
+  // 3 → 4 → 5 → eos;  from 6 the chain loops 6 → 7 → 6 …
+  const table = lastTokenTable(8, { 3: { 4: 0, 6: -1 }, 4: { 5: 0 }, 5: { 2: 0, 7: -0.5 }, 6: { 7: 0 }, 7: { 6: 0 } });
+
+  it('follows the argmax, stops at eos and keeps the prefix', async () => {
+    const lm = new TableLM(8, 1, table);
+    expect(await generate(lm, [[3]], base, special, ['a'])).toEqual([[[3, 4, 5, 2]]]);
+  });
+
+  it('counts the prefix in maxLength', async () => {
+    const lm = new TableLM(8, 1, table);
+    expect(await generate(lm, [[3, 6]], { ...base, maxLength: 5 }, special, ['a'])).toEqual([[[3, 6, 7, 6, 7]]]);
+  });
+
+  it('generates one token even when the prefix already reaches maxLength (as HF)', async () => {
+    const lm = new TableLM(8, 1, table);
+    expect(await generate(lm, [[3, 6]], { ...base, maxLength: 2 }, special, ['a'])).toEqual([[[3, 6, 7]]]);
+  });
+
+  it('respects minLength by forbidding eos until the sequence is long enough', async () => {
+    const lm = new TableLM(8, 1, table);
+    const [[seq]] = await generate(lm, [[3]], { ...base, minLength: 5 }, special, ['a']);
+    // eos is forbidden at length 3 and 4, so 5 → 7 (second best), then 7 → 6 …, eos only once allowed.
+    expect(seq.slice(0, 4)).toEqual([3, 4, 5, 7]);
+    expect(seq.indexOf(2)).toBe(-1);
+    expect(seq.length).toBe(10);
+  });
+
+  it('applies the repetition penalty to prefix and generated tokens', async () => {
+    // Without a penalty 4 → 4 → 4 …; a strong penalty makes 4 lose to 5 once it is present.
+    const loop = lastTokenTable(8, { 3: { 4: 0, 5: -0.5 }, 4: { 4: 1, 5: 0.8, 2: -5 }, 5: { 2: 0 } });
+    const plain = await generate(new TableLM(8, 1, loop), [[3]], { ...base, maxLength: 5 }, special, ['a']);
+    expect(plain[0][0]).toEqual([3, 4, 4, 4, 4]);
+    const penalised = await generate(new TableLM(8, 1, loop), [[3]], { ...base, maxLength: 5, repetitionPenalty: 2 }, special, ['a']);
+    expect(penalised[0][0]).toEqual([3, 4, 5, 2]);
+  });
+
+  it('stops each row at its own eos and drops finished rows from the session', async () => {
+    const perImage = (image: number, tokens: number[]) => (image === 0 ? table(image, tokens) : lastTokenTable(8, { 3: { 6: 0 }, 6: { 7: 0 }, 7: { 6: 0 } })(image, tokens));
+    const lm = new TableLM(8, 2, perImage);
+    const out = await generate(lm, [[3], [3]], { ...base, maxLength: 6 }, special, ['a', 'b']);
+    expect(out).toEqual([[[3, 4, 5, 2]], [[3, 6, 7, 6, 7, 6]]]);
+    expect(lm.stepRows).toEqual([2, 2, 2, 1, 1]);
+  });
+});
+
+describe('nucleus sampling', () => {
+  const opts: GenerationOptions = { ...base, method: 'nucleus', topP: 0.9, topK: 0, repetitionPenalty: 1.1, numReturnSequences: 3, seed: 42, maxLength: 12 };
+  // The LM's logits depend on which picture a row shows (ids), not on its batch position.
+  const hashed = hashedLM(16, 2, 0.3);
+  const lmOf = (pictures: number[]) => new TableLM(16, pictures.length, (i, t) => hashed(pictures[i], t));
+  const lmFor = (images: number) => lmOf(Array.from({ length: images }, (_, i) => i));
+
+  it('gives each image the same samples whatever the batch around it', async () => {
+    const all = await generate(lmOf([0, 1, 2]), [[3], [3], [3]], opts, special, ['img-a', 'img-b', 'img-c']);
+    const alone = await generate(lmOf([1]), [[3]], opts, special, ['img-b']);
+    const reordered = await generate(lmOf([2, 0, 1]), [[3], [3], [3]], opts, special, ['img-c', 'img-a', 'img-b']);
+    expect(alone[0]).toEqual(all[1]);
+    expect(reordered).toEqual([all[2], all[0], all[1]]);
+    expect(all[0]).not.toEqual(all[1]);
+  });
+
+  it('runs the prefix once per image, then K rows per image', async () => {
+    const lm = lmFor(2);
+    // minLength keeps every row alive past the second step.
+    await generate(lm, [[3], [3]], { ...opts, minLength: 4 }, special, ['a', 'b']);
+    expect(lm.stepRows.slice(0, 3)).toEqual([2, 6, 6]);
+  });
+
+  it('draws each return sequence from its own stream: K=2 is a prefix of K=4', async () => {
+    const two = await generate(lmFor(1), [[3]], { ...opts, numReturnSequences: 2 }, special, ['k']);
+    const four = await generate(lmFor(1), [[3]], { ...opts, numReturnSequences: 4 }, special, ['k']);
+    expect(four[0].slice(0, 2)).toEqual(two[0]);
+    expect(new Set(four[0].map((s) => s.join(','))).size).toBeGreaterThan(1);
+  });
+
+  it('changes with the seed and the key, and repeats with both fixed', async () => {
+    const a = await generate(lmFor(1), [[3]], opts, special, ['k']);
+    const again = await generate(lmFor(1), [[3]], opts, special, ['k']);
+    const otherSeed = await generate(lmFor(1), [[3]], { ...opts, seed: 43 }, special, ['k']);
+    const otherKey = await generate(lmFor(1), [[3]], opts, special, ['k2']);
+    expect(again).toEqual(a);
+    expect(otherSeed).not.toEqual(a);
+    expect(otherKey).not.toEqual(a);
+  });
+
+  it('samples tokens in proportion to their probability', async () => {
+    // After bos: 4 with p=.5, 5 with .3, 6 with .2; each continues straight to eos.
+    const table = lastTokenTable(8, { 3: { 4: Math.log(0.5), 5: Math.log(0.3), 6: Math.log(0.2) }, 4: { 2: 0 }, 5: { 2: 0 }, 6: { 2: 0 } }, -Infinity);
+    const n = 1500;
+    const lm = new TableLM(8, 1, table);
+    const [seqs] = await generate(lm, [[3]], { ...opts, topP: 1, repetitionPenalty: 1, numReturnSequences: n }, special, ['freq']);
+    const freq = [4, 5, 6].map((t) => seqs.filter((s) => s[1] === t).length / n);
+    expect(freq[0]).toBeCloseTo(0.5, 1);
+    expect(freq[1]).toBeCloseTo(0.3, 1);
+    expect(freq[2]).toBeCloseTo(0.2, 1);
+  });
+
+  it('never samples outside top-p and top-k', async () => {
+    const table = lastTokenTable(8, { 3: { 4: Math.log(0.5), 5: Math.log(0.3), 6: Math.log(0.2) }, 4: { 2: 0 }, 5: { 2: 0 }, 6: { 2: 0 } }, -Infinity);
+    const p = await generate(new TableLM(8, 1, table), [[3]], { ...opts, topP: 0.6, repetitionPenalty: 1, numReturnSequences: 200 }, special, ['p']);
+    expect(new Set(p[0].map((s) => s[1]))).toEqual(new Set([4, 5]));
+    const k = await generate(new TableLM(8, 1, table), [[3]], { ...opts, topP: 1, topK: 1, repetitionPenalty: 1, numReturnSequences: 50 }, special, ['k']);
+    expect(new Set(k[0].map((s) => s[1]))).toEqual(new Set([4]));
+  });
+});

@@ -1,0 +1,152 @@
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CapfiltError } from '../../../../../src/core/errors.ts';
+import { loadBlipConfig } from '../../../../../src/models/blip/config.ts';
+import { expectedWeights, LM_HEAD } from '../../../../../src/models/blip/weights/names.ts';
+import { openSafetensors } from '../../../../../src/models/runtime/weights/safetensors.ts';
+import { CheckedWeights, openWeightFolder } from '../../../../../src/models/runtime/weights/source.ts';
+import { writeSafetensors, type StEntry } from '../../runtime/weights/safetensors-writer.ts';
+
+const fixtures = new URL('../../../../fixtures/', import.meta.url).pathname;
+const t1 = join(fixtures, 'parity/t1/captioner');
+const dir = mkdtempSync(join(tmpdir(), 'capfilt-src-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A copy of the t1 captioner folder whose tensors are edited by `edit`. */
+function variant(name: string, edit: (m: Map<string, StEntry>) => void): string {
+  const out = join(dir, name);
+  mkdirSync(out);
+  copyFileSync(join(t1, 'config.json'), join(out, 'config.json'));
+  const st = openSafetensors(join(t1, 'model.safetensors'));
+  const m = new Map<string, StEntry>();
+  for (const k of st.keys().sort()) {
+    const t = st.get(k);
+    m.set(k, { dtype: 'F32', shape: t.shape, bytes: new Uint8Array(t.data.buffer) });
+  }
+  st.close();
+  edit(m);
+  writeSafetensors(join(out, 'model.safetensors'), Object.fromEntries(m));
+  return out;
+}
+
+function check(folder: string): CheckedWeights {
+  return new CheckedWeights(openWeightFolder(folder), expectedWeights(loadBlipConfig(folder)));
+}
+
+function caught(fn: () => unknown): CapfiltError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof CapfiltError) return e;
+    throw e;
+  }
+  throw new Error('no error');
+}
+
+describe('checked weight folders', () => {
+  it('accepts the t1 captioner and resolves the decoder.bias alias', () => {
+    const w = check(t1);
+    expect(w.get(LM_HEAD.bias).data.length).toBe(96);
+    expect(w.source.has(LM_HEAD.decoderBias)).toBe(false);
+    w.close();
+  });
+
+  it('lists every missing key', () => {
+    const folder = variant('missing', (m) => {
+      m.delete('vision_model.post_layernorm.weight');
+      m.delete('text_decoder.bert.encoder.layer.1.crossattention.self.key.bias');
+    });
+    const e = caught(() => check(folder));
+    expect(e.code).toBe('WEIGHTS_MISSING_KEYS');
+    expect(e.message).toContain('2 tensor(s) missing');
+    expect(e.message).toContain('vision_model.post_layernorm.weight');
+    expect(e.message).toContain('text_decoder.bert.encoder.layer.1.crossattention.self.key.bias');
+    expect(e.message).toContain(join(folder, 'model.safetensors'));
+  });
+
+  it('lists unexpected keys but ignores position_ids buffers and the decoder.bias alias', () => {
+    const folder = variant('unexpected', (m) => {
+      const one = { dtype: 'F32', shape: [1], bytes: new Uint8Array(4) };
+      m.set('text_decoder.bert.pooler.dense.weight', one);
+      m.set('itm_head.weight', one);
+      m.set('text_decoder.bert.embeddings.position_ids', { dtype: 'I64', shape: [1], bytes: new Uint8Array(8) });
+      m.set(LM_HEAD.decoderBias, m.get(LM_HEAD.bias)!);
+    });
+    const e = caught(() => check(folder));
+    expect(e.code).toBe('WEIGHTS_UNEXPECTED_KEYS');
+    expect(e.details.unexpected).toEqual(['itm_head.weight', 'text_decoder.bert.pooler.dense.weight']);
+  });
+
+  it('falls back to the word embeddings when the LM head decoder weight is absent (tied)', () => {
+    const folder = variant('tied', (m) => m.delete(LM_HEAD.decoderWeight));
+    const w = check(folder);
+    const emb = w.get(LM_HEAD.wordEmbeddings).data;
+    expect(w.get(LM_HEAD.decoderWeight).data).toEqual(emb);
+    w.close();
+  });
+
+  it('reports tensors whose shape disagrees with config.json', () => {
+    const folder = variant('shape', (m) => {
+      m.set('vision_model.post_layernorm.bias', { dtype: 'F32', shape: [2, 16], bytes: m.get('vision_model.post_layernorm.bias')!.bytes });
+    });
+    const e = caught(() => check(folder));
+    expect(e.code).toBe('WEIGHTS_TENSOR_INVALID');
+    expect(e.message).toContain('vision_model.post_layernorm.bias [2, 16] (config needs [32])');
+  });
+
+  it('builds the same vision graph from F16 and from F32 storage of the same values', async () => {
+    const toHalf = (f: number): number => {
+      // Round-to-nearest float32 → float16 bits; t1 values are normal and well inside range.
+      const b = new DataView(new ArrayBuffer(4));
+      b.setFloat32(0, f);
+      const x = b.getUint32(0);
+      const sign = (x >>> 16) & 0x8000;
+      const exp = ((x >>> 23) & 0xff) - 127 + 15;
+      if (exp <= 0) return sign;
+      let mant = (x >>> 13) & 0x3ff;
+      let e = exp;
+      if (x & 0x1000) { mant++; if (mant === 0x400) { mant = 0; e++; } }
+      return sign | (e << 10) | mant;
+    };
+    const half = variant('f16', (m) => {
+      for (const [k, e] of m) {
+        const f = new Float32Array(e.bytes.buffer.slice(e.bytes.byteOffset, e.bytes.byteOffset + e.bytes.byteLength));
+        m.set(k, { dtype: 'F16', shape: e.shape, bytes: new Uint8Array(Uint16Array.from(f, toHalf).buffer) });
+      }
+    });
+    const w16 = check(half);
+    const rounded = variant('f16-as-f32', (m) => {
+      for (const k of m.keys()) m.set(k, { dtype: 'F32', shape: w16.source.shape(k), bytes: new Uint8Array(w16.source.get(k).data.buffer) });
+    });
+    expect(w16.get('vision_model.encoder.layers.0.mlp.fc1.weight').sourceDtype).toBe('F16');
+    const { loadModel, releaseModel } = await import('../../../../../src/models/blip/loader.ts');
+    const { f32 } = await import('../../../../../src/models/runtime/sessions.ts');
+    const opts = { device: 'cpu', threads: 1, precision: 'fp32' as const };
+    const [a, b] = [await loadModel(half, opts), await loadModel(rounded, opts)];
+    const px = f32(Float32Array.from({ length: 3 * 32 * 32 }, (_, i) => Math.sin(i)), [1, 3, 32, 32]);
+    const ya = (await a.sessions.vision.run({ pixel_values: px })).last_hidden_state.data as Float32Array;
+    const yb = (await b.sessions.vision.run({ pixel_values: px })).last_hidden_state.data as Float32Array;
+    expect(Array.from(ya)).toEqual(Array.from(yb));
+    expect(a.info.weightDtypes).toEqual(['F16']);
+    await releaseModel(a);
+    await releaseModel(b);
+    w16.close();
+  });
+
+  it('reads pytorch_model.bin when there is no model.safetensors', () => {
+    const folder = join(dir, 'bin');
+    mkdirSync(folder);
+    copyFileSync(join(t1, 'config.json'), join(folder, 'config.json'));
+    copyFileSync(join(fixtures, 'pickle/t1_captioner.bin'), join(folder, 'pytorch_model.bin'));
+    const w = check(folder);
+    const ref = check(t1);
+    expect(w.get('vision_model.encoder.layers.1.self_attn.qkv.weight').data).toEqual(ref.get('vision_model.encoder.layers.1.self_attn.qkv.weight').data);
+    w.close();
+    ref.close();
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    expect(caught(() => openWeightFolder(empty)).code).toBe('MODEL_DIR_INVALID');
+  });
+});
