@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path';
 import { CapfiltError } from '../core/errors.ts';
 import { convert } from '../models/blip/convert.ts';
 import { loadBlipConfig } from '../models/blip/config.ts';
-import { isConverted, readManifest } from '../models/blip/loader.ts';
+import { MANIFEST_FORMAT } from '../models/blip/loader.ts';
+import { isConverted, readManifest } from '../models/runtime/manifest.ts';
 import { weightFileOf } from '../models/runtime/weights/source.ts';
 import { registerPull } from './models-pull.ts';
 
@@ -24,7 +25,7 @@ function describeFolder(dir: string): Record<string, unknown> {
     tokenizer: ['tokenizer.json', 'vocab.txt'].find((f) => existsSync(join(dir, f))) ?? null,
   };
   if (isConverted(dir)) {
-    const m = readManifest(dir);
+    const m = readManifest(dir, [MANIFEST_FORMAT]);
     return { ...base, format: 'converted', precision: m.precision, graphs: m.graphs, source: m.source };
   }
   return { ...base, format: 'huggingface', weights: weightFileOf(dir) };

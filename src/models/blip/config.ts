@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { CapfiltError } from '../../core/errors.ts';
+import { OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, parseWith, readJson } from '../runtime/config-files.ts';
 import { parseActivation as activation, type Activation } from '../runtime/graph/layers.ts';
 
 /**
@@ -89,27 +90,9 @@ export interface BlipConfig {
   raw: Record<string, unknown>;
 }
 
-function readJson(file: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new CapfiltError('MODEL_DIR_INVALID', `${file}: cannot be read (${(e as Error).message})`, { file }, { cause: e });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new CapfiltError('MODEL_CONFIG_INVALID', `${file}: not valid JSON (${(e as Error).message})`, { file }, { cause: e });
-  }
-}
-
 /** Validates a parsed config.json; `file` is only used in messages. */
 export function parseBlipConfig(json: unknown, file: string): BlipConfig {
-  const parsed = blipConfigSchema.safeParse(json);
-  if (!parsed.success) {
-    throw new CapfiltError('MODEL_CONFIG_INVALID', `${file}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`, { file });
-  }
-  const c = parsed.data;
+  const c = parseWith(blipConfigSchema, json, file);
   const architecture = c.architectures.find((a): a is BlipArchitecture => (ARCHITECTURES as readonly string[]).includes(a));
   if (!architecture) {
     throw new CapfiltError('MODEL_UNSUPPORTED', `${file}: architectures ${JSON.stringify(c.architectures)} names neither ${ARCHITECTURES.join(' nor ')}`, { file });
@@ -160,10 +143,6 @@ export function loadBlipConfig(dir: string): BlipConfig {
   return parseBlipConfig(readJson(file), file);
 }
 
-/** BlipImageProcessor defaults (OpenAI CLIP mean/std), used where a folder has no preprocessor_config.json. */
-const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
-const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
-
 const preprocessorSchema = z.looseObject({
   size: z.union([positiveInt, z.looseObject({ height: positiveInt, width: positiveInt }), z.looseObject({ shortest_edge: positiveInt })]).optional(),
   image_mean: z.array(z.number()).length(3).optional(),
@@ -196,20 +175,16 @@ export function loadPreprocessorConfig(dir: string, visionImageSize: number): Pr
     const raw = {
       image_processor_type: 'BlipImageProcessor',
       size: { height: visionImageSize, width: visionImageSize },
-      image_mean: CLIP_MEAN,
-      image_std: CLIP_STD,
+      image_mean: OPENAI_CLIP_MEAN,
+      image_std: OPENAI_CLIP_STD,
       rescale_factor: 1 / 255,
       do_resize: true, do_rescale: true, do_normalize: true, do_convert_rgb: true,
       resample: 3,
     };
-    return { imageSize: visionImageSize, mean: CLIP_MEAN as PreprocessorConfig['mean'], std: CLIP_STD as PreprocessorConfig['std'], rescaleFactor: 1 / 255, raw };
+    return { imageSize: visionImageSize, mean: OPENAI_CLIP_MEAN as PreprocessorConfig['mean'], std: OPENAI_CLIP_STD as PreprocessorConfig['std'], rescaleFactor: 1 / 255, raw };
   }
   const json = readJson(file);
-  const parsed = preprocessorSchema.safeParse(json);
-  if (!parsed.success) {
-    throw new CapfiltError('MODEL_CONFIG_INVALID', `${file}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`, { file });
-  }
-  const p = parsed.data;
+  const p = parseWith(preprocessorSchema, json, file);
   let size = visionImageSize;
   if (typeof p.size === 'number') size = p.size;
   else if (p.size && 'height' in p.size) {
@@ -224,8 +199,8 @@ export function loadPreprocessorConfig(dir: string, visionImageSize: number): Pr
   const normalize = p.do_normalize !== false;
   return {
     imageSize: size,
-    mean: (normalize ? p.image_mean ?? CLIP_MEAN : [0, 0, 0]) as PreprocessorConfig['mean'],
-    std: (normalize ? p.image_std ?? CLIP_STD : [1, 1, 1]) as PreprocessorConfig['std'],
+    mean: (normalize ? p.image_mean ?? OPENAI_CLIP_MEAN : [0, 0, 0]) as PreprocessorConfig['mean'],
+    std: (normalize ? p.image_std ?? OPENAI_CLIP_STD : [1, 1, 1]) as PreprocessorConfig['std'],
     rescaleFactor: p.do_rescale === false ? 1 : p.rescale_factor ?? 1 / 255,
     raw: json as Record<string, unknown>,
   };

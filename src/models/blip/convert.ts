@@ -1,15 +1,14 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CapfiltError } from '../../core/errors.ts';
-import { loadBlipConfig, loadPreprocessorConfig, type BlipArchitecture } from './config.ts';
-import { writeGraph } from '../runtime/graph/builder.ts';
-import { buildGraphs, graphFile, layerOptions } from './graphs.ts';
-import { MANIFEST, MANIFEST_FORMAT, type Manifest } from './loader.ts';
+import { writeConvertedFolder, type Manifest } from '../runtime/manifest.ts';
 import type { RuntimeOptions } from '../runtime/types.ts';
-import { expectedWeights } from './weights/names.ts';
 import { CheckedWeights, openWeightFolder, weightFileOf } from '../runtime/weights/source.ts';
+import { loadBlipConfig, loadPreprocessorConfig, type BlipArchitecture } from './config.ts';
+import { buildGraphs, layerOptions } from './graphs.ts';
+import { MANIFEST_FORMAT } from './loader.ts';
+import { expectedWeights } from './weights/names.ts';
 
 /**
  * `capfilt models convert`: Hugging Face BLIP folder(s) → converted folder(s) holding the ONNX
@@ -25,12 +24,6 @@ export const ROLE_OF: Record<BlipArchitecture, 'captioner' | 'filter'> = {
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json', 'added_tokens.json'];
 
-async function sha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 /** Converts one HF folder into `outDir` (created; replaced if it exists). */
 export async function convertModel(inDir: string, outDir: string, precision: RuntimeOptions['precision'] = 'fp32', weightsFile?: string): Promise<Manifest> {
   if (precision === 'fp16') throw new CapfiltError('MODEL_UNSUPPORTED', 'precision fp16: this runtime builds fp32 and int8 graphs only');
@@ -38,40 +31,20 @@ export async function convertModel(inDir: string, outDir: string, precision: Run
   const pre = loadPreprocessorConfig(inDir, cfg.vision.imageSize);
   const weightFile = weightFileOf(inDir, weightsFile).file;
   const weights = new CheckedWeights(openWeightFolder(inDir, weightFile), expectedWeights(cfg));
-  const tmp = `${outDir}.tmp-${process.pid}-${Date.now()}`;
-  await mkdir(tmp, { recursive: true });
   try {
-    const graphs: Manifest['graphs'] = {};
-    for (const [name, g] of buildGraphs(cfg, weights, layerOptions(precision))) {
-      const f = graphFile(name);
-      await writeGraph(g, join(tmp, f.model), join(tmp, f.data));
-      graphs[name] = f;
-    }
-    const files: Record<string, string> = {};
-    files[basename(weightFile)] = await sha256(weightFile);
-    for (const f of ['config.json', 'preprocessor_config.json', ...TOKENIZER_FILES]) {
-      const p = join(inDir, f);
-      if (!existsSync(p)) continue;
-      files[f] = await sha256(p);
-      await copyFile(p, join(tmp, f));
-    }
-    if (!files['preprocessor_config.json']) await writeFile(join(tmp, 'preprocessor_config.json'), `${JSON.stringify(pre.raw, null, 2)}\n`);
-    const manifest: Manifest = {
+    return await writeConvertedFolder({
+      inDir,
+      outDir,
+      weightFile,
       format: MANIFEST_FORMAT,
       architecture: cfg.architecture,
       precision,
-      graphs,
-      source: { dir: resolve(inDir), files, weightDtypes: weights.sourceDtypes() },
+      graphs: buildGraphs(cfg, weights, layerOptions(precision)),
+      copyFiles: ['preprocessor_config.json', ...TOKENIZER_FILES],
+      defaults: { 'preprocessor_config.json': pre.raw },
+      weightDtypes: () => weights.sourceDtypes(),
       config: cfg.raw,
-      createdBy: 'capfilt models convert',
-    };
-    await writeFile(join(tmp, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
-    await rm(outDir, { recursive: true, force: true });
-    await rename(tmp, outDir);
-    return manifest;
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true });
-    throw e;
+    });
   } finally {
     weights.close();
   }

@@ -1,5 +1,6 @@
 import type { BlipArchitecture, BlipConfig } from './config.ts';
 import type { BuiltGraph, GraphBuilder } from '../runtime/graph/builder.ts';
+import { graphFile } from '../runtime/manifest.ts';
 import { buildCrossKVGraph, buildDecoderGraph, buildFilterTextGraph } from './graph/text.ts';
 import { buildVisionGraph } from './graph/vision.ts';
 import type { LayerOptions, WeightGetter } from '../runtime/graph/layers.ts';
@@ -25,10 +26,6 @@ export const GRAPH_TABLE: Record<BlipArchitecture, Record<string, Builder>> = {
 
 export function graphNames(arch: BlipArchitecture): string[] {
   return Object.keys(GRAPH_TABLE[arch]);
-}
-
-export function graphFile(name: string): { model: string; data: string } {
-  return { model: `${name}.onnx`, data: `${name}.onnx.data` };
 }
 
 /** Layer choices for a precision: fused attention where it measured faster (bench/models.ts). */

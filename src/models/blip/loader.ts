@@ -1,10 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CapfiltError } from '../../core/errors.ts';
 import { childLogger } from '../../core/logger.ts';
 import { loadBlipConfig, loadPreprocessorConfig, type BlipConfig, type PreprocessorConfig } from './config.ts';
 import { graphDataBuffer } from '../runtime/graph/builder.ts';
-import { buildGraphs, graphFile, graphNames, layerOptions } from './graphs.ts';
+import { buildGraphs, graphNames, layerOptions } from './graphs.ts';
+import { MANIFEST, graphFile, isConverted, manifestGraphs, readManifest } from '../runtime/manifest.ts';
 import { GraphSession } from '../runtime/sessions.ts';
 import { loadTokenizer, type BlipTokenizer } from './tokenizer.ts';
 import type { RuntimeOptions } from '../runtime/types.ts';
@@ -18,18 +19,7 @@ import { CheckedWeights, openWeightFolder } from '../runtime/weights/source.ts';
  * built in memory from the checkpoint at load time).
  */
 
-export const MANIFEST = 'manifest.json';
 export const MANIFEST_FORMAT = 'capfilt-blip-onnx/1';
-
-export interface Manifest {
-  format: string;
-  architecture: string;
-  precision: RuntimeOptions['precision'];
-  graphs: Record<string, { model: string; data: string }>;
-  source: { dir: string; files: Record<string, string>; weightDtypes: string[] };
-  config: Record<string, unknown>;
-  createdBy: string;
-}
 
 export interface LoadedModel {
   dir: string;
@@ -40,24 +30,6 @@ export interface LoadedModel {
   special: SpecialIds;
   /** For run.json: architecture, source hashes, precision. */
   info: Record<string, unknown>;
-}
-
-export function isConverted(dir: string): boolean {
-  return existsSync(join(dir, MANIFEST));
-}
-
-export function readManifest(dir: string): Manifest {
-  const file = join(dir, MANIFEST);
-  let m: Manifest;
-  try {
-    m = JSON.parse(readFileSync(file, 'utf8')) as Manifest;
-  } catch (e) {
-    throw new CapfiltError('MODEL_DIR_INVALID', `${file}: cannot be read as JSON (${(e as Error).message})`, { file }, { cause: e });
-  }
-  if (m.format !== MANIFEST_FORMAT || typeof m.graphs !== 'object' || m.graphs === null) {
-    throw new CapfiltError('MODEL_DIR_INVALID', `${file}: not a ${MANIFEST_FORMAT} manifest`, { file });
-  }
-  return m;
 }
 
 /**
@@ -96,15 +68,13 @@ export async function loadModel(dir: string, opts: RuntimeOptions): Promise<Load
   let info: Record<string, unknown>;
   try {
     if (isConverted(dir)) {
-      const manifest = readManifest(dir);
+      const manifest = readManifest(dir, [MANIFEST_FORMAT]);
       if (manifest.architecture !== cfg.architecture) {
         throw new CapfiltError('MODEL_DIR_INVALID', `${join(dir, MANIFEST)}: architecture ${manifest.architecture} disagrees with config.json (${cfg.architecture})`, { dir });
       }
       if (opts.precision !== manifest.precision) log.info({ requested: opts.precision, converted: manifest.precision }, 'using the converted folder\'s precision');
-      for (const name of graphNames(cfg.architecture)) {
-        const g = manifest.graphs[name];
-        if (!g || !existsSync(join(dir, g.model))) throw new CapfiltError('MODEL_DIR_INVALID', `${dir}: graph ${name} is missing from the converted folder`, { dir, graph: name });
-        sessions[name] = await GraphSession.create(name, join(dir, g.model), opts);
+      for (const [name, file] of Object.entries(manifestGraphs(dir, manifest, graphNames(cfg.architecture)))) {
+        sessions[name] = await GraphSession.create(name, file, opts);
       }
       info = { dir, architecture: cfg.architecture, precision: manifest.precision, converted: true, source: manifest.source };
     } else {

@@ -1,12 +1,16 @@
 /**
- * Image preprocessing as BlipImageProcessor does it: decode, RGB, bicubic resize to S×S
- * (aspect ratio not kept), rescale, normalise, channels first.
+ * Image preprocessing as Hugging Face's image processors do it: decode, RGB, PIL bicubic resize,
+ * rescale, normalise, channels first. Two resize rules:
+ *  - `square` (BlipImageProcessor): resize to S×S, aspect ratio not kept;
+ *  - `shortest-edge` (CLIPImageProcessor): shortest side to `shortestEdge` (the long side
+ *    int(edge · long / short)), then a centre crop to S×S (zero padding where the image is smaller).
  *
  * Decoding, EXIF orientation and colour conversion run in sharp (libvips, off the main thread,
  * several images in flight). The resize is PIL's own bicubic, reimplemented below: libvips'
  * cubic kernel differs from PIL by up to 7 uint8 levels (≈0.1 after normalisation) on the
  * parity images, while this port reproduces PIL's coefficients, fixed-point arithmetic and
- * two-pass order exactly.
+ * two-pass order exactly. A decoded image (`decodeRgb`) can feed several models' preprocessing,
+ * so an image is decoded once however many model families look at it.
  *
  * Output: pixelValues float32 [N, 3, S, S]; the rows of images that fail to decode are zero
  * and their `errors[i]` says why (IMAGE_DECODE_FAILED); the other images are unaffected.
@@ -17,11 +21,22 @@ import { CapfiltError, describeError } from '../../core/errors.ts';
 export interface PreprocessConfig {
   /** S: output height and width. */
   imageSize: number;
+  /** How the image reaches S×S; `square` when absent. */
+  resize?: ResizeRule;
   /** Per-channel mean and std (RGB order) applied after rescaling. */
   mean: number[];
   std: number[];
   /** 1/255 for BLIP. */
   rescaleFactor: number;
+}
+
+export type ResizeRule = { mode: 'square' } | { mode: 'shortest-edge'; shortestEdge: number };
+
+/** 8-bit sRGB, HWC, 3 channels, EXIF orientation applied. */
+export interface DecodedRgb {
+  data: Uint8Array;
+  width: number;
+  height: number;
 }
 
 export interface PreprocessOptions {
@@ -39,33 +54,89 @@ export interface PreprocessResult {
 const DEFAULT_LIMIT_PIXELS = 100_000_000;
 
 export async function preprocessImages(images: Uint8Array[], cfg: PreprocessConfig, options: PreprocessOptions = {}): Promise<PreprocessResult> {
-  const s = cfg.imageSize;
-  const plane = 3 * s * s;
-  const pixelValues = new Float32Array(images.length * plane);
-  const errors: PreprocessResult['errors'] = new Array(images.length).fill(null);
+  const decoded = await decodeImages(images, options);
+  return pixelValuesOf(decoded, cfg);
+}
+
+/** Decodes every image (a few in flight); a failure is that image's coded error, never a throw. */
+export async function decodeImages(images: Uint8Array[], options: PreprocessOptions = {}): Promise<(DecodedRgb | { code: string; message: string })[]> {
+  const out: (DecodedRgb | { code: string; message: string })[] = new Array(images.length);
   const limit = Math.max(1, options.concurrency ?? 4);
   let next = 0;
   const worker = async () => {
     while (next < images.length) {
       const i = next++;
       try {
-        const rgb = await resizeToRgb(images[i], s, options.limitInputPixels, i);
-        normalizeInto(rgb, s, cfg, pixelValues.subarray(i * plane, (i + 1) * plane));
+        out[i] = await decodeRgb(images[i], options.limitInputPixels, i);
       } catch (e) {
-        errors[i] = describeError(e);
+        out[i] = describeError(e);
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, images.length) }, worker));
+  return out;
+}
+
+/** Pixel values of already decoded images, by the model's resize rule and normalisation. */
+export function pixelValuesOf(decoded: (DecodedRgb | { code: string; message: string })[], cfg: PreprocessConfig): PreprocessResult {
+  const s = cfg.imageSize;
+  const plane = 3 * s * s;
+  const pixelValues = new Float32Array(decoded.length * plane);
+  const errors: PreprocessResult['errors'] = decoded.map((d) => ('code' in d ? d : null));
+  decoded.forEach((d, i) => {
+    if ('code' in d) return;
+    normalizeInto(resizeForModel(d, cfg), s, cfg, pixelValues.subarray(i * plane, (i + 1) * plane));
+  });
   return { pixelValues, errors };
 }
 
+/** The S×S×3 uint8 image the model sees, before rescale and normalisation. */
+export function resizeForModel(img: DecodedRgb, cfg: Pick<PreprocessConfig, 'imageSize' | 'resize'>): Uint8Array {
+  const s = cfg.imageSize;
+  const rule = cfg.resize ?? { mode: 'square' };
+  if (rule.mode === 'square') return resizeBicubicPil(img.data, img.width, img.height, s, s);
+  const { width, height } = shortestEdgeSize(img.width, img.height, rule.shortestEdge);
+  return centerCrop(resizeBicubicPil(img.data, img.width, img.height, width, height), width, height, s, s);
+}
+
+/** HF get_resize_output_image_size(default_to_square=False): short side = edge, long side truncated. */
+export function shortestEdgeSize(width: number, height: number, edge: number): { width: number; height: number } {
+  const [short, long] = width <= height ? [width, height] : [height, width];
+  const newLong = Math.trunc((edge * long) / short);
+  return width <= height ? { width: edge, height: newLong } : { width: newLong, height: edge };
+}
+
 /**
- * Decodes with EXIF orientation applied, converts to 8-bit sRGB with 3 channels (alpha is
- * dropped, as PIL's convert('RGB') drops it), and resizes with PIL's bicubic to S×S.
- * Returns HWC uint8 [S, S, 3].
+ * HF image_transforms.center_crop on HWC uint8: top = (h − ch) // 2 (floor), and where the image
+ * is smaller than the crop it is first zero-padded, ceil(diff / 2) before.
  */
-export async function resizeToRgb(bytes: Uint8Array, size: number, limitInputPixels = DEFAULT_LIMIT_PIXELS, index = 0): Promise<Uint8Array> {
+export function centerCrop(src: Uint8Array, w: number, h: number, cw: number, ch: number): Uint8Array {
+  const out = new Uint8Array(cw * ch * 3);
+  const padTop = h < ch ? Math.ceil((ch - h) / 2) : 0;
+  const padLeft = w < cw ? Math.ceil((cw - w) / 2) : 0;
+  const top = Math.max(0, Math.floor((h - ch) / 2) + padTop);
+  const left = Math.max(0, Math.floor((w - cw) / 2) + padLeft);
+  for (let y = 0; y < ch; y++) {
+    const sy = y + top - padTop;
+    if (sy < 0 || sy >= h) continue;
+    for (let x = 0; x < cw; x++) {
+      const sx = x + left - padLeft;
+      if (sx < 0 || sx >= w) continue;
+      const o = (y * cw + x) * 3;
+      const p = (sy * w + sx) * 3;
+      out[o] = src[p];
+      out[o + 1] = src[p + 1];
+      out[o + 2] = src[p + 2];
+    }
+  }
+  return out;
+}
+
+/**
+ * Decodes with EXIF orientation applied and converts to 8-bit sRGB with 3 channels (alpha is
+ * dropped, as PIL's convert('RGB') drops it).
+ */
+export async function decodeRgb(bytes: Uint8Array, limitInputPixels = DEFAULT_LIMIT_PIXELS, index = 0): Promise<DecodedRgb> {
   let decoded: { data: Buffer; info: OutputInfo };
   try {
     decoded = await sharp(bytes, { limitInputPixels, failOn: 'error' })
@@ -81,8 +152,13 @@ export async function resizeToRgb(bytes: Uint8Array, size: number, limitInputPix
   if (channels !== 3) {
     throw new CapfiltError('IMAGE_DECODE_FAILED', `image ${index}: decoded to ${channels} channels, expected 3`, { index });
   }
-  const src = new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.length);
-  return resizeBicubicPil(src, width, height, size, size);
+  return { data: new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.length), width, height };
+}
+
+/** Decode + PIL bicubic resize to S×S (BLIP's rule). Returns HWC uint8 [S, S, 3]. */
+export async function resizeToRgb(bytes: Uint8Array, size: number, limitInputPixels = DEFAULT_LIMIT_PIXELS, index = 0): Promise<Uint8Array> {
+  const img = await decodeRgb(bytes, limitInputPixels, index);
+  return resizeBicubicPil(img.data, img.width, img.height, size, size);
 }
 
 /** ((u8 · rescale) as float32 − mean) / std in float32, HWC → CHW, as HF's rescale + normalize. */

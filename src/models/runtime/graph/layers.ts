@@ -59,8 +59,13 @@ export function linear(g: GraphBuilder, w: WeightGetter, prefix: string, x: stri
   return linearNamed(g, w, `${prefix}.weight`, `${prefix}.bias`, x, opts);
 }
 
-/** As `linear`, with the weight and bias names given separately (tied / aliased heads). */
-export function linearNamed(g: GraphBuilder, w: WeightGetter, weightName: string, biasName: string, x: string, opts: LayerOptions = {}): string {
+/** x @ W^T for a bias-free nn.Linear (CLIP's visual_projection / text_projection). */
+export function linearNoBias(g: GraphBuilder, w: WeightGetter, prefix: string, x: string, opts: LayerOptions = {}): string {
+  return linearNamed(g, w, `${prefix}.weight`, null, x, opts);
+}
+
+/** As `linear`, with the weight and bias names given separately (tied / aliased heads); `null` = no bias. */
+export function linearNamed(g: GraphBuilder, w: WeightGetter, weightName: string, biasName: string | null, x: string, opts: LayerOptions = {}): string {
   if (opts.int8) {
     const qn = `${weightName}_int8`;
     const sn = `${weightName}_scale`;
@@ -73,14 +78,15 @@ export function linearNamed(g: GraphBuilder, w: WeightGetter, weightName: string
       g.weight(sn, scale, [outDim]);
       g.weight(zn, new Int8Array(outDim), [outDim], 'int8');
     }
-    return g.o('DynamicQuantizeMatMul', [x, qn, sn, zn, vector(g, w, biasName)], {}, 'com.microsoft');
+    return g.o('DynamicQuantizeMatMul', biasName ? [x, qn, sn, zn, vector(g, w, biasName)] : [x, qn, sn, zn], {}, 'com.microsoft');
   }
   if (!g.has(weightName)) {
     const weight = w.get(weightName);
     const [outDim, inDim] = weight.shape;
     g.weight(weightName, transpose2d(weight.data, outDim, inDim), [inDim, outDim]);
   }
-  return g.o('Add', [g.o('MatMul', [x, weightName]), vector(g, w, biasName)]);
+  const y = g.o('MatMul', [x, weightName]);
+  return biasName ? g.o('Add', [y, vector(g, w, biasName)]) : y;
 }
 
 /** A 1-D parameter (bias, LayerNorm scale) as an initializer, registered once. */
