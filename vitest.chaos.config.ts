@@ -10,6 +10,6 @@ export default defineConfig({
     fileParallelism: false,
     maxWorkers: 1,
     pool: 'forks',
-    globalSetup: ['test/chaos/global-setup.ts'],
+    globalSetup: ['test/helpers/chaos-summary.ts'],
   },
 });

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startLoad, type LoadStats } from '../helpers/load.ts';
-import { lastJson, reportFault, runEnv, useChaosScenario } from '../helpers-chaos/scenario.ts';
-import { checkOutput } from '../helpers-chaos/verify.ts';
+import { lastJson, reportFault, runEnv, useChaosScenario } from '../helpers/chaos-scenario.ts';
+import { checkOutput } from '../helpers/output-check.ts';
 
 /**
  * The dashboard and /metrics under concurrent clients while a full run goes on. The same run is

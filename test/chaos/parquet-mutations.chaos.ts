@@ -14,10 +14,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HANGING_SPLICES, VALID_ROWS, mutate, mutationArb, writeValidParquet } from '../helpers/parquet-mutations.ts';
 import { checkContract, dir, file } from '../helpers/reader-contract.ts';
-import { reportFault } from '../helpers-chaos/scenario.ts';
+import { reportFault } from '../helpers/chaos-scenario.ts';
 
 /**
- * Each mutated file is read in a child process (test/helpers-chaos/read-contract-child.ts) under
+ * Each mutated file is read in a child process (test/helpers/reader-contract-child.ts) under
  * a watchdog well above the reader's own limit (10 s floor for these small row groups).
  */
 const CASE_LIMIT_MS = 30_000;
@@ -27,7 +27,7 @@ const guarded = (() => {
   let child: ChildProcessWithoutNullStreams | null = null;
   let pending: ((line: string) => void) | null = null;
   const start = () => {
-    const c = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../helpers-chaos/read-contract-child.ts', import.meta.url))], { stdio: 'pipe' });
+    const c = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../helpers/reader-contract-child.ts', import.meta.url))], { stdio: 'pipe' });
     createInterface({ input: c.stdout }).on('line', (l) => pending?.(l));
     child = c;
     return c;

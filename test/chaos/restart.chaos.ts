@@ -1,11 +1,11 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliProcess } from '../integration/helpers/cli.ts';
-import { startFixture, type PipelineFixture } from '../integration/helpers/pipeline-fixture.ts';
-import { startChaosRedis, type ChaosRedis } from '../helpers-chaos/redis-server.ts';
-import { Children, lastJson, modelDir, reportFault, runEnv, sleep } from '../helpers-chaos/scenario.ts';
-import { checkOutput } from '../helpers-chaos/verify.ts';
+import type { CliProcess } from '../helpers/cli.ts';
+import { startFixture, type PipelineFixture } from '../helpers/pipeline-fixture.ts';
+import { startChaosRedis, type ChaosRedis } from '../helpers/redis-server.ts';
+import { Children, lastJson, modelDir, reportFault, runEnv, sleep } from '../helpers/chaos-scenario.ts';
+import { checkOutput } from '../helpers/output-check.ts';
 
 /**
  * Restarts and broken disks: Redis killed and restarted mid-run (AOF), the coordinator killed

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
-import type { CliProcess } from '../integration/helpers/cli.ts';
-import { lastJson, reportFault, rng, runEnv, sleep, useChaosScenario } from '../helpers-chaos/scenario.ts';
-import { checkOutput } from '../helpers-chaos/verify.ts';
+import type { CliProcess } from '../helpers/cli.ts';
+import { lastJson, reportFault, rng, runEnv, sleep, useChaosScenario } from '../helpers/chaos-scenario.ts';
+import { checkOutput } from '../helpers/output-check.ts';
 
 /**
  * kill -9 of random worker processes of every stage at random moments, again and again, while

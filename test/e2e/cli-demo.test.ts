@@ -2,8 +2,8 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli } from '../integration/helpers/cli.ts';
-import { REDIS_URL, deletePrefix, uniquePrefix } from '../integration/helpers/redis-cleanup.ts';
+import { cli } from '../helpers/cli.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../helpers/redis-cleanup.ts';
 
 const prefix = uniquePrefix('clidemo');
 const out = mkdtempSync(join(tmpdir(), 'capfilt-demo-e2e-'));

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli } from '../integration/helpers/cli.ts';
-import { startFixture, type PipelineFixture } from '../integration/helpers/pipeline-fixture.ts';
-import { REDIS_URL, deletePrefix, uniquePrefix } from '../integration/helpers/redis-cleanup.ts';
+import { cli } from '../helpers/cli.ts';
+import { startFixture, type PipelineFixture } from '../helpers/pipeline-fixture.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../helpers/redis-cleanup.ts';
 
 let fx: PipelineFixture;
 const prefix = uniquePrefix('clirun');

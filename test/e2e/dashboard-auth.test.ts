@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCapfiltError } from '../../src/core/errors.ts';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
 import { StatsWriter } from '../../src/telemetry/stats.ts';
-import { artifactPath, launchChromium } from './browser.ts';
-import { DemoStatsProducer } from './dashboard-fixtures.ts';
+import { artifactPath, launchChromium } from '../helpers/browser.ts';
+import { DemoStatsProducer } from '../helpers/dashboard-fixtures.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `test-dauth-${randomUUID().slice(0, 8)}`;

@@ -9,7 +9,7 @@ import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
 import { runDemo, type DemoSummary } from '../../src/run/demo.ts';
 import { childLogger } from '../../src/core/logger.ts';
 import { StatsReader } from '../../src/telemetry/stats.ts';
-import { artifactPath, launchChromium } from './browser.ts';
+import { artifactPath, launchChromium } from '../helpers/browser.ts';
 
 /**
  * The dashboard during `capfilt demo` (its library call): the bundled demo BLIP captions and

@@ -12,7 +12,7 @@ import { generateDemoPair, renderScene } from '../../src/demo/index.ts';
 import { runPipeline } from '../../src/run/run.ts';
 import type { RunSummary } from '../../src/run/summary.ts';
 import { childLogger } from '../../src/core/logger.ts';
-import { artifactPath, launchChromium } from './browser.ts';
+import { artifactPath, launchChromium } from '../helpers/browser.ts';
 
 /**
  * The dashboard during a real `capfilt run` (the library call behind the command): demo images

@@ -7,8 +7,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
 import { StatsReader, StatsWriter, keptAtThreshold } from '../../src/telemetry/stats.ts';
-import { artifactPath, launchChromium } from './browser.ts';
-import { DemoStatsProducer } from './dashboard-fixtures.ts';
+import { artifactPath, launchChromium } from '../helpers/browser.ts';
+import { DemoStatsProducer } from '../helpers/dashboard-fixtures.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `test-dash-${randomUUID().slice(0, 8)}`;

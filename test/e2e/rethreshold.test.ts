@@ -10,7 +10,7 @@ import { writeRunJson, readRunJson } from '../../src/io/writers/run-json.ts';
 import { writeShardFiles } from '../../src/io/writers/shard.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { readTarEntries } from '../../src/io/writers/tar.ts';
-import { record, scored } from '../unit/io/records-fixture.ts';
+import { record, scored } from '../helpers/records-fixture.ts';
 
 const run = promisify(execFile);
 const root = new URL('../..', import.meta.url).pathname;

@@ -9,9 +9,9 @@ import { writeRunJson } from '../../src/io/writers/run-json.ts';
 import { writeShardFiles } from '../../src/io/writers/shard.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { readTarEntries } from '../../src/io/writers/tar.ts';
-import { startFixtureServer, type FixtureServer } from '../unit/io/fixture-server.ts';
-import { fixture } from '../unit/io/image-fixtures.ts';
-import { imageOf, record } from '../unit/io/records-fixture.ts';
+import { startFixtureServer, type FixtureServer } from '../helpers/fixture-server.ts';
+import { fixture } from '../helpers/image-fixtures.ts';
+import { imageOf, record } from '../helpers/records-fixture.ts';
 
 const run = promisify(execFile);
 const root = new URL('../..', import.meta.url).pathname;

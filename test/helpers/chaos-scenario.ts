@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll } from 'vitest';
-import { cli, type CliProcess } from '../integration/helpers/cli.ts';
-import { startFixture, type PipelineFixture } from '../integration/helpers/pipeline-fixture.ts';
+import { cli, type CliProcess } from './cli.ts';
+import { startFixture, type PipelineFixture } from './pipeline-fixture.ts';
 import { startChaosRedis, type ChaosRedis } from './redis-server.ts';
 
 /**

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Collects the scenarios' summary lines (test/helpers-chaos/scenario.ts reportFault) and prints them together at the end. */
+/** Collects the scenarios' summary lines (test/helpers/chaos-scenario.ts reportFault) and prints them together at the end. */
 export default function setup(): () => void {
   const dir = mkdtempSync(join(tmpdir(), 'capfilt-chaos-summary-'));
   const file = join(dir, 'summary.txt');

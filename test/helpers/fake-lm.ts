@@ -3,7 +3,7 @@
  * the decoding algorithms: their logits are a pure function of (image, tokens so far), so
  * every expected result can be worked out by hand or by brute force.
  */
-import type { DecoderSession } from '../../../../../src/models/runtime/generation/types.ts';
+import type { DecoderSession } from '../../src/models/runtime/generation/types.ts';
 
 export type LogitsFn = (image: number, tokens: number[]) => number[];
 

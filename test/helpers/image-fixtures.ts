@@ -3,7 +3,7 @@ import zlib from 'node:zlib';
 import sharp from 'sharp';
 
 /** Shared by the image, download-stage and corpus tests: the committed fixtures plus generated ones. */
-export const FIXTURE_DIR = new URL('../../fixtures/images/', import.meta.url);
+export const FIXTURE_DIR = new URL('../fixtures/images/', import.meta.url);
 
 export function fixture(name: string): Buffer {
   return readFileSync(new URL(name, FIXTURE_DIR));

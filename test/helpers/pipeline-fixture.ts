@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { loadConfig, type LoadedConfig } from '../../../src/config/load.ts';
+import { loadConfig, type LoadedConfig } from '../../src/config/load.ts';
 
 /**
  * A real HTTP server on 127.0.0.1 serving small JPEGs (`/img/<n>.jpg`), plus failing routes

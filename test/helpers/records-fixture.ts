@@ -1,4 +1,4 @@
-import type { RowRecord } from '../../../src/core/records.ts';
+import type { RowRecord } from '../../src/core/records.ts';
 
 /** Records in every final state a shard can hold, for writer, rethreshold and retry tests. */
 export function record(i: number, over: Partial<RowRecord> = {}): RowRecord {

@@ -1,7 +1,7 @@
 import { expect, it } from 'vitest';
-import { isCapfiltError } from '../../../../src/core/errors.ts';
-import type { ShardState } from '../../../../src/core/shard.ts';
-import type { StagingStore } from '../../../../src/pipeline/staging/types.ts';
+import { isCapfiltError } from '../../src/core/errors.ts';
+import type { ShardState } from '../../src/core/shard.ts';
+import type { StagingStore } from '../../src/pipeline/staging/types.ts';
 
 /** The behaviour both staging backends must share; run by each backend's test file. */
 export function stagingContract(open: () => StagingStore): void {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
  * Real weights and the real runtime; their captions and scores carry no meaning.
  */
 export function t1ModelDir(): string {
-  const fixtures = fileURLToPath(new URL('../../fixtures/parity/', import.meta.url));
+  const fixtures = fileURLToPath(new URL('../fixtures/parity/', import.meta.url));
   const dir = mkdtempSync(join(tmpdir(), 'capfilt-t1-'));
   for (const role of ['captioner', 'filter']) {
     cpSync(join(fixtures, 't1', role), join(dir, role), { recursive: true });

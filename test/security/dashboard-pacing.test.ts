@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
-import { REDIS_URL } from '../integration/helpers/redis-cleanup.ts';
+import { REDIS_URL } from '../helpers/redis-cleanup.ts';
 import { startLoad } from '../helpers/load.ts';
 
 /**

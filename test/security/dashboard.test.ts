@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
 import { isCapfiltError } from '../../src/core/errors.ts';
-import { REDIS_URL } from '../integration/helpers/redis-cleanup.ts';
+import { REDIS_URL } from '../helpers/redis-cleanup.ts';
 
 /**
  * Dashboard exposure beyond test/e2e/dashboard-auth (which checks 0.0.0.0 without a token, the

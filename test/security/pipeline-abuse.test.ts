@@ -12,7 +12,7 @@ import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { runPipeline } from '../../src/run/run.ts';
 import { logger } from '../../src/core/logger.ts';
 import { WorkerHost } from '../../src/workers/host.ts';
-import { REDIS_URL, deletePrefix, uniquePrefix } from '../integration/helpers/redis-cleanup.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../helpers/redis-cleanup.ts';
 import { readTarEntries } from '../../src/io/writers/tar.ts';
 
 /**

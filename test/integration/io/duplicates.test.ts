@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MemoryDuplicateIndex, RedisDuplicateIndex } from '../../src/io/duplicates.ts';
+import { MemoryDuplicateIndex, RedisDuplicateIndex } from '../../../src/io/duplicates.ts';
 
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: true });
 afterAll(() => redis.quit());

@@ -1,14 +1,14 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Override } from '../../src/config/load.ts';
-import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
-import { passes } from '../../src/pipeline/decisions.ts';
-import { runPipeline } from '../../src/run/run.ts';
-import { logger } from '../../src/core/logger.ts';
-import { startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
-import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
-import { t1ModelDir } from './helpers/t1-model.ts';
+import { loadConfig, type Override } from '../../../src/config/load.ts';
+import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
+import { passes } from '../../../src/pipeline/decisions.ts';
+import { runPipeline } from '../../../src/run/run.ts';
+import { logger } from '../../../src/core/logger.ts';
+import { startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
+import { t1ModelDir } from '../../helpers/t1-model.ts';
 
 /** Stage selection with the model stages: the real runtime on the t1 checkpoints. */
 const log = logger().child({ test: 'pipeline-models' });
@@ -113,7 +113,7 @@ describe('shards whose stage fails for good', () => {
         set('models.captioner', join(fx.dir, 'no-such-model')),
       ],
     });
-    const { WorkerHost } = await import('../../src/workers/host.ts');
+    const { WorkerHost } = await import('../../../src/workers/host.ts');
     const host = new WorkerHost({ config: loaded.config, stages: loaded.config.pipeline.stages, log });
     await host.start();
     try {

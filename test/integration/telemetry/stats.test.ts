@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StatsReader, StatsWriter, keptAtThreshold, THUMBNAIL_MAX_BYTES } from '../../src/telemetry/stats.ts';
-import { createMetrics } from '../../src/telemetry/metrics.ts';
-import { DemoStatsProducer, demoRecord } from '../e2e/dashboard-fixtures.ts';
+import { StatsReader, StatsWriter, keptAtThreshold, THUMBNAIL_MAX_BYTES } from '../../../src/telemetry/stats.ts';
+import { createMetrics } from '../../../src/telemetry/metrics.ts';
+import { DemoStatsProducer, demoRecord } from '../../helpers/dashboard-fixtures.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 let redis: Redis;

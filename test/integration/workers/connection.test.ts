@@ -2,12 +2,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { isCapfiltError } from '../../src/core/errors.ts';
-import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
-import { runPipeline } from '../../src/run/run.ts';
-import { RedisOutage, openRedis } from '../../src/workers/connection.ts';
-import { startChaosRedis, type ChaosRedis } from '../helpers-chaos/redis-server.ts';
-import { fixtureConfig, startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
+import { isCapfiltError } from '../../../src/core/errors.ts';
+import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
+import { runPipeline } from '../../../src/run/run.ts';
+import { RedisOutage, openRedis } from '../../../src/workers/connection.ts';
+import { startChaosRedis, type ChaosRedis } from '../../helpers/redis-server.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
 
 /**
  * Redis restarting under a run: a private redis-server (AOF on, `appendfsync always`) is killed

@@ -2,10 +2,10 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
-import { cli, type CliProcess } from './helpers/cli.ts';
-import { startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
-import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
+import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
+import { cli, type CliProcess } from '../../helpers/cli.ts';
+import { startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
 /**
  * Worker processes against one Redis: `capfilt run --no-workers` plans and feeds, separate

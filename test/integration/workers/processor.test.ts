@@ -3,15 +3,15 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
-import { RunState } from '../../src/pipeline/run-state.ts';
-import { runPipeline } from '../../src/run/run.ts';
-import { fileTag, outputName, runIdFor, shardId } from '../../src/pipeline/shards.ts';
-import { logger } from '../../src/core/logger.ts';
-import { workerConnection } from '../../src/workers/connection.ts';
-import { StageQueues } from '../../src/workers/queues.ts';
-import { fixtureConfig, startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
-import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
+import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
+import { RunState } from '../../../src/pipeline/run-state.ts';
+import { runPipeline } from '../../../src/run/run.ts';
+import { fileTag, outputName, runIdFor, shardId } from '../../../src/pipeline/shards.ts';
+import { logger } from '../../../src/core/logger.ts';
+import { workerConnection } from '../../../src/workers/connection.ts';
+import { StageQueues } from '../../../src/workers/queues.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
 /**
  * Jobs left in the queues by an earlier attempt of a run (a coordinator that hung or was killed
@@ -82,37 +82,6 @@ describe('jobs left over from an earlier attempt of the run', { timeout: 120_000
       await q.close();
     } finally {
       await queues.close();
-      redis.disconnect();
-    }
-  });
-});
-
-describe('RunState done and failed shards', () => {
-  it('keeps K:done and K:failed disjoint, and counts attempts', async () => {
-    const prefix = uniquePrefix('runstate');
-    prefixes.push(prefix);
-    const redis = new Redis(REDIS_URL);
-    try {
-      const run = new RunState(redis, prefix, 'r1');
-      const loaded = config(join(fx.dir, 'unused'));
-      const meta = { input: 'in', out: 'out', stages: ['download', 'write'], totalRows: 80, totalShards: 2, skippedShards: 0, startedAt: Date.now() };
-      expect(await run.attempt()).toBe(0);
-      expect(await run.begin(loaded.config, meta)).toBe(1);
-      const counts = { rows: 40, kept: 30, filtered: 0, failed: 10 };
-      // A shard failed by a leftover job and then written by its own chain is written, not failed.
-      expect(await run.markFailed('a', 'STAGING_STATE_MISSING: gone')).toBe(true);
-      expect(await run.markDone('a', counts)).toBe(true);
-      expect(await run.failedShards()).toEqual({});
-      // A written shard cannot be failed afterwards.
-      expect(await run.markDone('b', counts)).toBe(true);
-      expect(await run.markFailed('b', 'STAGING_STATE_MISSING: gone')).toBe(false);
-      expect(await run.failedShards()).toEqual({});
-      expect(await run.isDone('b')).toBe(true);
-      expect(await run.totals()).toEqual({ ...counts, rows: 80, kept: 60, failed: 20, shards: 2 });
-      expect(await run.begin(loaded.config, meta)).toBe(2);
-      expect(await run.isDone('b')).toBe(false);
-      expect(await run.attempt()).toBe(2);
-    } finally {
       redis.disconnect();
     }
   });

@@ -1,10 +1,10 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, type LoadedConfig } from '../../src/config/load.ts';
-import { isCapfiltError } from '../../src/core/errors.ts';
-import { logger } from '../../src/core/logger.ts';
-import { redisReachable } from '../../src/workers/connection.ts';
-import { resolveRedis } from '../../src/workers/redis-setup.ts';
+import { loadConfig, type LoadedConfig } from '../../../src/config/load.ts';
+import { isCapfiltError } from '../../../src/core/errors.ts';
+import { logger } from '../../../src/core/logger.ts';
+import { redisReachable } from '../../../src/workers/connection.ts';
+import { resolveRedis } from '../../../src/workers/redis-setup.ts';
 
 const log = logger().child({ test: 'redis-setup' });
 // Nothing listens on port 1; the "default" URL below stands for a machine without Redis.

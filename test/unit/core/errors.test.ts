@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CapfiltError, ERROR_CODES, describeError, isCapfiltError } from '../../src/core/errors.ts';
+import { CapfiltError, ERROR_CODES, describeError, isCapfiltError } from '../../../src/core/errors.ts';
 
 describe('error catalogue', () => {
   it('has unique upper-snake codes with a description each', () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fetcher, parseRetryAfter, userAgentString, type FetchOptions, type FetchResult } from '../../../src/io/fetch.ts';
-import { startFixtureServer, type FixtureServer } from './fixture-server.ts';
+import { startFixtureServer, type FixtureServer } from '../../helpers/fixture-server.ts';
 
 let srv: FixtureServer;
 const fetchers: Fetcher[] = [];

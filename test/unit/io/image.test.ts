@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { processImage, sha256Hex, type ImageResult } from '../../../src/io/image.ts';
-import { HTML_PAGE, SVG, exifRotatedJpeg, fixture, hugePng, jpegOfSize } from './image-fixtures.ts';
+import { HTML_PAGE, SVG, exifRotatedJpeg, fixture, hugePng, jpegOfSize } from '../../helpers/image-fixtures.ts';
 
 function ok(r: ImageResult) {
   if (!r.ok) throw new Error(`expected success, got ${r.code}: ${r.detail}`);

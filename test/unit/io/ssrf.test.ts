@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fetcher, type FetchOptions } from '../../../src/io/fetch.ts';
 import { SsrfGuard, blockedRange, embeddedIpv4 } from '../../../src/io/ssrf.ts';
-import { startFixtureServer, type FixtureServer } from './fixture-server.ts';
+import { startFixtureServer, type FixtureServer } from '../../helpers/fixture-server.ts';
 
 let srv: FixtureServer;
 const fetchers: Fetcher[] = [];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isCapfiltError } from '../../../src/core/errors.ts';
 import { createMetrics, serveMetrics } from '../../../src/telemetry/metrics.ts';
-import { demoRecord } from '../../e2e/dashboard-fixtures.ts';
+import { demoRecord } from '../../helpers/dashboard-fixtures.ts';
 
 describe('worker metrics', () => {
   it('counts rows, failures, texts and kept ratios, times model calls and reads queue depth at scrape', async () => {

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HISTOGRAMS, bucketOf, keptAtThreshold } from '../../../src/telemetry/stats-schema.ts';
 import { pickSamples } from '../../../src/telemetry/stats.ts';
-import { demoRecord } from '../../e2e/dashboard-fixtures.ts';
+import { demoRecord } from '../../helpers/dashboard-fixtures.ts';
 
 describe('score histograms', () => {
   it('puts values in range, clamps the edges and puts a threshold on its own bucket edge', () => {

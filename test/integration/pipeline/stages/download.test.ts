@@ -4,14 +4,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES } from '../../src/core/errors.ts';
-import { MemoryDuplicateIndex } from '../../src/io/duplicates.ts';
-import { Fetcher } from '../../src/io/fetch.ts';
-import { downloadRows } from '../../src/pipeline/stages/download.ts';
-import { FsStagingStore } from '../../src/pipeline/staging/fs.ts';
-import type { RowRecord } from '../../src/core/records.ts';
-import { startFixtureServer, type FixtureServer, type StaticRoutes } from '../unit/io/fixture-server.ts';
-import { record } from '../unit/io/records-fixture.ts';
+import { ERROR_CODES } from '../../../../src/core/errors.ts';
+import { MemoryDuplicateIndex } from '../../../../src/io/duplicates.ts';
+import { Fetcher } from '../../../../src/io/fetch.ts';
+import { downloadRows } from '../../../../src/pipeline/stages/download.ts';
+import { FsStagingStore } from '../../../../src/pipeline/staging/fs.ts';
+import type { RowRecord } from '../../../../src/core/records.ts';
+import { startFixtureServer, type FixtureServer, type StaticRoutes } from '../../../helpers/fixture-server.ts';
+import { record } from '../../../helpers/records-fixture.ts';
 
 /**
  * The whole image corpus of ../shared/corpus (970 files from Pillow's test suite: fuzzer crashes,
@@ -19,7 +19,7 @@ import { record } from '../unit/io/records-fixture.ts';
  * through the download stage. Each row must end with an image or a catalogued reason, nothing
  * may crash or hang, and accepted EXIF-oriented images must come out the right way up.
  */
-const CORPUS = fileURLToPath(new URL('../../../shared/corpus/images/', import.meta.url));
+const CORPUS = fileURLToPath(new URL('../../../../../shared/corpus/images/', import.meta.url));
 const present = existsSync(CORPUS);
 if (!present) process.stderr.write(`corpus.test.ts: skipped, ${CORPUS} is absent (the CI checkout has it beside the repo)\n`);
 

@@ -1,12 +1,12 @@
 import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
-import { runPipeline } from '../../src/run/run.ts';
-import { planShards, rowKey, runIdFor } from '../../src/pipeline/shards.ts';
-import { logger } from '../../src/core/logger.ts';
-import { fixtureConfig, startFixture, type PipelineFixture } from './helpers/pipeline-fixture.ts';
-import { REDIS_URL, deletePrefix, uniquePrefix } from './helpers/redis-cleanup.ts';
+import { readShardParquet } from '../../../../src/io/writers/shard-parquet.ts';
+import { runPipeline } from '../../../../src/run/run.ts';
+import { planShards, rowKey, runIdFor } from '../../../../src/pipeline/shards.ts';
+import { logger } from '../../../../src/core/logger.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from '../../../helpers/pipeline-fixture.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../../../helpers/redis-cleanup.ts';
 
 const log = logger().child({ test: 'staging-fs' });
 const ROWS = 120;

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RedisStagingStore } from '../../src/pipeline/staging/redis.ts';
-import { stagingContract } from '../unit/pipeline/staging/contract.ts';
+import { RedisStagingStore } from '../../../../src/pipeline/staging/redis.ts';
+import { stagingContract } from '../../../helpers/staging-contract.ts';
 
 const prefix = `test-staging-${process.pid}-${Date.now()}`;
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');

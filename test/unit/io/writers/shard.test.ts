@@ -8,7 +8,7 @@ import { readShardParquet } from '../../../../src/io/writers/shard-parquet.ts';
 import { readTarEntries } from '../../../../src/io/writers/tar.ts';
 import { readRunJson, writeRunJson } from '../../../../src/io/writers/run-json.ts';
 import type { RowRecord } from '../../../../src/core/records.ts';
-import { record, scored } from '../records-fixture.ts';
+import { record, scored } from '../../../helpers/records-fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-writers-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

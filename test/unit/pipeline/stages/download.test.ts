@@ -9,9 +9,9 @@ import { Fetcher } from '../../../../src/io/fetch.ts';
 import { closeDownloadResources, downloadRows, downloadShard, type DownloadContext } from '../../../../src/pipeline/stages/download.ts';
 import { FsStagingStore } from '../../../../src/pipeline/staging/fs.ts';
 import type { ShardState } from '../../../../src/core/shard.ts';
-import { startFixtureServer, type FixtureServer, type StaticRoutes } from '../../io/fixture-server.ts';
-import { HTML_PAGE, SVG, exifRotatedJpeg, fixture, hugePng } from '../../io/image-fixtures.ts';
-import { record } from '../../io/records-fixture.ts';
+import { startFixtureServer, type FixtureServer, type StaticRoutes } from '../../../helpers/fixture-server.ts';
+import { HTML_PAGE, SVG, exifRotatedJpeg, fixture, hugePng } from '../../../helpers/image-fixtures.ts';
+import { record } from '../../../helpers/records-fixture.ts';
 import { pino } from 'pino';
 
 let srv: FixtureServer;

@@ -9,7 +9,7 @@ import { readTarEntries } from '../../../../src/io/writers/tar.ts';
 import { FsStagingStore } from '../../../../src/pipeline/staging/fs.ts';
 import { writeShard } from '../../../../src/pipeline/stages/write.ts';
 import type { ShardState } from '../../../../src/core/shard.ts';
-import { record, scored } from '../../io/records-fixture.ts';
+import { record, scored } from '../../../helpers/records-fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-write-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,7 +6,7 @@ import { isCapfiltError } from '../../../../src/core/errors.ts';
 import type { ShardState } from '../../../../src/core/shard.ts';
 import { FsStagingStore } from '../../../../src/pipeline/staging/fs.ts';
 import { PERMANENT_CODES } from '../../../../src/workers/processor.ts';
-import { stagingContract } from './contract.ts';
+import { stagingContract } from '../../../helpers/staging-contract.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-staging-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

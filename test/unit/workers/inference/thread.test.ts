@@ -3,15 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isCapfiltError } from '../../../src/core/errors.ts';
-import { loadBlip } from '../../../src/models/blip/index.ts';
-import type { BlipModels } from '../../../src/models/blip/types.ts';
-import type { GenerationOptions } from '../../../src/models/runtime/generation/types.ts';
-import { processMetrics } from '../../../src/telemetry/metrics.ts';
-import { openThreadedBlip } from '../../../src/workers/inference/client.ts';
+import { isCapfiltError } from '../../../../src/core/errors.ts';
+import { loadBlip } from '../../../../src/models/blip/index.ts';
+import type { BlipModels } from '../../../../src/models/blip/types.ts';
+import type { GenerationOptions } from '../../../../src/models/runtime/generation/types.ts';
+import { processMetrics } from '../../../../src/telemetry/metrics.ts';
+import { openThreadedBlip } from '../../../../src/workers/inference/client.ts';
 
 // The t1 parity checkpoints (tiny BLIP captioner + filter) with a tokenizer over their vocabulary.
-const fixtures = fileURLToPath(new URL('../../fixtures/parity/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../fixtures/parity/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-thread-'));
 const runtime = { device: 'cpu', threads: 1, precision: 'fp32' as const };
 const options: GenerationOptions = { method: 'greedy', maxLength: 12, minLength: 0, numBeams: 1, lengthPenalty: 1, topP: 1, topK: 0, temperature: 1, repetitionPenalty: 1, numReturnSequences: 1, prompt: '', seed: 0 };

@@ -4,7 +4,7 @@ import { generate, generatedIds, hfPadded } from '../../../../../src/models/runt
 import { promptPrefix } from '../../../../../src/models/blip/prompt.ts';
 import { isCapfiltError } from '../../../../../src/core/errors.ts';
 import type { GenerationOptions, SpecialIds } from '../../../../../src/models/runtime/generation/types.ts';
-import { TableLM, hashedLM } from './lm.ts';
+import { TableLM, hashedLM } from '../../../../helpers/fake-lm.ts';
 
 interface T { dtype: string; shape: number[]; data: number[] }
 const t1 = JSON.parse(readFileSync(new URL('../../../../fixtures/generation/t1_greedy.json', import.meta.url), 'utf8'));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { generate } from '../../../../../src/models/runtime/generation/index.ts';
 import type { GenerationOptions, SpecialIds } from '../../../../../src/models/runtime/generation/types.ts';
-import { TableLM, hashedLM, lastTokenTable } from './lm.ts';
+import { TableLM, hashedLM, lastTokenTable } from '../../../../helpers/fake-lm.ts';
 
 // vocab: 0 pad, 1 cls, 2 sep (= eos), 3 bos, 4.. words
 const special: SpecialIds = { pad: 0, cls: 1, sep: 2, eos: 2, bos: 3 };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isCapfiltError } from '../../../../../src/core/errors.ts';
 import { openSafetensors } from '../../../../../src/models/runtime/weights/safetensors.ts';
-import { f32Bytes, writeSafetensors } from './safetensors-writer.ts';
+import { f32Bytes, writeSafetensors } from '../../../../helpers/safetensors-writer.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-st-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -7,7 +7,7 @@ import { loadBlipConfig } from '../../../../../src/models/blip/config.ts';
 import { expectedWeights, LM_HEAD } from '../../../../../src/models/blip/weights/names.ts';
 import { openSafetensors } from '../../../../../src/models/runtime/weights/safetensors.ts';
 import { CheckedWeights, openWeightFolder } from '../../../../../src/models/runtime/weights/source.ts';
-import { writeSafetensors, type StEntry } from '../../runtime/weights/safetensors-writer.ts';
+import { writeSafetensors, type StEntry } from '../../../../helpers/safetensors-writer.ts';
 
 const fixtures = new URL('../../../../fixtures/', import.meta.url).pathname;
 const t1 = join(fixtures, 'parity/t1/captioner');
