@@ -28,3 +28,19 @@ export interface ImageTextScorer {
   score(items: { image: ImageInput; texts: string[] }[]): Promise<PerImage<TextScore[]>[]>;
   close(): Promise<void>;
 }
+
+/**
+ * The embedder: two towers into one space (CLIP). Embeddings are L2-normalised, so a dot
+ * product is the cosine ("CLIP score"); `logitScale` is exp(logit_scale), the temperature
+ * zero-shot classification multiplies cosines by before a softmax.
+ */
+export interface ImageTextEmbedder {
+  /** Width of the shared embedding space (projection_dim). */
+  readonly dim: number;
+  readonly logitScale: number;
+  /** One normalised embedding per image, in order; a bad image fails alone. */
+  embedImages(images: ImageInput[]): Promise<PerImage<Float32Array>[]>;
+  /** One normalised embedding per text, in order; long texts are truncated, never refused. */
+  embedTexts(texts: string[]): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}
