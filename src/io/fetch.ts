@@ -3,9 +3,10 @@ import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { Agent, type Dispatcher } from 'undici';
+import { realClock, type Clock } from '../core/clock.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { DnsCache, guardedLookup, systemResolver, type Resolver } from './dns.ts';
-import { HostLimiter, sleep } from './host-limiter.ts';
+import { HostLimiter } from './host-limiter.ts';
 import { DEFAULT_DISALLOWED_DIRECTIVES, robotsOptOut } from './robots-tag.ts';
 import { BlockedAddressError, SsrfGuard, stripBrackets } from './ssrf.ts';
 
@@ -50,6 +51,12 @@ export interface FetchOptions {
   resolver: Resolver;
   /** Connections per origin in the undici pool. */
   connectionsPerOrigin: number;
+  /**
+   * Time for the waits capfilt makes itself — retry backoff and Retry-After, the per-host delay
+   * — and for `ms`; the real clock by default (tests pass a manual one). The request timeouts are
+   * undici's and the total-attempt timer's, on real time, since they race real sockets.
+   */
+  clock: Clock;
 }
 
 export const PROJECT_URL = 'https://github.com/capfilt/capfilt';
@@ -86,6 +93,7 @@ export const DEFAULT_FETCH_OPTIONS: FetchOptions = {
   dnsTtlMs: 60_000,
   resolver: systemResolver,
   connectionsPerOrigin: 16,
+  clock: realClock,
 };
 
 export function userAgentString(o: Pick<FetchOptions, 'userAgent' | 'userAgentToken' | 'userAgentUrl'>): string {
@@ -146,7 +154,7 @@ export class Fetcher {
     this.options = o;
     this.userAgent = userAgentString(o);
     this.guard = new SsrfGuard({ enabled: o.ssrf, allowlist: o.ssrfAllowlist });
-    this.limiter = new HostLimiter(o.perHostConcurrency, o.perHostDelayMs);
+    this.limiter = new HostLimiter(o.perHostConcurrency, o.perHostDelayMs, o.clock);
     this.robotsAgents = ['capfilt', ...(o.userAgentToken ? [o.userAgentToken] : []), ...o.robotsAgents];
     const dns = new DnsCache(o.resolver, o.dnsTtlMs);
     this.agent = new Agent({
@@ -162,12 +170,13 @@ export class Fetcher {
   }
 
   async fetch(url: string, signal?: AbortSignal): Promise<FetchResult> {
-    const started = performance.now();
+    const clock = this.options.clock;
+    const started = clock.now();
     let attempt = 0;
     for (;;) {
       attempt++;
       const r = await this.attempt(url, signal);
-      const ms = Math.round(performance.now() - started);
+      const ms = Math.max(0, Math.round(clock.now() - started));
       if (r.ok) return { ...r, attempts: attempt, ms };
       const done = !r.retryable || attempt > this.options.retries || signal?.aborted;
       let wait = 0;
@@ -179,7 +188,7 @@ export class Fetcher {
       }
       if (done) return { ...failureOf(r), attempts: attempt, ms };
       try {
-        await sleep(wait, signal);
+        await clock.sleep(wait, signal);
       } catch {
         return { ...failureOf(r), code: 'DOWNLOAD_ABORTED', detail: 'cancelled while waiting to retry', attempts: attempt, ms };
       }
@@ -271,7 +280,7 @@ export class Fetcher {
             await discard(res.body);
             const retryable = res.statusCode === 429 || res.statusCode === 408 || (res.statusCode >= 500 && res.statusCode !== 501);
             const r = fail('DOWNLOAD_HTTP_STATUS', `HTTP ${res.statusCode}`, httpStatus, url, retryable);
-            const after = parseRetryAfter(header(res.headers, 'retry-after'));
+            const after = parseRetryAfter(header(res.headers, 'retry-after'), o.clock.now());
             if (after !== undefined && (res.statusCode === 429 || res.statusCode === 503)) r.retryAfterMs = after;
             return r;
           }

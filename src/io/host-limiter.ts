@@ -1,7 +1,10 @@
+import { realClock, type Clock } from '../core/clock.ts';
+
 /**
  * Politeness per host: at most `concurrency` requests in flight to one host, and request starts
  * to one host at least `minDelayMs` apart. A start time is reserved when a slot is taken, so two
- * requests released at the same moment still start `minDelayMs` apart.
+ * requests released at the same moment still start `minDelayMs` apart. Time comes from `clock`
+ * (the real clock unless a test passes a manual one).
  */
 interface HostState {
   active: number;
@@ -12,7 +15,7 @@ interface HostState {
 export class HostLimiter {
   private readonly hosts = new Map<string, HostState>();
 
-  constructor(private readonly concurrency: number, private readonly minDelayMs: number) {
+  constructor(private readonly concurrency: number, private readonly minDelayMs: number, private readonly clock: Clock = realClock) {
     if (!(concurrency >= 1)) throw new RangeError(`perHostConcurrency must be >= 1, got ${concurrency}`);
   }
 
@@ -38,7 +41,7 @@ export class HostLimiter {
         state.waiters.push(wake);
       });
     }
-    const now = Date.now();
+    const now = this.clock.now();
     const start = Math.max(now, state.nextStart);
     state.nextStart = start + this.minDelayMs;
     let released = false;
@@ -48,11 +51,11 @@ export class HostLimiter {
       const next = state.waiters.shift();
       if (next) return next();
       state.active--;
-      if (state.active === 0 && state.nextStart <= Date.now()) this.hosts.delete(host);
+      if (state.active === 0 && state.nextStart <= this.clock.now()) this.hosts.delete(host);
     };
     if (start > now) {
       try {
-        await sleep(start - now, signal);
+        await this.clock.sleep(start - now, signal);
       } catch (e) {
         release();
         throw e;
@@ -74,19 +77,4 @@ export class HostLimiter {
     }
     return s;
   }
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fetcher, parseRetryAfter, userAgentString, type FetchOptions, type FetchResult } from '../../../src/io/fetch.ts';
 import { startFixtureServer, type FixtureServer } from '../../helpers/fixture-server.ts';
+import { ManualClock } from '../../helpers/manual-clock.ts';
 
 let srv: FixtureServer;
 const fetchers: Fetcher[] = [];
@@ -106,15 +107,26 @@ describe('Fetcher', () => {
   });
 
   it('retries 5xx and 429 with backoff, honouring Retry-After', async () => {
-    const f = fetcher({ retries: 2 });
-    const r = await f.fetch(`${srv.url}/flaky/a?fail=2&status=503`);
+    const clock = new ManualClock();
+    const f = fetcher({ retries: 2, clock });
+    const r = await clock.drive(f.fetch(`${srv.url}/flaky/a?fail=2&status=503`));
     expect(r.ok && r.attempts).toBe(3);
-    const t0 = Date.now();
-    const after = await f.fetch(`${srv.url}/flaky/b?fail=1&status=429&retry-after=1`);
+    // Exponential backoff with equal jitter on retryBaseMs 10: 5–10 ms, then 10–20 ms.
+    const [first, second] = clock.sleeps;
+    expect(clock.sleeps).toHaveLength(2);
+    expect(first).toBeGreaterThanOrEqual(5);
+    expect(first).toBeLessThanOrEqual(10);
+    expect(second).toBeGreaterThanOrEqual(10);
+    expect(second).toBeLessThanOrEqual(20);
+    // The waits count in the result's time (the requests themselves take no time on this clock).
+    expect(r.ms).toBe(first + second);
+    const after = await clock.drive(f.fetch(`${srv.url}/flaky/b?fail=1&status=429&retry-after=1`));
     expect(after.ok && after.attempts).toBe(2);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(950);
-    expect(failure(await f.fetch(`${srv.url}/status/500`))).toMatchObject({ code: 'DOWNLOAD_HTTP_STATUS', httpStatus: 500, attempts: 3 });
+    expect(clock.sleeps.slice(2)).toEqual([1000]);
+    expect(after.ms).toBe(1000);
+    expect(failure(await clock.drive(f.fetch(`${srv.url}/status/500`)))).toMatchObject({ code: 'DOWNLOAD_HTTP_STATUS', httpStatus: 500, attempts: 3 });
     expect(srv.hits.get('/status/500')).toBe(3);
+    expect(clock.sleeps).toHaveLength(5);
   });
 
   it('does not retry 404, and gives up on a Retry-After beyond the cap', async () => {
@@ -156,14 +168,16 @@ describe('Fetcher', () => {
   });
 
   it('keeps per-host concurrency and the minimum delay between requests to one host', async () => {
-    const f = fetcher({ perHostConcurrency: 1, perHostDelayMs: 80 });
-    const before = srv.starts.get('/hold.jpg')?.length ?? 0;
-    const begin = Date.now();
-    const results = await Promise.all([0, 1, 2, 3].map(() => f.fetch(`${srv.url}/hold.jpg?ms=30`)));
+    const clock = new ManualClock();
+    const f = fetcher({ perHostConcurrency: 1, perHostDelayMs: 80, clock });
+    const results = await clock.drive(Promise.all([0, 1, 2, 3].map(() => f.fetch(`${srv.url}/hold.jpg?ms=30`))));
     expect(results.every((r) => r.ok)).toBe(true);
-    // Request i may start no earlier than i × 80 ms after the first; arrival can only be later.
-    const times = srv.starts.get('/hold.jpg')!.slice(before).sort((x, y) => x - y);
-    times.forEach((t, i) => expect(t - begin).toBeGreaterThanOrEqual(i * 80 - 2));
+    expect(srv.maxConcurrent('/hold.jpg')).toBe(1);
+    // Request i starts i × 80 ms after the first: each later one waited out the rest of its turn.
+    expect(clock.sleeps).toEqual([80, 80, 80]);
+    expect(clock.now()).toBe(240);
+    expect(results.map((r) => r.ms).sort((a, b) => a - b)).toEqual([0, 80, 160, 240]);
+    // Two slots, server-held responses (100 ms of real time each): six requests take three rounds.
     const two = fetcher({ perHostConcurrency: 2 });
     const t0 = Date.now();
     await Promise.all([0, 1, 2, 3, 4, 5].map(() => two.fetch(`${srv.url}/hold2.jpg?ms=100`)));

@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { HostLimiter } from '../../../src/io/host-limiter.ts';
+import { ManualClock } from '../../helpers/manual-clock.ts';
+
+/** One event-loop turn: lets a waiter that was (wrongly) woken run, without waiting for time. */
+const turn = () => new Promise<void>((r) => setImmediate(r));
 
 describe('HostLimiter', () => {
   it('bounds concurrency per host without limiting other hosts', async () => {
-    const limiter = new HostLimiter(2, 0);
+    const clock = new ManualClock();
+    const limiter = new HostLimiter(2, 0, clock);
     const active = new Map<string, number>();
     let peakA = 0;
     let peakB = 0;
@@ -12,29 +17,49 @@ describe('HostLimiter', () => {
       active.set(host, (active.get(host) ?? 0) + 1);
       peakA = Math.max(peakA, active.get('a') ?? 0);
       peakB = Math.max(peakB, active.get('b') ?? 0);
-      await new Promise((r) => setTimeout(r, 20));
+      await clock.sleep(20);
       active.set(host, active.get(host)! - 1);
       release();
     };
-    await Promise.all([...Array(6)].map((_, i) => job(i % 2 ? 'a' : 'b')));
+    const all = Promise.all([...Array(6)].map((_, i) => job(i % 2 ? 'a' : 'b')));
+    // Two jobs per host hold a slot for 20 ms each: three rounds.
+    await clock.whenSleeping(4);
+    expect(clock.pending).toBe(4);
+    await clock.advance(20);
+    expect(clock.pending).toBe(2);
+    await clock.advance(20);
+    await all;
+    expect(clock.now()).toBe(40);
     expect(peakA).toBe(2);
     expect(peakB).toBe(2);
     expect(limiter.size()).toBe(0);
   });
 
   it('spaces starts to one host by the minimum delay', async () => {
-    const limiter = new HostLimiter(10, 50);
+    const clock = new ManualClock(1_000);
+    const limiter = new HostLimiter(10, 50, clock);
     const starts: number[] = [];
-    await Promise.all([0, 1, 2].map(async () => {
+    const all = Promise.all([0, 1, 2].map(async () => {
       const release = await limiter.acquire('h');
-      starts.push(Date.now());
+      starts.push(clock.now());
       release();
     }));
-    expect(starts[2] - starts[0]).toBeGreaterThanOrEqual(95);
+    await clock.whenSleeping(2);
+    // The first starts at once; the others reserved the next two turns, 50 ms apart.
+    expect(starts).toEqual([1_000]);
+    expect(clock.deadlines).toEqual([1_050, 1_100]);
+    await clock.advance(49);
+    expect(starts).toEqual([1_000]);
+    await clock.advance(1);
+    expect(starts).toEqual([1_000, 1_050]);
+    await clock.advance(50);
+    await all;
+    expect(starts).toEqual([1_000, 1_050, 1_100]);
+    expect(clock.sleeps).toEqual([50, 100]);
   });
 
   it('hands a released slot to the waiter, not to a caller arriving in between', async () => {
-    const limiter = new HostLimiter(1, 0);
+    const limiter = new HostLimiter(1, 0, new ManualClock());
     const first = await limiter.acquire('h');
     let thirdStarted = false;
     const second = limiter.acquire('h');
@@ -44,7 +69,7 @@ describe('HostLimiter', () => {
       return release;
     });
     const releaseSecond = await second;
-    await new Promise((r) => setTimeout(r, 10));
+    await turn();
     expect(thirdStarted).toBe(false);
     releaseSecond();
     (await third)();
@@ -52,7 +77,7 @@ describe('HostLimiter', () => {
   });
 
   it('removes an aborted waiter from the queue', async () => {
-    const limiter = new HostLimiter(1, 0);
+    const limiter = new HostLimiter(1, 0, new ManualClock());
     const release = await limiter.acquire('h');
     const ctl = new AbortController();
     const waiting = limiter.acquire('h', ctl.signal);
