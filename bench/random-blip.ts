@@ -1,7 +1,8 @@
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expectedWeights } from '../src/models/blip/weights/names.ts';
 import { parseBlipConfig } from '../src/models/blip/config.ts';
+import { writeRandomSafetensors } from './random-weights.ts';
 
 /**
  * Writes a BLIP captioner/ + filter/ pair with random weights at the released base sizes
@@ -25,46 +26,12 @@ function config(architecture: string): Record<string, unknown> {
   };
 }
 
-/** xorshift32 uniform in [-a, a]: fast, and enough for timing (values only need to be finite). */
-function fill(out: Float32Array, state: { s: number }, a: number, offset = 0): void {
-  let s = state.s;
-  for (let i = 0; i < out.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = offset + ((s >>> 0) / 4294967296 * 2 - 1) * a;
-  }
-  state.s = s;
-}
-
 function writeModel(dir: string, architecture: string, seed: number): void {
   mkdirSync(dir, { recursive: true });
   const cfgJson = config(architecture);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(cfgJson, null, 2));
   const cfg = parseBlipConfig(cfgJson, join(dir, 'config.json'));
-  const names = [...expectedWeights(cfg).shapes.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let offset = 0;
-  for (const [name, shape] of names) {
-    const bytes = shape.reduce((x, y) => x * y, 1) * 4;
-    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  while ((8 + json.length) % 8) json += ' ';
-  const fd = openSync(join(dir, 'model.safetensors'), 'w');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  writeSync(fd, len);
-  writeSync(fd, Buffer.from(json));
-  const state = { s: seed };
-  for (const [name, shape] of names) {
-    const t = new Float32Array(shape.reduce((x, y) => x * y, 1));
-    const isNormScale = /(LayerNorm|layer_norm\d?|post_layernorm)\.weight$/.test(name);
-    fill(t, state, isNormScale ? 0.05 : 0.035, isNormScale ? 1 : 0);
-    writeSync(fd, new Uint8Array(t.buffer));
-  }
-  closeSync(fd);
+  writeRandomSafetensors(join(dir, 'model.safetensors'), expectedWeights(cfg).shapes, seed);
   const vocab = Array.from({ length: 30524 }, (_, i) => `w${i}`);
   Object.assign(vocab, { 0: '[PAD]', 100: '[UNK]', 101: '[CLS]', 102: '[SEP]', 103: '[MASK]', 30522: '[DEC]', 30523: '[ENC]' });
   'a picture of the dog cat on in with beach woman sitting red blue circle square'.split(' ').forEach((w, i) => { vocab[1000 + i] = w; });

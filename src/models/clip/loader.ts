@@ -48,6 +48,9 @@ export async function loadClipModel(dir: string, opts: RuntimeOptions, towers: r
   const cfg = loadClipConfig(dir);
   const pre = loadClipPreprocessor(dir, cfg.vision.imageSize);
   const tokenizer = towers.includes('text') ? maybeTokenizer(dir) : null;
+  if (tokenizer && tokenizer.vocabSize > cfg.text.vocabSize) {
+    throw new CapfiltError('MODEL_CONFIG_INVALID', `${dir}: the tokenizer has ${tokenizer.vocabSize} ids but text_config.vocab_size is ${cfg.text.vocabSize}`, { dir });
+  }
   const sessions: LoadedClip['sessions'] = {};
   let info: Record<string, unknown>;
   let logitScale: number;
