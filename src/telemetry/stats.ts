@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
+import { realClock, type Clock } from '../core/clock.ts';
 import type { RowRecord, RowStatus } from '../core/records.ts';
 import type { CapfiltMetrics } from './metrics.ts';
 import {
@@ -35,6 +36,8 @@ export interface StatsWriterOptions {
   heartbeatTtlMs?: number;
   /** Prometheus metrics updated by the same calls (typically `processMetrics()`). */
   metrics?: CapfiltMetrics | null;
+  /** The time stamped on runs, rows and heartbeats when the caller gives none; the real clock by default. */
+  clock?: Clock;
 }
 
 export interface RecordRowsOptions {
@@ -171,8 +174,9 @@ export class StatsWriter {
   readonly prefix: string;
   private readonly redis: Redis;
   private readonly k: ReturnType<typeof keys>;
-  private readonly o: Required<Omit<StatsWriterOptions, 'redis' | 'prefix' | 'metrics'>>;
+  private readonly o: Required<Omit<StatsWriterOptions, 'redis' | 'prefix' | 'metrics' | 'clock'>>;
   private readonly metrics: CapfiltMetrics | null;
+  private readonly clock: Clock;
   private readonly meter = new RateMeter();
 
   constructor(opts: StatsWriterOptions) {
@@ -180,6 +184,7 @@ export class StatsWriter {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
     this.k = keys(this.prefix);
     this.metrics = opts.metrics ?? null;
+    this.clock = opts.clock ?? realClock;
     this.o = {
       maxSamples: opts.maxSamples ?? 120,
       samplesPerShard: opts.samplesPerShard ?? 6,
@@ -195,7 +200,7 @@ export class StatsWriter {
    * its meta and keeps its counters. The oldest runs beyond `maxRuns` are deleted.
    */
   async registerRun(input: RegisterRunInput): Promise<void> {
-    const startedAt = input.startedAt ?? Date.now();
+    const startedAt = input.startedAt ?? this.clock.now();
     const existing = await this.redis.hget(this.k.meta(input.runId), 'startedAt');
     const meta: RunMeta = {
       runId: input.runId,
@@ -228,7 +233,7 @@ export class StatsWriter {
     if (Object.keys(fields).length) await this.redis.hset(this.k.meta(runId), fields);
   }
 
-  async finishRun(runId: string, state: 'finished' | 'failed' | 'cancelled' = 'finished', at = Date.now()): Promise<void> {
+  async finishRun(runId: string, state: 'finished' | 'failed' | 'cancelled' = 'finished', at = this.clock.now()): Promise<void> {
     await this.updateRun(runId, { state, finishedAt: at });
   }
 
@@ -247,7 +252,7 @@ export class StatsWriter {
    * same shardId was already counted for this stage) and how many samples were stored.
    */
   async recordRows(runId: string, stage: string, records: readonly RowRecord[], opts: RecordRowsOptions = {}): Promise<{ counted: boolean; samples: number }> {
-    const at = opts.at ?? Date.now();
+    const at = opts.at ?? this.clock.now();
     const final = opts.final ?? stage === 'write';
     const counters = new Map<string, number>();
     const inc = (f: string, n = 1) => counters.set(f, (counters.get(f) ?? 0) + n);
@@ -332,7 +337,7 @@ export class StatsWriter {
 
   /** Publishes this worker's liveness; the entry expires after `heartbeatTtlMs`. */
   async heartbeat(input: HeartbeatInput): Promise<WorkerInfo> {
-    const now = Date.now();
+    const now = this.clock.now();
     const host = input.host ?? hostname();
     const pid = input.pid ?? process.pid;
     const id = input.id ?? `${host}:${pid}`;

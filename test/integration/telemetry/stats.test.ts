@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { StatsReader, StatsWriter, keptAtThreshold, THUMBNAIL_MAX_BYTES } from '../../../src/telemetry/stats.ts';
 import { createMetrics } from '../../../src/telemetry/metrics.ts';
 import { DemoStatsProducer, demoRecord } from '../../helpers/dashboard-fixtures.ts';
+import { ManualClock } from '../../helpers/manual-clock.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 let redis: Redis;
@@ -140,26 +141,35 @@ describe('StatsWriter + StatsReader on real Redis', () => {
 
   it('tracks worker heartbeats: live, then lost after the TTL, and removed on a clean stop', async () => {
     const prefix = fresh();
-    const writer = new StatsWriter({ redis, prefix, heartbeatTtlMs: 300 });
+    const clock = new ManualClock(Date.now());
+    const writer = new StatsWriter({ redis, prefix, heartbeatTtlMs: 300, clock });
     // The reader's own default TTL is 15 s: liveness must follow the TTL the worker announced.
     const reader = new StatsReader(redis, prefix);
     await writer.recordRows('r', 'caption', Array.from({ length: 30 }, (_, i) => demoRecord(1, i).record), { shardId: 'a' });
     const info = await writer.heartbeat({ id: 'w1', stages: ['caption', 'filter'], device: 'cuda:0', concurrency: 2 });
-    expect(info.rowsPerSec).toBeGreaterThan(0);
-    expect(info.stageRates.caption).toBeGreaterThan(0);
-    let ws = await reader.workers();
+    // 30 rows within this worker's first second.
+    expect(info).toMatchObject({ rowsPerSec: 30, stageRates: { caption: 30 }, lastSeen: clock.now(), ttlMs: 300 });
+    let ws = await reader.workers(clock.now());
     expect(ws).toHaveLength(1);
     expect(ws[0]).toMatchObject({ id: 'w1', live: true, device: 'cuda:0', stages: ['caption', 'filter'] });
-    await new Promise((r) => setTimeout(r, 450));
-    ws = await reader.workers();
+    // Redis drops the worker's own key after the TTL.
+    const pttl = await redis.pttl(`${prefix}:stats:worker:w1`);
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(300);
+    await clock.advance(300);
+    expect((await reader.workers(clock.now()))[0].live).toBe(true);
+    await clock.advance(1);
+    ws = await reader.workers(clock.now());
     expect(ws[0].live).toBe(false);
-    expect(await redis.exists(`${prefix}:stats:worker:w1`)).toBe(0);
+    // Listed as lost for 10 TTLs; the next heartbeat after that drops it.
+    await clock.advance(10 * 300);
+    await writer.heartbeat({ id: 'w3', stages: ['write'] });
+    expect((await reader.workers(clock.now())).map((w) => w.id)).toEqual(['w3']);
 
     const hb = writer.startHeartbeat({ id: 'w2', stages: ['download'] }, 100);
-    await new Promise((r) => setTimeout(r, 250));
-    expect((await reader.workers()).find((w) => w.id === 'w2')?.live).toBe(true);
+    await vi.waitFor(async () => expect((await reader.workers(clock.now())).find((w) => w.id === 'w2')?.live).toBe(true));
     await hb.stop();
-    expect((await reader.workers()).find((w) => w.id === 'w2')).toBeUndefined();
+    expect((await reader.workers(clock.now())).find((w) => w.id === 'w2')).toBeUndefined();
   });
 
   it('keeps a run\'s counters when it is registered again (resume) and records its end', async () => {

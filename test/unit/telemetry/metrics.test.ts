@@ -2,14 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { isCapfiltError } from '../../../src/core/errors.ts';
 import { createMetrics, serveMetrics } from '../../../src/telemetry/metrics.ts';
 import { demoRecord } from '../../helpers/dashboard-fixtures.ts';
+import { ManualClock } from '../../helpers/manual-clock.ts';
 
 describe('worker metrics', () => {
   it('counts rows, failures, texts and kept ratios, times model calls and reads queue depth at scrape', async () => {
-    const m = createMetrics({ labels: { role: 'worker' } });
+    const clock = new ManualClock();
+    const m = createMetrics({ labels: { role: 'worker' }, clock });
     const rows = Array.from({ length: 60 }, (_, i) => demoRecord(5, i).record);
     m.observeRows('filter', rows, false);
     m.observeRows('write', rows, true);
-    await m.timeModel('filter', 'itm', async () => new Promise((r) => setTimeout(r, 20)));
+    // A model call that takes 20 ms of the clock's time.
+    await m.timeModel('filter', 'itm', () => clock.advance(20));
     m.setQueueDepthSource(async () => [{ queue: 'caption', state: 'waiting', count: 7 }]);
     const text = await m.registry.metrics();
     const kept = rows.filter((r) => r.status === 'kept').length;
@@ -23,6 +26,9 @@ describe('worker metrics', () => {
     const line = text.split('\n').find((l) => l.startsWith('capfilt_kept_ratio{source="web"'));
     expect(Number(line!.split(' ').pop())).toBeCloseTo(ratio, 10);
     expect(text).toMatch(/capfilt_model_latency_seconds_count\{[^}]*model="filter",op="itm"[^}]*\} 1\n/);
+    expect(text).toMatch(/capfilt_model_latency_seconds_sum\{[^}]*model="filter",op="itm"[^}]*\} 0\.02\n/);
+    expect(text).toMatch(/capfilt_model_latency_seconds_bucket\{le="0\.01",[^}]*model="filter",op="itm"[^}]*\} 0\n/);
+    expect(text).toMatch(/capfilt_model_latency_seconds_bucket\{le="0\.025",[^}]*model="filter",op="itm"[^}]*\} 1\n/);
     expect(text).toContain('capfilt_queue_depth{queue="caption",state="waiting",role="worker"} 7');
     expect(text).toContain('nodejs_eventloop_lag_seconds');
   });
