@@ -10,6 +10,7 @@ import { register as status } from './status.ts';
 import { register as demo } from './demo.ts';
 import { register as rethreshold } from './rethreshold.ts';
 import { register as retryFailed } from './retry-failed.ts';
+import { registerTokenize as tokenize } from './tokenize.ts';
 
 /**
  * Every CLI command module exports `register(program)`; this list is the CLI's table of
@@ -29,4 +30,5 @@ export const commands: RegisterCommand[] = [
   demo,
   rethreshold,
   retryFailed,
+  tokenize,
 ];
