@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { fastifySSE } from '@fastify/sse';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
+import { realClock, type Clock } from '../core/clock.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { RowStatus } from '../core/records.ts';
 import { StatsReader, type RunSnapshot, type RunSummary, type WorkerView } from '../telemetry/stats-reader.ts';
@@ -40,6 +41,8 @@ export interface DashboardOptions {
   /** Request pacing (pacing.ts); `false` serves every request at once. Default DEFAULT_PACING. */
   pacing?: Partial<PacingOptions> | false;
   logger?: boolean;
+  /** Time for pacing waits, read caching and snapshots; the real clock by default. */
+  clock?: Clock;
 }
 
 export interface Dashboard {
@@ -93,6 +96,7 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
   const prefix = opts.prefix ?? DEFAULT_PREFIX;
   const readOnly = opts.readOnly ?? false;
   const pollMs = opts.pollMs ?? 1000;
+  const clock = opts.clock ?? realClock;
   const ownRedis = !opts.redis;
   const redis = opts.redis ?? new Redis(opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: false });
   const reader = new StatsReader(redis, prefix);
@@ -107,12 +111,12 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
   // Registered before auth, so that a flood of unauthenticated requests is paced too.
   if (pacer.enabled) {
     app.addHook('onRequest', async (req, reply) => {
-      const turn = pacer.admit(req.ip);
+      const turn = pacer.admit(req.ip, clock.now());
       if ('refusedRetryAfterS' in turn) {
         return reply.code(503).header('retry-after', String(turn.refusedRetryAfterS))
           .send({ error: 'DASHBOARD_BUSY', message: `too many requests; retry after ${turn.refusedRetryAfterS} s` });
       }
-      if (turn.waitMs > 0) await new Promise((r) => setTimeout(r, turn.waitMs));
+      if (turn.waitMs > 0) await clock.sleep(turn.waitMs);
     });
   }
   if (token) installAuth(app, token);
@@ -123,7 +127,7 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
   // from the query string, so stale entries are dropped before the map can grow with them.
   const shared = new Map<string, { at: number; value: Promise<unknown> }>();
   function sharedRead<T>(key: string, ttlMs: number, read: () => Promise<T>): Promise<T> {
-    const now = Date.now();
+    const now = clock.now();
     const hit = shared.get(key);
     if (hit && now - hit.at < ttlMs) return hit.value as Promise<T>;
     if (shared.size >= 256) for (const [k, e] of shared) if (now - e.at >= ttlMs) shared.delete(k);
@@ -138,8 +142,9 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
     const runs = await reader.listRuns(20);
     queues.addFromRuns(runs.map((r) => r.meta));
     const id = runId && runs.some((r) => r.meta.runId === runId) ? runId : runs[0]?.meta.runId ?? null;
-    const [run, q, workers] = await Promise.all([id ? reader.run(id) : null, queues.depths(), reader.workers()]);
-    return { now: Date.now(), readOnly, auth: token !== null, runs, run, queues: q, workers, warnings: stallWarnings(q, workers) };
+    const now = clock.now();
+    const [run, q, workers] = await Promise.all([id ? reader.run(id, now) : null, queues.depths(), reader.workers(now)]);
+    return { now, readOnly, auth: token !== null, runs, run, queues: q, workers, warnings: stallWarnings(q, workers) };
   }
   const overview = (runId: string | null) => sharedRead(`overview:${runId ?? ''}`, ttl, () => readOverview(runId));
 
@@ -151,7 +156,7 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
   app.get('/api/overview', async (req) => overview((req.query as { run?: string }).run ?? null));
   app.get('/api/runs', async () => sharedRead('runs', ttl, () => reader.listRuns(50)));
   app.get('/api/runs/:id', async (req, reply) => {
-    const snap = await reader.run((req.params as { id: string }).id);
+    const snap = await reader.run((req.params as { id: string }).id, clock.now());
     return snap ?? reply.code(404).send({ error: 'no such run' });
   });
   app.get('/api/runs/:id/samples', async (req) => {
@@ -161,7 +166,7 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
       status, noise: q.noise || null, reason: q.reason || null, limit: q.limit ? Math.max(1, Math.min(1000, Number(q.limit) || 60)) : undefined,
     });
   });
-  app.get('/api/workers', async () => sharedRead('workers', ttl, () => reader.workers()));
+  app.get('/api/workers', async () => sharedRead('workers', ttl, () => reader.workers(clock.now())));
   app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await sharedRead('metrics', ttl, () => metrics.registry.metrics())));
 
   app.get('/events', { sse: 'only' }, async (req, reply) => {
