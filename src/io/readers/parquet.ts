@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { asyncBufferFromFile, parquetMetadataAsync, type FileMetaData } from 'hyparquet';
+import { realClock, type Clock } from '../../core/clock.ts';
 import { CapfiltError } from '../../core/errors.ts';
 import type { RawRecord, ReaderOptions } from './types.ts';
 import { InvalidUtf8 } from './types.ts';
@@ -75,6 +76,7 @@ interface DecodeJob {
   rowStart: number;
   rowEnd: number;
   limitMs: number;
+  clock: Clock;
   /** The compressed column data the limit was granted for, named when it runs out. */
   bytes: number;
   resolve(d: Decoded): void;
@@ -92,7 +94,7 @@ const MARKER = `\u0000capfilt-invalid-utf8-${randomUUID()}:`;
 class Decoder {
   private worker: Worker | null = null;
   private readonly queue: DecodeJob[] = [];
-  private current: { job: DecodeJob; timer: NodeJS.Timeout } | null = null;
+  private current: { job: DecodeJob; limit: AbortController } | null = null;
   private nextId = 1;
 
   decode(job: Omit<DecodeJob, 'id' | 'resolve' | 'reject'>): Promise<Decoded> {
@@ -124,7 +126,7 @@ class Decoder {
   }
 
   private finish(): void {
-    if (this.current) clearTimeout(this.current.timer);
+    this.current?.limit.abort();
     this.current = null;
     // Idle, the thread must not keep the process alive.
     this.worker?.unref();
@@ -136,14 +138,15 @@ class Decoder {
     const job = this.queue.shift();
     if (!job) return;
     const w = (this.worker ??= this.spawn());
-    const timer = setTimeout(() => {
+    const limit = new AbortController();
+    job.clock.sleep(job.limitMs, limit.signal).then(() => {
       if (this.current?.job !== job) return;
       this.worker = null;
       this.finish();
       void w.terminate();
       job.reject(new DecodeStopped(`decoding did not finish within ${(job.limitMs / 1000).toFixed(1)} s (the limit for ${job.bytes} bytes of compressed column data); the decoder was stopped`));
-    }, job.limitMs);
-    this.current = { job, timer };
+    }, () => undefined);
+    this.current = { job, limit };
     w.ref();
     w.postMessage({ id: job.id, file: job.file, version: job.version, columns: job.columns, rowStart: job.rowStart, rowEnd: job.rowEnd });
   }
@@ -195,7 +198,7 @@ export async function* parquetRecords(file: string, o: ReaderOptions, rowStart =
         let decoded: Decoded | null = null;
         let failure: string | null = null;
         try {
-          decoded = await (decoder ??= new Decoder()).decode({ file, version, columns, rowStart: from, rowEnd: to, limitMs, bytes });
+          decoded = await (decoder ??= new Decoder()).decode({ file, version, columns, rowStart: from, rowEnd: to, limitMs, bytes, clock: o.clock ?? realClock });
           // A corrupt page can decode to another number of rows than the footer promises: never drop or invent rows.
           if (decoded.length !== to - from) failure = `decoded ${decoded.length} rows, the file's metadata says ${to - from}`;
         } catch (e) {

@@ -1,3 +1,4 @@
+import type { Clock } from '../../core/clock.ts';
 import type { ErrorCode } from '../../core/errors.ts';
 
 /**
@@ -28,6 +29,8 @@ export interface ReaderOptions {
    * compressed size). Default PARQUET_DECODE_FLOOR_MS (10 s).
    */
   parquetDecodeFloorMs?: number;
+  /** Parquet: the clock the decode time limit runs on; the real clock by default (tests pass a manual one). */
+  clock?: Clock;
 }
 
 export const DEFAULT_READER_OPTIONS: ReaderOptions = {

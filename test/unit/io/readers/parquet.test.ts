@@ -6,6 +6,7 @@ import { parquetWriteFile } from 'hyparquet-writer';
 import { afterAll, describe, expect, it } from 'vitest';
 import { countRows, readRows, type InputRow, type ReaderOptions } from '../../../../src/io/readers/index.ts';
 import { PARQUET_DECODE_FLOOR_MS, parquetDecodeLimitMs } from '../../../../src/io/readers/parquet.ts';
+import { ManualClock } from '../../../helpers/manual-clock.ts';
 import { HANGING_SPLICES, VALID_ROWS, mutate, writeValidParquet } from '../../../helpers/parquet-mutations.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-parquet-'));
@@ -15,6 +16,22 @@ async function all(path: string, o: Partial<ReaderOptions> = {}): Promise<InputR
   const rows: InputRow[] = [];
   for await (const r of readRows(path, o)) rows.push(r);
   return rows;
+}
+
+/**
+ * Reads a file whose decode never ends on a manual clock: the reader must still be waiting 1 ms
+ * before its decode limit, and give up at the limit. Returns the rows and the limits it waited.
+ */
+async function allOnClock(path: string, o: Partial<ReaderOptions>): Promise<{ rows: InputRow[]; limits: number[] }> {
+  const clock = new ManualClock();
+  let settled = false;
+  const reading = all(path, { ...o, clock }).finally(() => { settled = true; });
+  await clock.whenSleeping();
+  const [limit] = clock.deadlines;
+  await clock.advance(limit - 1);
+  expect(settled).toBe(false);
+  await clock.advance(1);
+  return { rows: await reading, limits: clock.sleeps };
 }
 
 /** 30 rows in 3 row groups of 10. */
@@ -38,6 +55,7 @@ describe('parquet reader: decoding in a thread with a time limit', () => {
     writeFileSync(path, mutate(valid, HANGING_SPLICES));
     expect(await countRows(path)).toBe(VALID_ROWS);
     const floorMs = 1500;
+    // On the real clock: the one check here that a decode that truly never ends is stopped.
     const t0 = Date.now();
     const rows = await all(path, { parquetDecodeFloorMs: floorMs, saveAdditionalColumns: ['extra'] });
     const ms = Date.now() - t0;
@@ -83,8 +101,12 @@ describe('parquet reader: decoding in a thread with a time limit', () => {
     b.set([150, 99], 292);
     b.set([242], 705);
     writeFileSync(path, b);
-    const rows = await all(path, { parquetDecodeFloorMs: 1000 });
+    const { rows, limits } = await allOnClock(path, { parquetDecodeFloorMs: 1000 });
     expect(rows).toHaveLength(80);
+    // Only the first row group was given to the decoder, limited to the floor plus 1 ms per kB.
+    expect(limits).toHaveLength(1);
+    expect(limits[0]).toBeGreaterThanOrEqual(1000);
+    expect(limits[0]).toBeLessThan(1100);
     expect(rows.every((r) => r.invalid?.code === 'INPUT_UNREADABLE')).toBe(true);
     expect(rows[0].invalid?.detail).toMatch(/rows 0-40 cannot be decoded: decoding did not finish within 1\.0 s/);
     expect(rows[79].invalid?.detail).toMatch(/^row 79: .*: not read: rows 0-40: decoding did not finish within 1\.0 s/);
