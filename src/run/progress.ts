@@ -1,11 +1,12 @@
 import cliProgress from 'cli-progress';
 import type { Logger } from 'pino';
+import { realClock, type Clock } from '../core/clock.ts';
 import type { RunTotals } from '../pipeline/run-state.ts';
 
 /**
  * Run progress: a bar on a terminal (rows/s, ETA, kept %), JSON log lines otherwise (one every
  * `intervalMs`), nothing when asked. Rates are measured over the rows processed by this run
- * invocation, not the rows skipped because their output already existed.
+ * invocation, not the rows skipped because their output already existed, over the time of `clock`.
  */
 export type ProgressMode = 'bar' | 'json' | 'none';
 
@@ -19,9 +20,9 @@ export function progressMode(requested: 'auto' | ProgressMode, stream: NodeJS.Wr
   return stream.isTTY ? 'bar' : 'json';
 }
 
-export function createProgress(mode: ProgressMode, totalRows: number, log: Logger, intervalMs = 2000): Progress {
-  const t0 = Date.now();
-  const rate = (done: number, skipped: number) => (done - skipped) / Math.max(0.001, (Date.now() - t0) / 1000);
+export function createProgress(mode: ProgressMode, totalRows: number, log: Logger, intervalMs = 2000, clock: Clock = realClock): Progress {
+  const t0 = clock.now();
+  const rate = (done: number, skipped: number) => (done - skipped) / Math.max(0.001, (clock.now() - t0) / 1000);
   const keptPct = (t: RunTotals) => (t.rows ? (100 * t.kept) / t.rows : 0);
   if (mode === 'bar') {
     const bar = new cliProgress.SingleBar(
@@ -45,7 +46,7 @@ export function createProgress(mode: ProgressMode, totalRows: number, log: Logge
     let last = 0;
     return {
       update(t, x) {
-        const now = Date.now();
+        const now = clock.now();
         if (now - last < intervalMs && t.rows < totalRows) return;
         last = now;
         const rps = rate(t.rows, x.skippedRows);

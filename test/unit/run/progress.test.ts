@@ -1,0 +1,45 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { RunTotals } from '../../../src/pipeline/run-state.ts';
+import { createProgress } from '../../../src/run/progress.ts';
+import { ManualClock } from '../../helpers/manual-clock.ts';
+
+function capture() {
+  const lines: Array<{ progress: Record<string, number | null> }> = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+  return { log, lines };
+}
+const totals = (rows: number, failed = 0): RunTotals => ({ rows, kept: rows - failed, filtered: 0, failed, shards: Math.floor(rows / 10) });
+
+describe('run progress (json)', () => {
+  it('logs at most once per interval, and always the last row, with rows/s over this invocation and the ETA', async () => {
+    const clock = new ManualClock(1_000_000);
+    const { log, lines } = capture();
+    const p = createProgress('json', 100, log, 2000, clock);
+    await clock.advance(1000);
+    p.update(totals(10, 1), { inFlight: 2, skippedRows: 0 });
+    expect(lines.map((l) => l.progress)).toEqual([
+      { rows: 10, totalRows: 100, kept: 9, filtered: 0, failed: 1, shards: 1, inFlight: 2, rowsPerSec: 10, etaSec: 9, keptPct: 90 },
+    ]);
+    await clock.advance(1999);
+    p.update(totals(30), { inFlight: 2, skippedRows: 0 });
+    expect(lines).toHaveLength(1);
+    await clock.advance(1);
+    p.update(totals(40), { inFlight: 2, skippedRows: 0 });
+    expect(lines[1].progress).toMatchObject({ rows: 40, rowsPerSec: 13.33, etaSec: 5 });
+    // The last row is logged at once, whatever the interval.
+    await clock.advance(1);
+    p.update(totals(100), { inFlight: 0, skippedRows: 0 });
+    expect(lines[2].progress).toMatchObject({ rows: 100, etaSec: 0 });
+  });
+
+  it('counts only the rows this invocation processed, not the ones skipped as already written', async () => {
+    const clock = new ManualClock(5_000);
+    const { log, lines } = capture();
+    const p = createProgress('json', 200, log, 2000, clock);
+    await clock.advance(4000);
+    p.update(totals(120), { inFlight: 1, skippedRows: 100 });
+    // 20 rows in 4 s; the 80 left at 5 rows/s.
+    expect(lines[0].progress).toMatchObject({ rows: 120, rowsPerSec: 5, etaSec: 16 });
+  });
+});
