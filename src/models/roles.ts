@@ -44,3 +44,18 @@ export interface ImageTextEmbedder {
   embedTexts(texts: string[]): Promise<Float32Array[]>;
   close(): Promise<void>;
 }
+
+/** Role names, and the call surface each role exposes across an inference thread. */
+export const ROLES = {
+  captioner: { methods: ['caption'], props: [] },
+  imageTextScorer: { methods: ['score'], props: [] },
+  embedder: { methods: ['embedImages', 'embedTexts'], props: ['dim', 'logitScale'] },
+} as const satisfies Record<string, { methods: readonly string[]; props: readonly string[] }>;
+
+export type RoleName = keyof typeof ROLES;
+
+/** The thread-side description of `impl` serving `role` (its props read once). */
+export function servedRole(role: RoleName, impl: object): { impl: object; methods: readonly string[]; props: Record<string, unknown> } {
+  const spec = ROLES[role];
+  return { impl, methods: spec.methods, props: Object.fromEntries(spec.props.map((p) => [p, (impl as Record<string, unknown>)[p]])) };
+}

@@ -1,34 +1,36 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { BlipModels } from '../models/blip/types.ts';
-import type { Captioner, ImageTextScorer } from '../models/roles.ts';
-import type { RuntimeOptions } from '../models/runtime/types.ts';
 import { CapfiltError } from '../core/errors.ts';
-import { openThreadedBlip } from './inference/client.ts';
+import { openThreaded } from '../models/families.ts';
+import type { Captioner, ImageTextEmbedder, ImageTextScorer } from '../models/roles.ts';
+import type { InferenceThread } from '../models/runtime/inference/client.ts';
+import type { RuntimeOptions } from '../models/runtime/types.ts';
+import { processMetrics } from '../telemetry/metrics.ts';
 
 /**
  * Models are loaded once per worker process, on first use, and shared by every job and run that
  * names the same folder. Loading is memoised as a promise so that concurrent jobs wait for one
  * load instead of starting several. Each folder's models run in their own inference thread
- * (inference/client.ts): onnxruntime-node runs graphs synchronously, which on the main thread
- * would block BullMQ's lock renewal for the length of a batch.
+ * (models/runtime/inference): onnxruntime-node runs graphs synchronously, which on the main
+ * thread would block BullMQ's lock renewal for the length of a batch. Role calls are timed here,
+ * as the stage sees them (queueing in the thread included), for the worker's /metrics.
  */
 export class ModelCache {
-  private readonly loads = new Map<string, Promise<BlipModels>>();
+  private readonly loads = new Map<string, Promise<InferenceThread>>();
 
   constructor(
     private readonly runtime: RuntimeOptions,
     private readonly log: Logger,
   ) {}
 
-  private load(dir: string): Promise<BlipModels> {
+  private load(dir: string): Promise<InferenceThread> {
     const key = resolve(dir);
     let p = this.loads.get(key);
     if (!p) {
       const t0 = performance.now();
-      p = openThreadedBlip(key, this.runtime).then((m) => {
-        this.log.info({ dir: key, ms: Math.round(performance.now() - t0), device: this.runtime.device }, 'models loaded');
+      p = openThreaded(key, this.runtime).then((m) => {
+        this.log.info({ dir: key, roles: Object.keys(m.roles), ms: Math.round(performance.now() - t0), device: this.runtime.device }, 'models loaded');
         return m;
       });
       p.catch(() => this.loads.delete(key));
@@ -47,28 +49,41 @@ export class ModelCache {
   }
 
   async captioner(dir: string): Promise<Captioner> {
-    const m = await this.load(this.roleDir(dir, 'captioner'));
-    if (!m.captioner) throw new CapfiltError('MODEL_DIR_INVALID', `models.captioner ${dir} holds no captioner (BlipForConditionalGeneration)`, { dir });
-    return m.captioner;
+    const c = (await this.load(this.roleDir(dir, 'captioner'))).role<Captioner>('captioner');
+    if (!c) throw new CapfiltError('MODEL_DIR_INVALID', `models.captioner ${dir} holds no captioner (BlipForConditionalGeneration)`, { dir });
+    const metrics = processMetrics();
+    return { caption: (images, options) => metrics.timeModel('captioner', 'caption', () => c.caption(images, options)), close: () => c.close() };
   }
 
   async filter(dir: string): Promise<ImageTextScorer> {
-    const m = await this.load(this.roleDir(dir, 'filter'));
-    if (!m.filter) throw new CapfiltError('MODEL_DIR_INVALID', `models.filter ${dir} holds no filter (BlipForImageTextRetrieval)`, { dir });
-    return m.filter;
+    const f = (await this.load(this.roleDir(dir, 'filter'))).role<ImageTextScorer>('imageTextScorer');
+    if (!f) throw new CapfiltError('MODEL_DIR_INVALID', `models.filter ${dir} holds no filter (BlipForImageTextRetrieval)`, { dir });
+    const metrics = processMetrics();
+    return { score: (items) => metrics.timeModel('filter', 'score', () => f.score(items)), close: () => f.close() };
   }
 
-  async info(dir: string, role: 'captioner' | 'filter'): Promise<Record<string, unknown> | null> {
-    return (await this.load(this.roleDir(dir, role))).info[role];
+  async embedder(dir: string): Promise<ImageTextEmbedder> {
+    const e = (await this.load(dir)).role<ImageTextEmbedder>('embedder');
+    if (!e) throw new CapfiltError('MODEL_DIR_INVALID', `${dir} holds no image-text embedder (CLIPModel)`, { dir });
+    const metrics = processMetrics();
+    return {
+      dim: e.dim,
+      logitScale: e.logitScale,
+      embedImages: (images) => metrics.timeModel('embedder', 'embed_images', () => e.embedImages(images)),
+      embedTexts: (texts) => metrics.timeModel('embedder', 'embed_texts', () => e.embedTexts(texts)),
+      close: () => e.close(),
+    };
+  }
+
+  /** run.json's record of the model serving `role` (BLIP folders report per role). */
+  async info(dir: string, role: 'captioner' | 'filter' | 'embedder'): Promise<Record<string, unknown> | null> {
+    const info = (await this.load(role === 'embedder' ? dir : this.roleDir(dir, role))).info;
+    return role === 'embedder' ? info : ((info[role] as Record<string, unknown> | null | undefined) ?? null);
   }
 
   async close(): Promise<void> {
     const all = await Promise.allSettled(this.loads.values());
     this.loads.clear();
-    for (const r of all) {
-      if (r.status !== 'fulfilled') continue;
-      await r.value.captioner?.close();
-      await r.value.filter?.close();
-    }
+    for (const r of all) if (r.status === 'fulfilled') await r.value.close();
   }
 }
