@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Fetcher, parseRetryAfter, userAgentString, type FetchOptions, type FetchResult } from '../../../src/io/fetch.ts';
 import { startFixtureServer, type FixtureServer } from '../../helpers/fixture-server.ts';
 import { ManualClock } from '../../helpers/manual-clock.ts';
@@ -194,8 +194,12 @@ describe('Fetcher', () => {
 
   it('stops when the caller aborts', async () => {
     const ctl = new AbortController();
-    setTimeout(() => ctl.abort(), 100);
-    const r = failure(await fetcher({ timeoutMs: 5000, headersTimeoutMs: 5000 }).fetch(`${srv.url}/slow-headers?ms=3000`, ctl.signal));
+    const before = srv.hits.get('/slow-headers') ?? 0;
+    const pending = fetcher({ timeoutMs: 5000, headersTimeoutMs: 5000 }).fetch(`${srv.url}/slow-headers?ms=3000`, ctl.signal);
+    // Aborted once the request is at the server, waiting for headers that come only after 3 s.
+    await vi.waitFor(() => expect(srv.hits.get('/slow-headers') ?? 0).toBeGreaterThan(before));
+    ctl.abort();
+    const r = failure(await pending);
     expect(r.code).toBe('DOWNLOAD_ABORTED');
   });
 
