@@ -100,11 +100,24 @@ function tower(c: z.infer<typeof textSchema> | z.infer<typeof visionSchema>, fil
   };
 }
 
+/**
+ * Configs written by transformers < 4.27 may carry `text_config_dict` / `vision_config_dict`;
+ * CLIPConfig lets them override `text_config` / `vision_config`, and so do we.
+ */
+function legacyDicts(json: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...json };
+  for (const tower of ['text_config', 'vision_config']) {
+    const legacy = json[`${tower}_dict`];
+    if (legacy && typeof legacy === 'object') out[tower] = { ...((json[tower] as object | undefined) ?? {}), ...legacy };
+  }
+  return out;
+}
+
 export function parseClipConfig(json: unknown, file: string): ClipConfig {
   if (!isClipConfig(json)) {
     throw new CapfiltError('MODEL_UNSUPPORTED', `${file}: not a CLIP config (model_type "clip" or architectures ["CLIPModel"])`, { file });
   }
-  const c = parseWith(clipSchema, json, file);
+  const c = parseWith(clipSchema, legacyDicts(json as Record<string, unknown>), file);
   const t = c.text_config;
   const v = c.vision_config;
   if (v.image_size % v.patch_size !== 0) {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { normalizeInto, preprocessImages, resizeToRgb } from '../../../../src/models/runtime/preprocess.ts';
+import { centerCrop, decodeImages, normalizeInto, pixelValuesOf, preprocessImages, resizeToRgb, shortestEdgeSize } from '../../../../src/models/runtime/preprocess.ts';
 
 const FIX = new URL('../../../fixtures/preprocess/', import.meta.url).pathname;
 const read = (f: string) => new Uint8Array(readFileSync(join(FIX, f)));
@@ -101,5 +101,44 @@ describe('preprocessImages on a mixed batch', () => {
     const a = await preprocessImages(imgs, cfg, { concurrency: 1 });
     const b = await preprocessImages(imgs, cfg, { concurrency: 5 });
     expect(maxAbsDiff(a.pixelValues, b.pixelValues)).toBe(0);
+  });
+});
+
+describe('CLIPImageProcessor resize rule (shortest edge, centre crop)', () => {
+  it('sizes the short side to the edge and truncates the long side as HF does', () => {
+    expect(shortestEdgeSize(37, 50, 32)).toEqual({ width: 32, height: 43 });
+    expect(shortestEdgeSize(50, 37, 32)).toEqual({ width: 43, height: 32 });
+    expect(shortestEdgeSize(640, 480, 224)).toEqual({ width: 298, height: 224 });
+    expect(shortestEdgeSize(224, 224, 224)).toEqual({ width: 224, height: 224 });
+  });
+
+  it('crops at ((h − ch) // 2, (w − cw) // 2)', () => {
+    const w = 5;
+    const h = 4;
+    const src = Uint8Array.from({ length: w * h * 3 }, (_, i) => Math.floor(i / 3));
+    const out = centerCrop(src, w, h, 2, 2);
+    // top = (4 − 2) // 2 = 1, left = (5 − 2) // 2 = 1: pixels (1,1) (1,2) (2,1) (2,2).
+    expect(Array.from(out).filter((_, i) => i % 3 === 0)).toEqual([6, 7, 11, 12]);
+  });
+
+  it('zero-pads an image smaller than the crop, ceil(diff / 2) before', () => {
+    const src = Uint8Array.from({ length: 2 * 1 * 3 }, () => 200);
+    const out = centerCrop(src, 2, 1, 3, 4);
+    // pad top = ceil(3 / 2) = 2, pad left = ceil(1 / 2) = 1: the image lands at rows 2, columns 1-2.
+    const firstChannel = Array.from(out).filter((_, i) => i % 3 === 0);
+    expect(firstChannel).toEqual([0, 0, 0, 0, 0, 0, 0, 200, 200, 0, 0, 0]);
+  });
+
+  it('decodes once and feeds both resize rules from the same pixels', async () => {
+    const bytes = read('noisy.png');
+    const [decoded] = await decodeImages([bytes]);
+    expect('code' in decoded).toBe(false);
+    const square = pixelValuesOf([decoded], { imageSize: 8, mean: [0, 0, 0], std: [1, 1, 1], rescaleFactor: 1 / 255 });
+    const viaBytes = await preprocessImages([bytes], { imageSize: 8, mean: [0, 0, 0], std: [1, 1, 1], rescaleFactor: 1 / 255 });
+    expect(square.pixelValues).toEqual(viaBytes.pixelValues);
+    const clip = pixelValuesOf([decoded], { imageSize: 8, resize: { mode: 'shortest-edge', shortestEdge: 8 }, mean: [0, 0, 0], std: [1, 1, 1], rescaleFactor: 1 / 255 });
+    expect(clip.pixelValues).not.toEqual(square.pixelValues);
+    const bad = await decodeImages([new Uint8Array([1, 2, 3])]);
+    expect(bad[0]).toMatchObject({ code: 'IMAGE_DECODE_FAILED' });
   });
 });
