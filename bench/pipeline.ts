@@ -28,6 +28,7 @@ import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { loadConfig, type LoadedConfig, type Override } from '../src/config/load.ts';
 import type { CapfiltConfig } from '../src/config/schema.ts';
+import { RedisDuplicateIndex } from '../src/io/duplicates.ts';
 import { finalizeRecords } from '../src/pipeline/decisions.ts';
 import { serveDemoImages, writeDemoInput, demoQuality, DEMO_MODEL_DIR } from '../src/run/demo.ts';
 import type { InputRow } from '../src/io/readers/types.ts';
@@ -106,7 +107,11 @@ async function orchestrationOverhead(redisUrl: string) {
   const aloneCfg = loadedFor(join(dir, 'alone'), 'bench-alone').config;
   const staging = new FsStagingStore(join(dir, 'alone-staging'));
   const redis = new Redis(redisUrl);
-  const registry = new StageRegistry({ device: aloneCfg.models.device, threads: aloneCfg.models.threads, precision: aloneCfg.models.precision }, log, redis, 'bench-alone');
+  const registry = new StageRegistry({
+    runtime: { device: aloneCfg.models.device, threads: aloneCfg.models.threads, precision: aloneCfg.models.precision },
+    log,
+    duplicateIndex: (runId) => new RedisDuplicateIndex(redis, `bench-alone:run:${runId}:dup`),
+  });
   const states = await shardStates(aloneCfg, 'alonerun');
   const alone: Partial<Record<StageName, { seconds: number; rowsPerSec: number }>> = {};
   const ctrl = new AbortController();

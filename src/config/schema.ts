@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { STAGE_ORDER, type StageName } from '../core/shard.ts';
 
 /**
  * The one typed configuration of a run. Every option has its default and a comment in
@@ -10,7 +11,11 @@ const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 const prob = z.number().min(0).max(1);
 
-export const STAGES = ['download', 'caption', 'filter', 'write'] as const;
+/** The stage names (src/core/shard.ts, the stage table's names), in pipeline order. */
+export const STAGES = STAGE_ORDER;
+
+/** One positive integer per stage: `pipeline.concurrency.<stage>`. */
+const perStage = <T extends z.ZodTypeAny>(t: T) => z.strictObject(Object.fromEntries(STAGES.map((s) => [s, t])) as Record<StageName, T>);
 
 export const redisSchema = z.strictObject({
   url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
@@ -47,12 +52,7 @@ export const pipelineSchema = z.strictObject({
   lockDurationMs: z.number().int().min(1000),
   stalledIntervalMs: z.number().int().min(1000),
   maxStalledCount: nonNegInt,
-  concurrency: z.strictObject({
-    download: posInt,
-    caption: posInt,
-    filter: posInt,
-    write: posInt,
-  }),
+  concurrency: perStage(posInt),
 });
 
 export const stagingSchema = z.strictObject({

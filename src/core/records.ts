@@ -23,12 +23,30 @@ export interface StagedImage {
 
 export type TextSource = 'web' | 'synthetic' | 'trusted';
 
-export interface ScoredText {
+/**
+ * The scores a text gets, by name. The stage table declares which stage adds which (the filter:
+ * ITM P(match) and ITC cosine); each becomes the parquet columns `score_<name>` (one per text)
+ * and `web_<name>` (the web text's). A stage registered beyond the built-in ones may add more
+ * names at run time (read and set them with `scoreOf`/`setScore`).
+ */
+export const SCORE_NAMES = ['itm', 'itc'] as const;
+export type ScoreName = (typeof SCORE_NAMES)[number];
+
+export type ScoredText = {
   text: string;
   source: TextSource;
-  itm: number;
-  itc: number;
+} & Record<ScoreName, number> & {
   kept: boolean;
+};
+
+/** A score of a text by name (undefined when the text has none of that name). */
+export function scoreOf(t: ScoredText, name: string): number | undefined {
+  const v = (t as unknown as Record<string, unknown>)[name];
+  return typeof v === 'number' ? v : undefined;
+}
+
+export function setScore(t: ScoredText, name: string, value: number): void {
+  (t as unknown as Record<string, unknown>)[name] = value;
 }
 
 export interface RowRecord {

@@ -5,8 +5,16 @@ import type { RowRecord } from './records.ts';
  * These types are shared by the planner, the staging stores, the stage logic and the queue
  * wiring, so they live on the ground floor.
  */
-export type StageName = 'download' | 'caption' | 'filter' | 'write';
-export const STAGE_ORDER: readonly StageName[] = ['download', 'caption', 'filter', 'write'];
+
+/**
+ * The names of the pipeline's stages, in data-path order. Everything else about a stage (its
+ * config slices, model role, scores, output columns, implementation) is in its entry of the
+ * stage table, src/pipeline/stages/table.ts, whose type requires one entry per name here, in this
+ * order. The names alone live on the ground floor because shard state, the config schema and the
+ * stats layout name stages and sit below the pipeline.
+ */
+export const STAGE_ORDER = ['download', 'caption', 'filter', 'write'] as const;
+export type StageName = (typeof STAGE_ORDER)[number];
 
 /** Where a shard comes from and where it goes; derived deterministically by the planner. */
 export interface ShardInfo {
@@ -30,8 +38,11 @@ export interface ShardInfo {
 export interface ShardState {
   shard: ShardInfo;
   records: RowRecord[];
-  /** Stages that have finished on this shard (a retried job skips a finished stage). */
-  stagesDone: StageName[];
+  /**
+   * Stages that have finished on this shard (a retried job skips a finished stage). Names of the
+   * chain's stage table: StageName for the built-in one, any name for a table with more stages.
+   */
+  stagesDone: string[];
   /** Wall time spent per stage, milliseconds (for stats.json and the dashboard). */
-  timings: Partial<Record<StageName, number>>;
+  timings: Partial<Record<string, number>>;
 }

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { Agent, type Dispatcher } from 'undici';
 import { realClock, type Clock } from '../core/clock.ts';
-import type { ErrorCode } from '../core/errors.ts';
+import { systemErrorOf, type ErrorCode } from '../core/errors.ts';
 import { DnsCache, guardedLookup, systemResolver, type Resolver } from './dns.ts';
 import { HostLimiter } from './host-limiter.ts';
 import { DEFAULT_DISALLOWED_DIRECTIVES, robotsOptOut } from './robots-tag.ts';
@@ -317,41 +317,36 @@ function failureOf(r: AttemptFailure): Omit<FetchFailure, 'attempts' | 'ms'> {
   return { ok: false, code: r.code, detail: r.detail, httpStatus: r.httpStatus, finalUrl: r.finalUrl, bytes: r.bytes };
 }
 
-/** Maps an error thrown by undici / the connector to a coded, possibly retryable failure. */
+/**
+ * Maps an error thrown by undici / the connector to a coded, possibly retryable failure, by the
+ * error codes it carries (SYSTEM_ERROR_KINDS in src/core/errors.ts), never by its message.
+ */
 function classify(e: unknown, httpStatus: number | null, url: string, maxBodyBytes: number): AttemptFailure {
   for (let cur: unknown = e, depth = 0; cur && depth < 5; cur = (cur as { cause?: unknown }).cause, depth++) {
     if (cur instanceof BlockedAddressError) return fail('DOWNLOAD_BLOCKED_ADDRESS', cur.message, httpStatus, url, false);
-    const code = (cur as { code?: string }).code;
-    switch (code) {
-      case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
-        return fail('DOWNLOAD_TOO_LARGE', `body exceeds maxBodyBytes ${maxBodyBytes}`, httpStatus, url, false);
-      case 'UND_ERR_CONNECT_TIMEOUT':
-        return fail('DOWNLOAD_TIMEOUT', 'connect timeout', httpStatus, url, true);
-      case 'UND_ERR_HEADERS_TIMEOUT':
-        return fail('DOWNLOAD_TIMEOUT', 'headers timeout', httpStatus, url, true);
-      case 'UND_ERR_BODY_TIMEOUT':
-        return fail('DOWNLOAD_TIMEOUT', 'body stalled (bodyTimeout)', httpStatus, url, true);
-      case 'ENOTFOUND':
-      case 'EAI_NONAME':
-      case 'EAI_NODATA':
-        return fail('DOWNLOAD_DNS_FAILED', `${new URL(url).hostname} does not resolve (${code})`, httpStatus, url, false);
-      case 'EAI_AGAIN':
-        return fail('DOWNLOAD_DNS_FAILED', `${new URL(url).hostname}: temporary DNS failure`, httpStatus, url, true);
-      case 'ECONNREFUSED':
-      case 'ECONNRESET':
-      case 'EPIPE':
-      case 'ETIMEDOUT':
-      case 'EHOSTUNREACH':
-      case 'ENETUNREACH':
-      case 'UND_ERR_SOCKET':
-      case 'UND_ERR_CLOSED':
-        return fail('DOWNLOAD_NETWORK', `${code}: ${errMessage(cur)}`, httpStatus, url, true);
-      default:
-        break;
-    }
   }
-  return fail('DOWNLOAD_NETWORK', errMessage(e), httpStatus, url, false);
+  const sys = systemErrorOf(e);
+  switch (sys?.kind) {
+    case 'too-large':
+      return fail('DOWNLOAD_TOO_LARGE', `body exceeds maxBodyBytes ${maxBodyBytes}`, httpStatus, url, false);
+    case 'timeout':
+      return fail('DOWNLOAD_TIMEOUT', TIMEOUT_TEXT[sys.code] ?? `timeout (${sys.code})`, httpStatus, url, true);
+    case 'dns':
+      return fail('DOWNLOAD_DNS_FAILED', `${new URL(url).hostname} does not resolve (${sys.code})`, httpStatus, url, false);
+    case 'dns-temporary':
+      return fail('DOWNLOAD_DNS_FAILED', `${new URL(url).hostname}: temporary DNS failure`, httpStatus, url, true);
+    case 'connection':
+      return fail('DOWNLOAD_NETWORK', `${sys.code}: ${errMessage(sys.error)}`, httpStatus, url, true);
+    default:
+      return fail('DOWNLOAD_NETWORK', errMessage(e), httpStatus, url, false);
+  }
 }
+
+const TIMEOUT_TEXT: Record<string, string> = {
+  UND_ERR_CONNECT_TIMEOUT: 'connect timeout',
+  UND_ERR_HEADERS_TIMEOUT: 'headers timeout',
+  UND_ERR_BODY_TIMEOUT: 'body stalled (bodyTimeout)',
+};
 
 function errMessage(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);

@@ -1,21 +1,37 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { loadConfig } from '../config/load.ts';
+import { configSchema, type CapfiltConfig } from '../config/schema.ts';
+import { CapfiltError, codesOfKind } from '../core/errors.ts';
 import type { RowRecord } from '../core/records.ts';
-import { shardImages } from './rethreshold.ts';
+import type { ShardState } from '../core/shard.ts';
+import { MemoryDuplicateIndex } from '../io/duplicates.ts';
+import { readRunJson } from '../io/writers/run-json.ts';
 import { listShards, shardPaths, writeShardFiles, type ImageSource } from '../io/writers/shard.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import type { ShardStats } from '../io/writers/stats.ts';
+import { finalizeRecords } from '../pipeline/decisions.ts';
+import { FsStagingStore } from '../pipeline/staging/fs.ts';
+import { STAGE_TABLE, checkChain, outputColumns, type StageTable } from '../pipeline/stages/table.ts';
+import { StageRegistry } from '../workers/stages.ts';
+import { shardImages } from './rethreshold.ts';
 
 /**
- * "Retry the failures only": find the rows of a finished run that failed to download for a
- * transient reason, let the caller run them through the stages again, and merge them back into
- * their shards (the other rows, their images and scores, are kept as written).
+ * `capfilt retry-failed <out>` as a library call: find the rows of a finished run that failed
+ * for a transient reason, run them again through the run's own stages (from run.json's config),
+ * in this process, through the same stage table and registry the workers use, and merge them
+ * back into their shards (the other rows, their images and scores, are kept as written):
  *
- *   const { shards } = await findRetryShards(out, reasons);
- *   for (const s of shards) {
- *     await process(s.retry);                          // download → caption → filter → finalize
- *     await mergeRetriedShard(out, s, stagingImages);  // rewrites NNNNN.* atomically
- *   }
+ *   findRetryShards(out, reasons)          every shard with rows to retry, those rows reset to pending
+ *   for each shard: the run's stages up to write (StageRegistry, as a worker runs them; stages
+ *     after the download run only while some row is still pending), finalizeRecords, then
+ *   mergeRetriedShard(out, shard, staging) rewrites NNNNN.* atomically instead of the write stage
  */
-export const RETRYABLE_REASONS = ['DOWNLOAD_TIMEOUT', 'DOWNLOAD_NETWORK', 'DOWNLOAD_HTTP_STATUS', 'DOWNLOAD_DNS_FAILED', 'DOWNLOAD_ABORTED', 'STAGE_FAILED'];
+
+/** The default reasons: every transient code of the catalogue (src/core/errors.ts). */
+export const RETRYABLE_REASONS: string[] = codesOfKind('transient');
 
 export interface RetryShard {
   /** Output base name ("00042"). */
@@ -31,12 +47,12 @@ export interface RetryPlan {
   knownImages: Array<[string, string]>;
 }
 
-export async function findRetryShards(outDir: string, reasons: string[] = RETRYABLE_REASONS): Promise<RetryPlan> {
+export async function findRetryShards(outDir: string, reasons: string[] = RETRYABLE_REASONS, table: StageTable = STAGE_TABLE): Promise<RetryPlan> {
   const wanted = new Set(reasons);
   const out: RetryShard[] = [];
   const knownImages: Array<[string, string]> = [];
   for (const name of await listShards(outDir)) {
-    const records = await readShardParquet(shardPaths(outDir, name).parquet);
+    const records = await readShardParquet(shardPaths(outDir, name).parquet, outputColumns(table));
     for (const r of records) if (r.image) knownImages.push([r.image.sha256, r.key]);
     const retry = records.filter((r) => r.status === 'failed' && r.reason !== null && wanted.has(r.reason) && r.url !== null);
     for (const r of retry) {
@@ -58,9 +74,97 @@ export async function findRetryShards(outDir: string, reasons: string[] = RETRYA
  * Rewrites a shard with its retried rows (now final). Images of untouched rows come from the
  * shard's own tars (`tar:` refs); new images from `images` (the staging store the stages used).
  */
-export async function mergeRetriedShard(outDir: string, shard: RetryShard, images: ImageSource): Promise<ShardStats> {
+export async function mergeRetriedShard(outDir: string, shard: RetryShard, images: ImageSource, table: StageTable = STAGE_TABLE): Promise<ShardStats> {
   const old = await shardImages(outDir, shard.name);
   const source: ImageSource = { get: (ref) => (ref.startsWith('tar:') ? old.get(ref) : images.get(ref)) };
-  const { stats } = await writeShardFiles(shard.records, { outDir, name: shard.name, images: source, startTime: Date.now() });
+  const { stats } = await writeShardFiles(shard.records, { outDir, name: shard.name, images: source, startTime: Date.now(), columns: outputColumns(table) });
   return stats;
+}
+
+/** The run's config from its run.json (the defaults when there is none), writing to `out`. */
+export async function runConfigOf(out: string): Promise<CapfiltConfig> {
+  const run = await readRunJson(out);
+  if (!run?.config) return loadConfig({ overrides: [{ path: 'output.dir', value: out, source: 'retry-failed' }] }).config;
+  const parsed = configSchema.safeParse(run.config);
+  if (!parsed.success) throw new CapfiltError('CONFIG_INVALID', `${out}/run.json: its config no longer validates: ${parsed.error.issues[0]?.message}`, { dir: out });
+  return { ...parsed.data, output: { ...parsed.data.output, dir: out } };
+}
+
+export interface RetryFailedOptions {
+  out: string;
+  /** Reason codes to retry (default RETRYABLE_REASONS). */
+  reasons?: string[];
+  /** Only count the rows that would be retried. */
+  dryRun?: boolean;
+  log: Logger;
+  /** The run's config (default: from run.json). */
+  config?: CapfiltConfig;
+  /** The stage table the run was made with (default: the built-in one). */
+  table?: StageTable;
+}
+
+export interface RetryFailedSummary {
+  out: string;
+  reasons: string[];
+  shards: number;
+  retried: number;
+  recovered: number;
+  stillFailed: Record<string, number>;
+}
+
+export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSummary> {
+  const { out, log } = o;
+  const reasons = o.reasons ?? RETRYABLE_REASONS;
+  const table = o.table ?? STAGE_TABLE;
+  const config = o.config ?? (await runConfigOf(out));
+  const stages: readonly string[] = config.pipeline.stages;
+  checkChain(stages, table);
+  const plan = await findRetryShards(out, reasons, table);
+  const summary: RetryFailedSummary = { out, reasons, shards: plan.shards.length, retried: 0, recovered: 0, stillFailed: {} };
+  for (const s of plan.shards) summary.retried += s.retry.length;
+  if (o.dryRun || summary.retried === 0) return summary;
+
+  const staging = new FsStagingStore(await mkdtemp(join(tmpdir(), 'capfilt-retry-')));
+  // Retried rows are checked against every image the run already holds.
+  const duplicateIndex = new MemoryDuplicateIndex();
+  for (const [sha, key] of plan.knownImages) await duplicateIndex.claim(sha, key);
+  const registry = new StageRegistry({
+    runtime: { device: config.models.device, threads: config.models.threads, precision: config.models.precision },
+    log,
+    table,
+    duplicateIndex: () => duplicateIndex,
+  });
+  const signal = new AbortController().signal;
+  try {
+    for (const [i, s] of plan.shards.entries()) {
+      const state: ShardState = {
+        shard: { runId: 'retry', shardId: `s${i}`, number: Number(s.name), outputName: s.name, inputFile: '', indexInFile: 0, rowStart: 0, rowCount: s.retry.length },
+        records: s.retry,
+        stagesDone: [],
+        timings: {},
+      };
+      // The run's chain up to its write stage, whose place mergeRetriedShard takes. A stage after
+      // the first runs only while a row is still pending (no model is loaded for nothing).
+      for (const [k, stage] of stages.entries()) {
+        if (stage === 'write') break;
+        if (k > 0 && !s.retry.some((r) => r.status === 'pending')) break;
+        const fn = await registry.get(stage, config);
+        const t0 = performance.now();
+        await fn(state, { config, staging, log, signal });
+        state.timings[stage] = Math.round(performance.now() - t0);
+        state.stagesDone.push(stage);
+      }
+      finalizeRecords(s.retry, config.filter.selection);
+      await mergeRetriedShard(out, s, { get: (ref) => staging.getBlob(ref) }, table);
+      await staging.deleteShard('retry', `s${i}`);
+      for (const r of s.retry) {
+        if (r.status === 'failed') summary.stillFailed[r.reason ?? 'UNKNOWN'] = (summary.stillFailed[r.reason ?? 'UNKNOWN'] ?? 0) + 1;
+        else summary.recovered++;
+      }
+    }
+  } finally {
+    await registry.close();
+    await rm(staging.dir, { recursive: true, force: true });
+  }
+  return summary;
 }

@@ -1,7 +1,7 @@
 import type { ConnectionOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
-import { CapfiltError } from '../core/errors.ts';
+import { CapfiltError, systemErrorOf } from '../core/errors.ts';
 
 /**
  * Redis connections. BullMQ workers need `maxRetriesPerRequest: null` (blocking commands must
@@ -89,15 +89,19 @@ export function outageReporter(address: string, what: string, log?: Logger, quie
 /**
  * True for errors that say Redis could not be reached (refused, reset, closed, retries used
  * up, still loading its dataset) rather than that a command was wrong: those are worth
- * waiting out.
+ * waiting out. Socket errors are known by their code (SYSTEM_ERROR_KINDS in src/core/errors.ts,
+ * through causes and AggregateErrors); ioredis's own connection errors carry no code, so they
+ * are known by their class name or their fixed texts.
  */
 export function isRedisConnectionError(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   if (e.name === 'MaxRetriesPerRequestError') return true;
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTCONN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED'].includes(code)) return true;
-  return /max retries per request|Connection is closed|Stream isn't writeable|^LOADING |ECONNREFUSED|ECONNRESET/.test(e.message);
+  if (systemErrorOf(e)?.kind === 'connection') return true;
+  return IOREDIS_CONNECTION_TEXTS.test(e.message);
 }
+
+/** ioredis: offline queue off, client closed, retries used up; Redis: LOADING while it reads its dataset. */
+const IOREDIS_CONNECTION_TEXTS = /max retries per request|Connection is closed|Stream isn't writeable|^LOADING /;
 
 export interface OutageOptions {
   url: string;

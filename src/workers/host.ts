@@ -4,8 +4,9 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { describeError } from '../core/errors.ts';
+import { RedisDuplicateIndex } from '../io/duplicates.ts';
+import type { StageTable } from '../pipeline/stages/table.ts';
 import { RunState } from '../pipeline/run-state.ts';
-import type { StageName } from '../core/shard.ts';
 import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
 import type { StagingStore } from '../pipeline/staging/types.ts';
 import { processMetrics } from '../telemetry/metrics.ts';
@@ -33,7 +34,10 @@ import { StageRegistry } from './stages.ts';
 export interface WorkerHostOptions {
   /** The host's own config: redis, pipeline concurrency and locks, models runtime (device). */
   config: CapfiltConfig;
-  stages: StageName[];
+  /** Stages this host serves: names of `table`. */
+  stages: readonly string[];
+  /** The stage table the host runs (default: the built-in one); every host of a deployment needs the same. */
+  table?: StageTable;
   log: Logger;
   /** Per-process overrides of the run's batch sizes (`capfilt worker --batch-size`). */
   batchSize?: number | null;
@@ -51,6 +55,11 @@ export interface WorkerHostOptions {
 
 const RUN_CACHE_MS = 5_000;
 
+/** Shards at once per stage: `pipeline.concurrency.<stage>`, 1 for a stage the config does not list (one added to the table). */
+function concurrencyOf(c: CapfiltConfig['pipeline'], stage: string): number {
+  return (c.concurrency as Partial<Record<string, number>>)[stage] ?? 1;
+}
+
 export class WorkerHost {
   private readonly redis: Redis;
   private readonly queues: StageQueues;
@@ -66,7 +75,14 @@ export class WorkerHost {
   constructor(private readonly o: WorkerHostOptions) {
     this.redis = openRedis(o.config.redis.url, { waitForReconnect: true, log: o.log, name: 'worker host' });
     this.queues = new StageQueues(workerConnection(o.config.redis.url), o.config.redis.prefix, o.log);
-    this.registry = new StageRegistry({ device: o.config.models.device, threads: o.config.models.threads, precision: o.config.models.precision }, o.log, this.redis, o.config.redis.prefix);
+    const prefix = o.config.redis.prefix;
+    this.registry = new StageRegistry({
+      runtime: { device: o.config.models.device, threads: o.config.models.threads, precision: o.config.models.precision },
+      log: o.log,
+      table: o.table,
+      // Duplicates are detected run-wide, across every worker host, through the run's Redis.
+      duplicateIndex: (runId) => new RedisDuplicateIndex(this.redis, `${prefix}:run:${runId}:dup`),
+    });
     this.stats = o.stats === false ? null : new StatsWriter({ redis: this.redis, prefix: o.config.redis.prefix, metrics: processMetrics() });
     this.deps = {
       queues: this.queues,
@@ -111,7 +127,7 @@ export class WorkerHost {
       const w = new Worker<ShardJobData>(stage, makeProcessor(stage, this.deps), {
         connection: workerConnection(this.o.config.redis.url),
         prefix: this.o.config.redis.prefix,
-        concurrency: c.concurrency[stage],
+        concurrency: concurrencyOf(c, stage),
         lockDuration: c.lockDurationMs,
         stalledInterval: c.stalledIntervalMs,
         maxStalledCount: c.maxStalledCount,
@@ -138,9 +154,9 @@ export class WorkerHost {
     if (this.stats) {
       this.heartbeat = this.stats.startHeartbeat({
         host: hostname(),
-        stages: this.o.stages,
+        stages: [...this.o.stages],
         device: this.o.config.models.device,
-        concurrency: Math.max(...this.o.stages.map((s) => c.concurrency[s])),
+        concurrency: Math.max(...this.o.stages.map((s) => concurrencyOf(c, s))),
       });
     }
     this.o.log.info({ stages: this.o.stages, prefix: this.o.config.redis.prefix, device: this.o.config.models.device }, 'workers started');
@@ -151,12 +167,9 @@ export class WorkerHost {
     for (const stage of this.o.stages) await this.registry.get(stage, config);
   }
 
-  /** Model ids and hashes for run.json (only of the model stages this host serves). */
-  async modelInfo(config: CapfiltConfig): Promise<Record<string, unknown> | null> {
-    const out: Record<string, unknown> = {};
-    if (this.o.stages.includes('caption')) out.captioner = await this.registry.modelInfo(config, 'captioner');
-    if (this.o.stages.includes('filter')) out.filter = await this.registry.modelInfo(config, 'filter');
-    return Object.keys(out).length ? out : null;
+  /** Model ids and hashes for run.json (only of the roles of the stages this host serves). */
+  modelInfo(config: CapfiltConfig): Promise<Record<string, unknown> | null> {
+    return this.registry.modelInfo(config, this.o.stages);
   }
 
   close(drainMs = this.o.drainMs ?? 30_000, closeTimeoutMs = this.o.closeTimeoutMs ?? 15_000): Promise<void> {

@@ -2,12 +2,12 @@ import { setMaxListeners } from 'node:events';
 import { DelayedError, UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
-import { CapfiltError, ERROR_CODES, describeError, isCapfiltError, type ErrorCode } from '../core/errors.ts';
+import { CapfiltError, codeAndText, describeError, isCapfiltError, retryKindOf } from '../core/errors.ts';
 import { countStatuses, finalizeRecords } from '../pipeline/decisions.ts';
 import { finishedShardCounts } from '../pipeline/resume.ts';
 import type { RunState } from '../pipeline/run-state.ts';
 import type { StageContext } from '../pipeline/stages/types.ts';
-import type { ShardState, StageName } from '../core/shard.ts';
+import type { ShardState } from '../core/shard.ts';
 import type { StagingStore } from '../pipeline/staging/types.ts';
 import type { StatsWriter } from '../telemetry/stats.ts';
 import { nextStage, type ShardJobData, type StageQueues } from './queues.ts';
@@ -18,8 +18,9 @@ import { nextStage, type ShardJobData, type StageQueues } from './queues.ts';
  * already ran (a retried or re-fed job), saves the state, and enqueues the next stage. The write
  * step records the shard once in the run's totals (idempotent) and deletes its staging.
  *
- * Errors: shard-level failures are retried with backoff; a CapfiltError whose code is in
- * PERMANENT_CODES fails at once (UnrecoverableError). A job that fails for good is settled by
+ * Errors: shard-level failures are retried with backoff; a CapfiltError whose code is
+ * `permanent` in the catalogue (src/core/errors.ts) fails at once (an UnrecoverableError that
+ * carries it as its cause, so the code survives without parsing messages). A job that fails for good is settled by
  * `settleFailedJob`: its shard still goes to write, with its pending rows failed (STAGE_FAILED),
  * so every row is accounted. On shutdown the job is moved back to wait, not failed.
  *
@@ -39,16 +40,17 @@ export interface ProcessorDeps {
   queues: StageQueues;
   log: Logger;
   run(runId: string): Promise<{ state: RunState; config: CapfiltConfig; staging: StagingStore } | null>;
-  stage(stage: StageName, config: CapfiltConfig): Promise<StageFn>;
+  /** The stage bound for the run (src/workers/stages.ts: the stage table's entry, its config sections and model). */
+  stage(stage: string, config: CapfiltConfig): Promise<StageFn>;
   stats: StatsWriter | null;
 }
 
-export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'CONFIG_INVALID', 'STAGING_STATE_MISSING', 'STAGING_BLOB_MISSING', 'MODEL_DIR_INVALID', 'MODEL_CONFIG_INVALID',
-  'MODEL_UNSUPPORTED', 'WEIGHTS_TRUNCATED', 'WEIGHTS_HEADER_INVALID', 'WEIGHTS_TENSOR_INVALID', 'WEIGHTS_MISSING_KEYS',
-  'WEIGHTS_UNEXPECTED_KEYS', 'PICKLE_FORBIDDEN_GLOBAL', 'PICKLE_INVALID', 'TOKENIZER_INVALID', 'DEVICE_UNAVAILABLE',
-  'INPUT_UNREADABLE', 'INPUT_FORMAT_UNSUPPORTED', 'INPUT_COLUMN_MISSING',
-]);
+/** A job failure BullMQ must not retry, carrying the coded error it stands for as its cause. */
+export function permanentFailure(e: CapfiltError): UnrecoverableError {
+  const u = new UnrecoverableError(e.message);
+  (u as { cause?: unknown }).cause = e;
+  return u;
+}
 
 function failPending(state: ShardState, failure: NonNullable<ShardJobData['failure']>): void {
   for (const r of state.records) {
@@ -78,7 +80,7 @@ export function chainData(data: ShardJobData, state?: ShardState): Pick<ShardJob
 /** How long a leftover job waits before it looks at its shard again. */
 export const LEFTOVER_WAIT_MS = 2_000;
 
-export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
+export function makeProcessor(stage: string, deps: ProcessorDeps) {
   return async (job: Job<ShardJobData>, token?: string, signal?: AbortSignal): Promise<{ shardId: string; skipped?: string }> => {
     // Job data comes from Redis, which anyone with access can write: check its shape before use.
     if (!isShardJobData(job.data)) throw new UnrecoverableError(`job ${job.id} data is not {runId, shardId} strings: ${JSON.stringify(job.data)?.slice(0, 200)}`);
@@ -106,9 +108,10 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
         }
       }
       if ((job.data.attempt ?? 0) < (await run.state.attempt())) return waitForShard('no staged state yet: the run re-feeds the shard');
-      throw new UnrecoverableError(new CapfiltError('STAGING_STATE_MISSING', `shard ${shardId} of run ${runId} has no state in the ${staging.kind} staging store (workers on several hosts need staging.backend=redis or a shared staging.dir)`).message);
+      throw permanentFailure(new CapfiltError('STAGING_STATE_MISSING', `shard ${shardId} of run ${runId} has no state in the ${staging.kind} staging store (workers on several hosts need staging.backend=redis or a shared staging.dir)`));
     }
-    const stages = config.pipeline.stages;
+    // Stage names of the run's chain (a table with more stages than the built-in one included).
+    const stages: readonly string[] = config.pipeline.stages;
     const previous = stages[stages.indexOf(stage) - 1];
     if (previous && !state.stagesDone.includes(stage) && !state.stagesDone.includes(previous) && !(stage === 'write' && job.data.failure)) {
       // The shard was fed again from scratch after this job was added: its own chain reaches
@@ -159,7 +162,7 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
         return { shardId };
       }
       if (deps.stats) await deps.stats.recordRows(runId, stage, state.records, { shardId }).catch((e: unknown) => log.warn({ err: describeError(e) }, 'stats update failed'));
-      const next = nextStage(config.pipeline.stages, stage);
+      const next = nextStage(stages, stage);
       if (next) await deps.queues.enqueue(next, { runId, shardId, ...chainData(job.data, state) }, config);
       return { shardId };
     } catch (e) {
@@ -169,7 +172,7 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
         throw new WaitingError();
       }
       if (e instanceof UnrecoverableError) throw e;
-      if (isCapfiltError(e) && PERMANENT_CODES.has(e.code)) throw new UnrecoverableError(e.message);
+      if (isCapfiltError(e) && retryKindOf(e.code) === 'permanent') throw permanentFailure(e);
       throw e;
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -182,15 +185,13 @@ export function makeProcessor(stage: StageName, deps: ProcessorDeps) {
  * an earlier stage's shard is sent to write with its pending rows failed; a failed write is
  * recorded in the run's failed shards so that the run ends and reports it.
  */
-export async function settleFailedJob(stage: StageName, job: Job<ShardJobData>, err: Error, deps: ProcessorDeps): Promise<void> {
+export async function settleFailedJob(stage: string, job: Job<ShardJobData>, err: Error, deps: ProcessorDeps): Promise<void> {
   if (!isShardJobData(job.data)) return;
   const { runId, shardId } = job.data;
   const run = await deps.run(runId);
   if (!run) return;
-  let { code, message } = describeError(err);
-  // UnrecoverableError carries a CapfiltError's text ("CODE: message"); recover its code.
-  const m = /^([A-Z][A-Z0-9_]+): ([\s\S]*)$/.exec(message);
-  if (m && (m[1] === code || (code === 'INTERNAL' && m[1] in ERROR_CODES))) [code, message] = [m[1], m[2]];
+  // A coded error, or one that carries it as its cause (permanentFailure); anything else is INTERNAL.
+  const { code, text: message } = codeAndText(err);
   if (stage === 'write') {
     await run.state.markFailed(shardId, `${code}: ${message}`);
     return;

@@ -1,7 +1,6 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
-import type { StageName } from '../core/shard.ts';
 import { outageReporter } from './connection.ts';
 
 /**
@@ -14,7 +13,7 @@ export interface ShardJobData {
   runId: string;
   shardId: string;
   /** Set on a write job that settles a shard whose earlier stage failed for good. */
-  failure?: { stage: StageName; code: string; message: string };
+  failure?: { stage: string; code: string; message: string };
   /**
    * The shard's output base name and row count: enough to find a finished shard's parquet
    * when its staging is gone (a job left over from an earlier attempt of the run).
@@ -24,7 +23,7 @@ export interface ShardJobData {
   attempt?: number;
 }
 
-export function jobIdOf(stage: StageName, runId: string, shardId: string): string {
+export function jobIdOf(stage: string, runId: string, shardId: string): string {
   // BullMQ refuses ":" in custom ids (it is its key separator).
   return `${runId}.${shardId}.${stage}`;
 }
@@ -39,13 +38,13 @@ export function jobOptions(config: CapfiltConfig): JobsOptions {
   };
 }
 
-export function nextStage(stages: readonly StageName[], current: StageName): StageName | null {
+export function nextStage(stages: readonly string[], current: string): string | null {
   const i = stages.indexOf(current);
   return i >= 0 && i + 1 < stages.length ? stages[i + 1] : null;
 }
 
 export class StageQueues {
-  private readonly queues = new Map<StageName, Queue<ShardJobData>>();
+  private readonly queues = new Map<string, Queue<ShardJobData>>();
 
   private readonly report: ReturnType<typeof outageReporter>;
 
@@ -59,7 +58,7 @@ export class StageQueues {
     this.report = outageReporter(`${c.host ?? 'redis'}:${c.port ?? 6379}`, 'stage queues', log);
   }
 
-  get(stage: StageName): Queue<ShardJobData> {
+  get(stage: string): Queue<ShardJobData> {
     let q = this.queues.get(stage);
     if (!q) {
       q = new Queue<ShardJobData>(stage, { connection: this.connection, prefix: this.prefix });
@@ -77,7 +76,7 @@ export class StageQueues {
    * the shard's write job already there (a leftover waiting for its shard's stages) hands it
    * the failure, or that job would wait for stages that will not run.
    */
-  async enqueue(stage: StageName, data: ShardJobData, config: CapfiltConfig): Promise<void> {
+  async enqueue(stage: string, data: ShardJobData, config: CapfiltConfig): Promise<void> {
     const q = this.get(stage);
     const id = jobIdOf(stage, data.runId, data.shardId);
     const existing = await q.getJob(id);

@@ -1,64 +1,90 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { RedisDuplicateIndex } from '../io/duplicates.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
+import type { DuplicateIndex } from '../io/duplicates.ts';
 import type { RuntimeOptions } from '../models/runtime/types.ts';
-import type { StageName } from '../core/shard.ts';
+import { STAGE_TABLE, checkTable, configFor, outputColumns, stageDef, type RoleModels, type RoleName, type StageImpl, type StageTable } from '../pipeline/stages/table.ts';
 import type { StageFn } from './processor.ts';
 import { ModelCache } from './models.ts';
 
 /**
- * Binds each stage's logic to the resources it needs in this process: the model stages get the
- * process's model cache (loaded once); the I/O stages are loaded on first use, so a worker that
- * serves only caption/filter never imports the downloader and vice versa.
+ * Binds each stage of a stage table to what it needs in this process: its config sections, the
+ * model of its role from the process's model cache (loaded once), the run's duplicate index and
+ * the table's parquet columns. Stage implementations load on first use (the table's `load`), so a
+ * worker that serves only caption/filter never imports the downloader and vice versa. The
+ * workers' processors and `capfilt retry-failed` both run stages through this registry.
  */
+export interface StageRegistryOptions {
+  runtime: RuntimeOptions;
+  log: Logger;
+  /** The stages this process can run (default: the built-in table). */
+  table?: StageTable;
+  /** The run's exact-duplicate index (workers: one in Redis shared by every host); null: per process. */
+  duplicateIndex?(runId: string): DuplicateIndex | null;
+}
+
+/** Where each role's model comes from: the config option naming its folder, and its run.json key. */
+const ROLES: { [R in RoleName]: { load(m: ModelCache, c: CapfiltConfig['models']): Promise<RoleModels[R]>; info(m: ModelCache, c: CapfiltConfig['models']): Promise<Record<string, unknown> | null>; key: string } } = {
+  captioner: { load: (m, c) => m.captioner(c.captioner), info: (m, c) => m.info(c.captioner, 'captioner'), key: 'captioner' },
+  imageTextScorer: { load: (m, c) => m.filter(c.filter), info: (m, c) => m.info(c.filter, 'filter'), key: 'filter' },
+};
+
 export class StageRegistry {
   private readonly models: ModelCache;
+  readonly table: StageTable;
+  private readonly impls = new Map<string, Promise<StageImpl>>();
 
-  private downloadLoaded = false;
-
-  constructor(
-    runtime: RuntimeOptions,
-    log: Logger,
-    private readonly redis: Redis,
-    private readonly prefix: string,
-  ) {
-    this.models = new ModelCache(runtime, log);
+  constructor(private readonly o: StageRegistryOptions) {
+    this.table = o.table ?? STAGE_TABLE;
+    checkTable(this.table);
+    this.models = new ModelCache(o.runtime, o.log);
   }
 
-  async get(stage: StageName, config: CapfiltConfig): Promise<StageFn> {
-    switch (stage) {
-      case 'download': {
-        const { downloadShard } = await import('../pipeline/stages/download.ts');
-        this.downloadLoaded = true;
-        // Duplicates are detected run-wide, across every worker host, through the run's Redis.
-        return (state, ctx) => downloadShard(state, { ...ctx, duplicateIndex: new RedisDuplicateIndex(this.redis, `${this.prefix}:run:${state.shard.runId}:dup`) });
-      }
-      case 'caption': {
-        const captioner = await this.models.captioner(config.models.captioner);
-        const { captionShard } = await import('../pipeline/stages/caption.ts');
-        return (state, ctx) => captionShard(state, { ...ctx, captioner });
-      }
-      case 'filter': {
-        const filter = await this.models.filter(config.models.filter);
-        const { filterShard } = await import('../pipeline/stages/filter.ts');
-        return (state, ctx) => filterShard(state, { ...ctx, filter });
-      }
-      case 'write': {
-        const { writeShard } = await import('../pipeline/stages/write.ts');
-        return async (state, ctx) => {
-          await writeShard(state, ctx);
-        };
-      }
+  private impl(name: string): Promise<StageImpl> {
+    let p = this.impls.get(name);
+    if (!p) {
+      p = stageDef(name, this.table).load();
+      p.catch(() => this.impls.delete(name));
+      this.impls.set(name, p);
     }
+    return p;
   }
 
-  modelInfo(config: CapfiltConfig, role: 'captioner' | 'filter') {
-    return this.models.info(role === 'captioner' ? config.models.captioner : config.models.filter, role);
+  /** The stage bound for a run's config: loads its implementation and its role's model. */
+  async get(stage: string, config: CapfiltConfig): Promise<StageFn> {
+    const def = stageDef(stage, this.table);
+    const model = def.role ? await ROLES[def.role].load(this.models, config.models) : undefined;
+    const impl = await this.impl(stage);
+    const columns = outputColumns(this.table);
+    const sections = configFor(def, config);
+    return async (state, ctx) => {
+      await impl.run(state, {
+        config: sections,
+        staging: ctx.staging,
+        log: ctx.log,
+        signal: ctx.signal,
+        columns,
+        duplicateIndex: this.o.duplicateIndex?.(state.shard.runId) ?? null,
+        ...(model ? { model } : {}),
+      } as Parameters<StageImpl['run']>[1]);
+    };
+  }
+
+  /** Model ids and hashes for run.json, by role (`captioner`, `filter`), of the given stages' roles. */
+  async modelInfo(config: CapfiltConfig, stages: readonly string[]): Promise<Record<string, unknown> | null> {
+    const out: Record<string, unknown> = {};
+    for (const s of stages) {
+      const role = stageDef(s, this.table).role;
+      if (role) out[ROLES[role].key] = await ROLES[role].info(this.models, config.models);
+    }
+    return Object.keys(out).length ? out : null;
   }
 
   async close(): Promise<void> {
-    if (this.downloadLoaded) await (await import('../pipeline/stages/download.ts')).closeDownloadResources();
+    for (const p of this.impls.values()) {
+      const impl = await p.catch(() => null);
+      await impl?.close?.();
+    }
+    this.impls.clear();
     await this.models.close();
   }
 }

@@ -4,23 +4,25 @@ import { compressors } from 'hyparquet-compressors';
 import { fileWriter, parquetWrite } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
 import { CapfiltError } from '../../core/errors.ts';
-import type { RowRecord, RowStatus, ScoredText } from '../../core/records.ts';
+import type { RowRecord, RowStatus } from '../../core/records.ts';
 import { commitFile, tempPathFor } from './atomic.ts';
+import { RECORD_COLUMNS, perTextScoreColumn, scoreNamesIn, scoredTextColumns, str, type ColumnType, type OutputColumn, type ParquetRow } from './columns.ts';
 
 /**
  * The shard's parquet: one row per input row, whatever happened to it. Column layout:
- *   key, row_index, url, text, trusted, <extra columns>, status, reason, reason_detail,
- *   width, height, original_width, original_height, sha256, image_format, duplicate_of,
- *   http_status, final_url, download_bytes, download_attempts, download_ms,
- *   captions           list<string>  synthetic captions
- *   score_text         list<string>  every scored text (web first), with
- *   score_source       list<string>  web | synthetic | trusted
- *   score_itm          list<double>  ITM P(match)
- *   score_itc          list<double>  ITC cosine
- *   score_kept         list<bool>    the filter's decision per text
- *   web_itm, web_itc   double        the web text's scores (null when not scored), for quick queries
- *   selected           string        the text written to key.txt
- * Extra columns keep their input names (a name that clashes with a column above gets an
+ *   key, row_index, url, text, trusted, <extra columns>, status, reason, reason_detail   (frame)
+ *   <the stage table's columns, stage by stage>; for the built-in stages (columns.ts):
+ *     width, height, original_width, original_height, sha256, image_format, duplicate_of,
+ *     http_status, final_url, download_bytes, download_attempts, download_ms        (download)
+ *     captions           list<string>  synthetic captions                          (caption)
+ *     score_text         list<string>  every scored text (web first), with          (filter)
+ *     score_source       list<string>  web | synthetic | trusted
+ *     score_itm          list<double>  ITM P(match)
+ *     score_itc          list<double>  ITC cosine
+ *     score_kept         list<bool>    the filter's decision per text
+ *     web_itm, web_itc   double        the web text's scores (null when not scored), for quick queries
+ *   selected           string        the text written to key.txt                      (frame)
+ * Extra columns keep their input names (a name that clashes with another column gets an
  * `extra_` prefix); their names and encodings are in the key-value metadata `capfilt.extra`,
  * so `readShardParquet` can rebuild the records exactly (rethreshold, retry-failed).
  */
@@ -31,11 +33,31 @@ interface ExtraColumn {
   encoding: ExtraEncoding;
 }
 
-const CORE = [
-  'key', 'row_index', 'url', 'text', 'trusted', 'status', 'reason', 'reason_detail', 'width', 'height', 'original_width',
-  'original_height', 'sha256', 'image_format', 'duplicate_of', 'http_status', 'final_url', 'download_bytes', 'download_attempts',
-  'download_ms', 'captions', 'score_text', 'score_source', 'score_itm', 'score_itc', 'score_kept', 'web_itm', 'web_itc', 'selected',
+/** The frame: the row's identity before the extra columns, its outcome after them, and the selected caption last. */
+const HEAD: readonly OutputColumn[] = [
+  { name: 'key', type: 'string', value: (r) => r.key },
+  { name: 'row_index', type: 'int64', value: (r) => r.rowIndex },
+  { name: 'url', type: 'string', value: (r) => r.url },
+  { name: 'text', type: 'string', value: (r) => r.text },
+  { name: 'trusted', type: 'boolean', value: (r) => r.trusted },
 ];
+const OUTCOME: readonly OutputColumn[] = [
+  { name: 'status', type: 'string', value: (r) => r.status },
+  { name: 'reason', type: 'string', value: (r) => r.reason },
+  { name: 'reason_detail', type: 'string', value: (r) => r.reasonDetail },
+];
+const TAIL: readonly OutputColumn[] = [{ name: 'selected', type: 'string', value: (r) => r.selected }];
+
+const PARQUET_TYPE: Record<ColumnType, { type: SchemaElement['type']; utf8: boolean; list: boolean }> = {
+  string: { type: 'BYTE_ARRAY', utf8: true, list: false },
+  int32: { type: 'INT32', utf8: false, list: false },
+  int64: { type: 'INT64', utf8: false, list: false },
+  double: { type: 'DOUBLE', utf8: false, list: false },
+  boolean: { type: 'BOOLEAN', utf8: false, list: false },
+  'list<string>': { type: 'BYTE_ARRAY', utf8: true, list: true },
+  'list<double>': { type: 'DOUBLE', utf8: false, list: true },
+  'list<boolean>': { type: 'BOOLEAN', utf8: false, list: true },
+};
 
 const leaf = (name: string, type: SchemaElement['type'], utf8 = false): SchemaElement => ({
   name,
@@ -49,7 +71,25 @@ const list = (name: string, type: SchemaElement['type'], utf8 = false): SchemaEl
   leaf('element', type, utf8),
 ];
 
-function extraColumns(records: RowRecord[]): ExtraColumn[] {
+function schemaOf(c: Pick<OutputColumn, 'name' | 'type'>): SchemaElement[] {
+  const t = PARQUET_TYPE[c.type];
+  return t.list ? list(c.name, t.type, t.utf8) : [leaf(c.name, t.type, t.utf8)];
+}
+
+function dataOf(c: OutputColumn, records: RowRecord[]): unknown[] {
+  if (c.type !== 'int64') return records.map((r) => c.value(r) ?? null);
+  return records.map((r) => {
+    const v = c.value(r);
+    return v === null || v === undefined ? null : BigInt(v as number | bigint);
+  });
+}
+
+/** Every column name of the layout except the extras: an extra column with one of these names is renamed. */
+function reservedNames(columns: readonly OutputColumn[]): Set<string> {
+  return new Set([...HEAD, ...OUTCOME, ...columns, ...TAIL].map((c) => c.name));
+}
+
+function extraColumns(records: RowRecord[], reserved: Set<string>): ExtraColumn[] {
   const names = [...new Set(records.flatMap((r) => Object.keys(r.extra)))];
   return names.map((name) => {
     const values = records.map((r) => r.extra[name]).filter((v) => v !== null && v !== undefined);
@@ -61,89 +101,30 @@ function extraColumns(records: RowRecord[]): ExtraColumn[] {
           ? 'boolean'
           : 'json';
     // hyparquet reads rows into plain objects, where a "__proto__" column would vanish: rename it too.
-    return { name, column: CORE.includes(name) || name === '__proto__' ? `extra_${name}` : name, encoding };
+    return { name, column: reserved.has(name) || name === '__proto__' ? `extra_${name}` : name, encoding };
   });
 }
 
-function webScore(r: RowRecord): ScoredText | undefined {
-  return r.scores.find((s) => s.source === 'web' || s.source === 'trusted');
-}
-
-export async function writeShardParquet(finalPath: string, records: RowRecord[]): Promise<void> {
-  const extras = extraColumns(records);
-  const col = <T>(f: (r: RowRecord) => T) => records.map(f);
-  const columnData: Array<{ name: string; data: unknown[] }> = [
-    { name: 'key', data: col((r) => r.key) },
-    { name: 'row_index', data: col((r) => BigInt(r.rowIndex)) },
-    { name: 'url', data: col((r) => r.url) },
-    { name: 'text', data: col((r) => r.text) },
-    { name: 'trusted', data: col((r) => r.trusted) },
-    ...extras.map((e) => ({
-      name: e.column,
-      data: col((r) => {
-        const v = r.extra[e.name];
-        if (v === null || v === undefined) return null;
-        return e.encoding === 'json' ? JSON.stringify(v) : v;
-      }),
-    })),
-    { name: 'status', data: col((r) => r.status) },
-    { name: 'reason', data: col((r) => r.reason) },
-    { name: 'reason_detail', data: col((r) => r.reasonDetail) },
-    { name: 'width', data: col((r) => r.image?.width ?? null) },
-    { name: 'height', data: col((r) => r.image?.height ?? null) },
-    { name: 'original_width', data: col((r) => r.image?.originalWidth ?? null) },
-    { name: 'original_height', data: col((r) => r.image?.originalHeight ?? null) },
-    { name: 'sha256', data: col((r) => r.image?.sha256 ?? null) },
-    { name: 'image_format', data: col((r) => r.image?.format ?? null) },
-    { name: 'duplicate_of', data: col((r) => r.image?.duplicateOf ?? null) },
-    { name: 'http_status', data: col((r) => r.fetch?.httpStatus ?? null) },
-    { name: 'final_url', data: col((r) => r.fetch?.finalUrl ?? null) },
-    { name: 'download_bytes', data: col((r) => (r.fetch ? BigInt(r.fetch.bytes) : null)) },
-    { name: 'download_attempts', data: col((r) => r.fetch?.attempts ?? null) },
-    { name: 'download_ms', data: col((r) => r.fetch?.ms ?? null) },
-    { name: 'captions', data: col((r) => r.captions) },
-    { name: 'score_text', data: col((r) => r.scores.map((s) => s.text)) },
-    { name: 'score_source', data: col((r) => r.scores.map((s) => s.source)) },
-    { name: 'score_itm', data: col((r) => r.scores.map((s) => s.itm)) },
-    { name: 'score_itc', data: col((r) => r.scores.map((s) => s.itc)) },
-    { name: 'score_kept', data: col((r) => r.scores.map((s) => s.kept)) },
-    { name: 'web_itm', data: col((r) => webScore(r)?.itm ?? null) },
-    { name: 'web_itc', data: col((r) => webScore(r)?.itc ?? null) },
-    { name: 'selected', data: col((r) => r.selected) },
-  ];
-  const schema: SchemaElement[] = [
-    { name: 'root', num_children: columnData.length },
-    leaf('key', 'BYTE_ARRAY', true),
-    leaf('row_index', 'INT64'),
-    leaf('url', 'BYTE_ARRAY', true),
-    leaf('text', 'BYTE_ARRAY', true),
-    leaf('trusted', 'BOOLEAN'),
-    ...extras.map((e) => (e.encoding === 'double' ? leaf(e.column, 'DOUBLE') : e.encoding === 'boolean' ? leaf(e.column, 'BOOLEAN') : leaf(e.column, 'BYTE_ARRAY', true))),
-    leaf('status', 'BYTE_ARRAY', true),
-    leaf('reason', 'BYTE_ARRAY', true),
-    leaf('reason_detail', 'BYTE_ARRAY', true),
-    leaf('width', 'INT32'),
-    leaf('height', 'INT32'),
-    leaf('original_width', 'INT32'),
-    leaf('original_height', 'INT32'),
-    leaf('sha256', 'BYTE_ARRAY', true),
-    leaf('image_format', 'BYTE_ARRAY', true),
-    leaf('duplicate_of', 'BYTE_ARRAY', true),
-    leaf('http_status', 'INT32'),
-    leaf('final_url', 'BYTE_ARRAY', true),
-    leaf('download_bytes', 'INT64'),
-    leaf('download_attempts', 'INT32'),
-    leaf('download_ms', 'INT32'),
-    ...list('captions', 'BYTE_ARRAY', true),
-    ...list('score_text', 'BYTE_ARRAY', true),
-    ...list('score_source', 'BYTE_ARRAY', true),
-    ...list('score_itm', 'DOUBLE'),
-    ...list('score_itc', 'DOUBLE'),
-    ...list('score_kept', 'BOOLEAN'),
-    leaf('web_itm', 'DOUBLE'),
-    leaf('web_itc', 'DOUBLE'),
-    leaf('selected', 'BYTE_ARRAY', true),
-  ];
+/**
+ * Writes the shard's parquet: the frame around `columns` (the stage table's; by default the
+ * built-in record columns).
+ */
+export async function writeShardParquet(finalPath: string, records: RowRecord[], columns: readonly OutputColumn[] = RECORD_COLUMNS): Promise<void> {
+  const extras = extraColumns(records, reservedNames(columns));
+  const extraCols: OutputColumn[] = extras.map((e) => ({
+    name: e.column,
+    type: e.encoding === 'double' ? 'double' : e.encoding === 'boolean' ? 'boolean' : 'string',
+    value: (r) => {
+      const v = r.extra[e.name];
+      if (v === null || v === undefined) return null;
+      return e.encoding === 'json' ? JSON.stringify(v) : v;
+    },
+  }));
+  const all = [...HEAD, ...extraCols, ...OUTCOME, ...columns, ...TAIL];
+  const dup = all.find((c, i) => all.findIndex((d) => d.name === c.name) !== i);
+  if (dup) throw new CapfiltError('OUTPUT_WRITE_FAILED', `${finalPath}: two columns are named ${dup.name}`, { file: finalPath });
+  const columnData = all.map((c) => ({ name: c.name, data: dataOf(c, records) }));
+  const schema: SchemaElement[] = [{ name: 'root', num_children: all.length }, ...all.flatMap(schemaOf)];
   const tmp = tempPathFor(finalPath);
   try {
     const writer = fileWriter(tmp);
@@ -163,65 +144,54 @@ export async function writeShardParquet(finalPath: string, records: RowRecord[])
 
 /**
  * Rebuilds the records of a written shard. Image refs become `tar:<key>` (the image is in the
- * shard's tar, or in filtered/NNNNN.tar); fetch details and scores come back as written.
+ * shard's tar, or in filtered/NNNNN.tar); fetch details, captions and scores come back as written.
+ * `columns` restore what they hold (default: the built-in record columns); every `score_<name>`
+ * list in the file comes back as a score of that name, whichever stage wrote it.
  */
-export async function readShardParquet(path: string): Promise<RowRecord[]> {
-  let rows: Record<string, unknown>[];
+export async function readShardParquet(path: string, columns: readonly OutputColumn[] = RECORD_COLUMNS): Promise<RowRecord[]> {
+  let rows: ParquetRow[];
   let extras: ExtraColumn[];
+  let names: string[];
   try {
     const file = await asyncBufferFromFile(path);
     const meta = await parquetMetadataAsync(file);
     extras = JSON.parse(meta.key_value_metadata?.find((kv) => kv.key === 'capfilt.extra')?.value ?? '[]') as ExtraColumn[];
+    names = meta.schema.slice(1).filter((el) => el.name !== 'list' && el.name !== 'element').map((el) => el.name);
     rows = await parquetReadObjects({ file, metadata: meta, compressors });
   } catch (e) {
     throw new CapfiltError('OUTPUT_SHARD_INVALID', `${path}: not a readable capfilt shard parquet (${(e as Error).message})`, { file: path }, { cause: e });
   }
+  // Texts come back with their sources and decisions even when `columns` do not name them, and
+  // every score in the file with them, whichever stage wrote it (one outside the caller's table).
+  const known = new Set(columns.map((c) => c.name));
+  const restorers = [
+    ...(known.has('score_text') ? [] : scoredTextColumns([])),
+    ...columns,
+    ...scoreNamesIn(names).filter((n) => !known.has(`score_${n}`)).map(perTextScoreColumn),
+  ].filter((c) => c.restore && names.includes(c.name));
   return rows.map((x) => {
-    const str = (k: string) => (x[k] === null || x[k] === undefined ? null : String(x[k]));
-    const num = (k: string) => (x[k] === null || x[k] === undefined ? null : Number(x[k]));
-    const arr = <T>(k: string) => (Array.isArray(x[k]) ? (x[k] as T[]) : []);
     const extra: Record<string, unknown> = Object.create(null);
     for (const e of extras) {
       const v = x[e.column];
       extra[e.name] = v === null || v === undefined ? null : e.encoding === 'json' ? JSON.parse(String(v)) : v;
     }
-    const texts = arr<string>('score_text');
-    const sources = arr<ScoredText['source']>('score_source');
-    const itm = arr<number>('score_itm');
-    const itc = arr<number>('score_itc');
-    const kept = arr<boolean>('score_kept');
-    const key = String(x.key);
-    const sha = str('sha256');
-    return {
-      key,
+    const r: RowRecord = {
+      key: String(x.key),
       rowIndex: Number(x.row_index),
-      url: str('url'),
-      text: str('text'),
+      url: str(x, 'url'),
+      text: str(x, 'text'),
       extra,
       trusted: x.trusted === true,
       status: String(x.status) as RowStatus,
-      reason: str('reason'),
-      reasonDetail: str('reason_detail'),
-      image:
-        sha !== null && x.width !== null
-          ? {
-              ref: `tar:${key}`,
-              width: num('width')!,
-              height: num('height')!,
-              originalWidth: num('original_width')!,
-              originalHeight: num('original_height')!,
-              sha256: sha,
-              format: str('image_format') ?? 'jpg',
-              ...(str('duplicate_of') !== null ? { duplicateOf: str('duplicate_of')! } : {}),
-            }
-          : null,
-      captions: arr<string>('captions'),
-      scores: texts.map((text, i) => ({ text, source: sources[i], itm: itm[i], itc: itc[i], kept: kept[i] })),
-      selected: str('selected'),
-      fetch:
-        x.download_attempts !== null && x.download_attempts !== undefined
-          ? { httpStatus: num('http_status'), finalUrl: str('final_url'), bytes: num('download_bytes') ?? 0, attempts: num('download_attempts')!, ms: num('download_ms') ?? 0 }
-          : null,
-    } satisfies RowRecord;
+      reason: str(x, 'reason'),
+      reasonDetail: str(x, 'reason_detail'),
+      image: null,
+      captions: [],
+      scores: [],
+      selected: str(x, 'selected'),
+      fetch: null,
+    };
+    for (const c of restorers) c.restore!(r, x);
+    return r;
   });
 }

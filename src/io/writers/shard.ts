@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { CapfiltError } from '../../core/errors.ts';
 import type { RowRecord } from '../../core/records.ts';
 import { writeFileAtomic } from './atomic.ts';
+import type { OutputColumn } from './columns.ts';
 import { writeShardParquet } from './shard-parquet.ts';
 import { shardStats, type ShardStats } from './stats.ts';
 import { writeTarAtomic, type TarSample } from './tar.ts';
@@ -25,6 +26,8 @@ export interface WriteShardOptions {
    * A subfolder, so that loaders globbing `<out>/*.tar` read only the clean dataset.
    */
   keepFilteredImages?: boolean;
+  /** The parquet's stage columns (the stage table's `outputColumns`); default the built-in record columns. */
+  columns?: readonly OutputColumn[];
 }
 
 export interface ShardPaths {
@@ -119,6 +122,6 @@ export async function writeShardFiles(records: RowRecord[], o: WriteShardOptions
   else await rm(paths.filteredTar, { force: true });
   const stats = shardStats(o.name, records, { startTime: o.startTime, endTime: Date.now(), timings: o.timings });
   await writeFileAtomic(paths.stats, `${JSON.stringify(stats, null, 2)}\n`);
-  await writeShardParquet(paths.parquet, records);
+  await writeShardParquet(paths.parquet, records, o.columns);
   return { paths, stats };
 }

@@ -3,7 +3,7 @@ import { MemoryDuplicateIndex, type DuplicateIndex } from '../../io/duplicates.t
 import { Fetcher, type FetchOptions } from '../../io/fetch.ts';
 import { processImage, sha256Hex, type ImageOptions } from '../../io/image.ts';
 import type { RowRecord } from '../../core/records.ts';
-import type { StageContext } from './types.ts';
+import type { StageRunContext } from './types.ts';
 import type { ShardState } from '../../core/shard.ts';
 
 /**
@@ -146,11 +146,11 @@ export async function closeDownloadResources(): Promise<void> {
 }
 
 /**
- * The worker-facing stage. `duplicateIndex` should be a RedisDuplicateIndex shared by all
+ * The worker-facing stage (config.download and config.image). `duplicateIndex` should be a RedisDuplicateIndex shared by all
  * workers of the run; without one, a per-process in-memory index is used (exact for
  * single-process runs, per-process otherwise).
  */
-export async function downloadShard(state: ShardState, ctx: StageContext & { fetcher?: Fetcher; duplicateIndex?: DuplicateIndex }): Promise<void> {
+export async function downloadShard(state: ShardState, ctx: StageRunContext<'download' | 'image'> & { fetcher?: Fetcher }): Promise<void> {
   const { runId, shardId } = state.shard;
   let index = ctx.duplicateIndex ?? null;
   if (!index && ctx.config.image.duplicates !== 'off') {

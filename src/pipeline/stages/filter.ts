@@ -2,7 +2,7 @@ import type { ImageTextScorer } from '../../models/roles.ts';
 import type { ImageInput } from '../../models/runtime/types.ts';
 import { decideRow } from '../decisions.ts';
 import type { RowRecord, ScoredText } from '../../core/records.ts';
-import type { StageContext } from './types.ts';
+import type { StageRunContext } from './types.ts';
 import type { ShardState } from '../../core/shard.ts';
 
 /**
@@ -12,6 +12,7 @@ import type { ShardState } from '../../core/shard.ts';
  * Output: `scores` (one per text, web first, with `kept`), `selected`, and the final status
  * `kept`/`filtered` with a decision reason; an image the filter cannot use fails alone.
  * Batches hold up to `filter.batchSize` image-text pairs; each image is encoded once.
+ * Receives config.filter, config.caption (keepTop) and the image-text scorer role (`ctx.model`).
  */
 export function textsOf(r: RowRecord): { text: string; source: ScoredText['source'] }[] {
   const texts: { text: string; source: ScoredText['source'] }[] = [];
@@ -38,7 +39,7 @@ function batches(rows: RowRecord[], pairsPerBatch: number): RowRecord[][] {
   return out;
 }
 
-export async function filterShard(state: ShardState, ctx: StageContext & { filter: ImageTextScorer }): Promise<void> {
+export async function filterShard(state: ShardState, ctx: StageRunContext<'filter' | 'caption'> & { model: ImageTextScorer }): Promise<void> {
   const f = { ...ctx.config.filter, keepTop: ctx.config.caption.keepTop };
   const rows = state.records.filter((r) => r.status === 'pending' && !r.trusted && r.image !== null);
   for (const batch of batches(rows, ctx.config.filter.batchSize)) {
@@ -47,7 +48,7 @@ export async function filterShard(state: ShardState, ctx: StageContext & { filte
     const items: { image: ImageInput; texts: string[] }[] = await Promise.all(
       scorable.map(async (r) => ({ image: { key: r.key, bytes: await ctx.staging.getBlob(r.image!.ref) }, texts: textsOf(r).map((t) => t.text) })),
     );
-    const results = items.length ? await ctx.filter.score(items) : [];
+    const results = items.length ? await ctx.model.score(items) : [];
     scorable.forEach((r, j) => {
       const res = results[j];
       if (!res.ok) {

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../../config/schema.ts';
+import type { DuplicateIndex } from '../../io/duplicates.ts';
+import type { OutputColumn } from '../../io/writers/columns.ts';
 import type { StagingStore } from '../staging/types.ts';
 
 /**
@@ -8,14 +10,33 @@ import type { StagingStore } from '../staging/types.ts';
  * worker), mutates the records in place and returns. It knows nothing about BullMQ: the worker
  * loads the state, calls the stage, saves the state and enqueues the next stage.
  *
- * Errors: a stage throws only for shard-level problems (the worker retries those with backoff;
- * a `CapfiltError` whose code is in `PERMANENT_CODES` of src/workers/errors.ts is not retried).
- * Row-level problems never throw: the stage sets `status: 'failed'` and a `reason` code on the row.
+ * Each stage receives only the config sections its table entry names (`StageRunContext<S>`),
+ * and the model of its role, if it has one (src/pipeline/stages/table.ts).
+ *
+ * Errors: a stage throws only for shard-level problems. The worker retries those with backoff,
+ * unless the error's code is `permanent` in the catalogue (src/core/errors.ts): then the job
+ * fails at once. Row-level problems never throw: the stage sets `status: 'failed'` and a
+ * `reason` code on the row.
  */
+export type ConfigSection = keyof CapfiltConfig;
+
+/** What the worker hands the stage binding for one job: the run's whole config and its services. */
 export interface StageContext {
   config: CapfiltConfig;
   staging: StagingStore;
   log: Logger;
   /** Aborted when the worker is shutting down; long stages may stop early and throw. */
   signal: AbortSignal;
+}
+
+/** What a stage function receives: the config sections it declared, and the run's services. */
+export interface StageRunContext<S extends ConfigSection = never> {
+  config: Pick<CapfiltConfig, S>;
+  staging: StagingStore;
+  log: Logger;
+  signal: AbortSignal;
+  /** The run's exact-duplicate index, shared by every worker of the run (download stage). */
+  duplicateIndex?: DuplicateIndex | null;
+  /** The parquet's stage columns, from the table the chain runs (write stage). */
+  columns?: readonly OutputColumn[];
 }

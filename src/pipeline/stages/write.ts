@@ -1,7 +1,7 @@
 import { CapfiltError } from '../../core/errors.ts';
 import { writeShardFiles, type ShardPaths } from '../../io/writers/shard.ts';
 import type { ShardStats } from '../../io/writers/stats.ts';
-import type { StageContext } from './types.ts';
+import type { StageRunContext } from './types.ts';
 import type { ShardState } from '../../core/shard.ts';
 
 /**
@@ -10,9 +10,10 @@ import type { ShardState } from '../../core/shard.ts';
  *         finalizeRecords first), kept rows with a staged image and `selected` decided.
  * Output: <output.dir>/NNNNN.tar, filtered/NNNNN.tar, NNNNN_stats.json, NNNNN.parquet, the
  *         parquet renamed into place last ("parquet exists" = shard done). Rewriting is
- *         idempotent: a retried job produces the same files.
+ *         idempotent: a retried job produces the same files. The parquet's stage columns are
+ *         the chain's table's (`ctx.columns`; by default the built-in record columns).
  */
-export async function writeShard(state: ShardState, ctx: StageContext): Promise<{ paths: ShardPaths; stats: ShardStats }> {
+export async function writeShard(state: ShardState, ctx: StageRunContext<'output'>): Promise<{ paths: ShardPaths; stats: ShardStats }> {
   const outDir = ctx.config.output.dir;
   if (!outDir) throw new CapfiltError('CONFIG_INVALID', 'output.dir is not set: the write stage needs an output folder');
   const spent = Object.values(state.timings).reduce<number>((a, b) => a + (b ?? 0), 0);
@@ -22,5 +23,6 @@ export async function writeShard(state: ShardState, ctx: StageContext): Promise<
     images: { get: (ref) => ctx.staging.getBlob(ref) },
     startTime: Date.now() - spent,
     timings: state.timings,
+    columns: ctx.columns,
   });
 }
