@@ -12,8 +12,12 @@ interface HostState {
   waiters: Array<() => void>;
 }
 
+/** Tracked hosts at which idle entries are first swept; the bound then follows the live count. */
+const SWEEP_FLOOR = 1024;
+
 export class HostLimiter {
   private readonly hosts = new Map<string, HostState>();
+  private sweepAt = SWEEP_FLOOR;
 
   constructor(private readonly concurrency: number, private readonly minDelayMs: number, private readonly clock: Clock = realClock) {
     if (!(concurrency >= 1)) throw new RangeError(`perHostConcurrency must be >= 1, got ${concurrency}`);
@@ -69,9 +73,24 @@ export class HostLimiter {
     return this.hosts.size;
   }
 
+  /**
+   * A host released before its next start time keeps its entry (the delay must still hold), and
+   * nothing comes back for it if no request follows: a crawl over millions of hosts would grow
+   * the map for ever. Entries that are idle and past their next start are dropped in an
+   * amortised sweep once the map doubles.
+   */
+  private sweep(): void {
+    const now = this.clock.now();
+    for (const [host, s] of this.hosts) {
+      if (s.active === 0 && s.waiters.length === 0 && s.nextStart <= now) this.hosts.delete(host);
+    }
+    this.sweepAt = Math.max(SWEEP_FLOOR, 2 * this.hosts.size);
+  }
+
   private state(host: string): HostState {
     let s = this.hosts.get(host);
     if (!s) {
+      if (this.hosts.size >= this.sweepAt) this.sweep();
       s = { active: 0, nextStart: 0, waiters: [] };
       this.hosts.set(host, s);
     }

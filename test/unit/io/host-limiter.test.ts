@@ -88,4 +88,22 @@ describe('HostLimiter', () => {
     again();
     expect(limiter.size()).toBe(0);
   });
+
+  it('does not keep hosts that were released before their delay ended once the delay is over', async () => {
+    const clock = new ManualClock();
+    const limiter = new HostLimiter(1, 100, clock);
+    // Each host's only request finishes at once, inside its 100 ms delay: its entry must stay
+    // until the delay is over, and must not stay for ever after.
+    for (let i = 0; i < 5000; i++) (await limiter.acquire(`h${i}.example`))();
+    expect(limiter.size()).toBeGreaterThan(1000);
+    await clock.advance(100);
+    for (let i = 0; i < 5000; i++) (await limiter.acquire(`g${i}.example`))();
+    await clock.advance(100);
+    for (let i = 0; i < 5000; i++) (await limiter.acquire(`f${i}.example`))();
+    expect(limiter.size()).toBeLessThanOrEqual(2 * 5000 + 1024);
+    const h = limiter.acquire('f1.example');
+    expect(clock.pending).toBe(1);
+    await clock.advance(100);
+    (await h)();
+  });
 });
