@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { register as caption } from './caption.ts';
 import { register as models } from './models.ts';
 import { register as score } from './score.ts';
+import { register as embed } from './embed.ts';
+import { register as clipScore } from './clip-score.ts';
 import { register as demoData } from './demo-data.ts';
 import { register as dashboard } from './dashboard.ts';
 import { register as run } from './run.ts';
@@ -22,6 +24,8 @@ export const commands: RegisterCommand[] = [
   caption,
   models,
   score,
+  embed,
+  clipScore,
   dashboard,
   demoData,
   run,

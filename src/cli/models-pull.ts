@@ -1,15 +1,19 @@
 /**
- * `capfilt models pull <repo-id|alias> [--out dir] [--revision rev]`: fetches a BLIP model
- * folder from the Hugging Face hub (or any server speaking its API: `HF_ENDPOINT`), with
+ * `capfilt models pull <repo-id|alias> [--out dir] [--revision rev]`: fetches a BLIP or CLIP
+ * model folder from the Hugging Face hub (or any server speaking its API: `HF_ENDPOINT`), with
  * `HF_TOKEN` for private or gated repos.
  *
- * Only the files the runtime reads are downloaded: config.json, preprocessor_config.json, the
- * tokenizer files, and model.safetensors (pytorch_model.bin only when a repo has no
- * safetensors). Each file is streamed to `<name>.part` and renamed when complete, so an
- * interrupted pull never leaves a truncated file under the real name.
+ * Only the files the runtime reads are downloaded: config.json first, then the family's list
+ * (chosen by the alias, else by config.json: a CLIP config is model_type "clip" or a CLIPModel
+ * architecture) — preprocessor_config.json, the tokenizer files, and model.safetensors
+ * (pytorch_model.bin only when a repo has no model.safetensors). Other weights a repo may carry
+ * (open_clip_*, flax/tf/onnx exports) are never fetched. Each file is streamed to
+ * `<name>.part` and renamed when complete, so an interrupted pull never leaves a truncated file
+ * under the real name.
  *
- * Aliases pull a captioner + filter pair into `<out>/captioner` and `<out>/filter`, the layout
- * `capfilt caption/score --model` and `capfilt models convert` take.
+ * BLIP aliases pull a captioner + filter pair into `<out>/captioner` and `<out>/filter`, the
+ * layout `capfilt caption/score --model` and `capfilt models convert` take; CLIP aliases pull
+ * one CLIPModel folder into `<out>` itself (`capfilt embed/clip-score --model`).
  */
 import { createWriteStream, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -19,14 +23,36 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { downloadFile, listFiles } from '@huggingface/hub';
 import type { Command } from 'commander';
 import { CapfiltError } from '../core/errors.ts';
+import { isClipConfig } from '../models/clip/config.ts';
+import { readJson } from '../models/runtime/config-files.ts';
 
-export const ALIASES: Record<string, { captioner: string; filter: string }> = {
-  'blip-base': { captioner: 'Salesforce/blip-image-captioning-base', filter: 'Salesforce/blip-itm-base-coco' },
-  'blip-large': { captioner: 'Salesforce/blip-image-captioning-large', filter: 'Salesforce/blip-itm-large-coco' },
+export type Family = 'blip' | 'clip';
+
+export type Alias = { family: 'blip'; captioner: string; filter: string } | { family: 'clip'; repo: string };
+
+export const ALIASES: Record<string, Alias> = {
+  'blip-base': { family: 'blip', captioner: 'Salesforce/blip-image-captioning-base', filter: 'Salesforce/blip-itm-base-coco' },
+  'blip-large': { family: 'blip', captioner: 'Salesforce/blip-image-captioning-large', filter: 'Salesforce/blip-itm-large-coco' },
+  'clip-vit-base-patch32': { family: 'clip', repo: 'openai/clip-vit-base-patch32' },
+  'clip-vit-base-patch16': { family: 'clip', repo: 'openai/clip-vit-base-patch16' },
+  'clip-vit-large-patch14': { family: 'clip', repo: 'openai/clip-vit-large-patch14' },
+  'clip-vit-large-patch14-336': { family: 'clip', repo: 'openai/clip-vit-large-patch14-336' },
+  'clip-vit-b-32-laion2b': { family: 'clip', repo: 'laion/CLIP-ViT-B-32-laion2B-s34B-b79K' },
+  'clip-vit-h-14-laion2b': { family: 'clip', repo: 'laion/CLIP-ViT-H-14-laion2B-s32B-b79K' },
 };
 
 const REQUIRED = ['config.json'];
-const OPTIONAL = ['preprocessor_config.json', 'tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json'];
+/** Beside config.json and the weights, the files each family's runtime reads (when present). */
+const FILES: Record<Family, { optional: string[]; tokenizers: string[][] }> = {
+  blip: {
+    optional: ['preprocessor_config.json', 'tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json'],
+    tokenizers: [['tokenizer.json'], ['vocab.txt']],
+  },
+  clip: {
+    optional: ['preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json'],
+    tokenizers: [['tokenizer.json'], ['vocab.json', 'merges.txt']],
+  },
+};
 const WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
 
 export interface PullOptions {
@@ -48,11 +74,13 @@ export interface PulledRepo {
 
 export async function pullModel(o: PullOptions): Promise<PulledRepo[]> {
   const alias = ALIASES[o.spec];
-  const jobs = alias
-    ? [{ repo: alias.captioner, dir: join(o.out, 'captioner') }, { repo: alias.filter, dir: join(o.out, 'filter') }]
-    : [{ repo: checkRepoId(o.spec), dir: o.out }];
+  const jobs: { repo: string; dir: string; family?: Family }[] = !alias
+    ? [{ repo: checkRepoId(o.spec), dir: o.out }]
+    : alias.family === 'blip'
+      ? [{ repo: alias.captioner, dir: join(o.out, 'captioner'), family: 'blip' }, { repo: alias.filter, dir: join(o.out, 'filter'), family: 'blip' }]
+      : [{ repo: alias.repo, dir: o.out, family: 'clip' }];
   const out: PulledRepo[] = [];
-  for (const job of jobs) out.push(await pullRepo(job.repo, job.dir, o));
+  for (const job of jobs) out.push(await pullRepo(job.repo, job.dir, job.family, o));
   return out;
 }
 
@@ -63,7 +91,22 @@ function checkRepoId(spec: string): string {
   return spec;
 }
 
-async function pullRepo(repo: string, dir: string, o: PullOptions): Promise<PulledRepo> {
+/** BLIP or CLIP by a downloaded config.json; the alias's family must agree with it. */
+function familyOf(configFile: string, expected: Family | undefined, where: string, repo: string): Family {
+  let json: unknown;
+  try {
+    json = readJson(configFile);
+  } catch (e) {
+    throw new CapfiltError('MODEL_PULL_FAILED', `${where}: config.json is not valid JSON (${(e as Error).message})`, { repo }, { cause: e });
+  }
+  const family: Family = isClipConfig(json) ? 'clip' : 'blip';
+  if (expected && family !== expected) {
+    throw new CapfiltError('MODEL_PULL_FAILED', `${where}: config.json describes a ${family.toUpperCase()} model, the alias a ${expected.toUpperCase()} one`, { repo });
+  }
+  return family;
+}
+
+async function pullRepo(repo: string, dir: string, expected: Family | undefined, o: PullOptions): Promise<PulledRepo> {
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const hub = { repo: { type: 'model' as const, name: repo }, revision: o.revision, hubUrl: o.hubUrl, accessToken: o.accessToken };
   const where = `${repo}${o.revision ? `@${o.revision}` : ''} from ${o.hubUrl ?? 'https://huggingface.co'}`;
@@ -76,17 +119,27 @@ async function pullRepo(repo: string, dir: string, o: PullOptions): Promise<Pull
     throw new CapfiltError('MODEL_PULL_FAILED', `${where}: cannot list the repository (${(e as Error).message}); check the name, --revision, and HF_TOKEN for private or gated repos`, { repo }, { cause: e });
   }
   const missing = REQUIRED.filter((f) => !sizes.has(f));
-  if (missing.length) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no ${missing.join(', ')}; is it a BLIP model?`, { repo });
+  if (missing.length) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no ${missing.join(', ')}; is it a BLIP or CLIP model?`, { repo });
   const weights = WEIGHTS.find((f) => sizes.has(f));
   if (!weights) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has neither model.safetensors nor pytorch_model.bin`, { repo });
-  if (!sizes.has('tokenizer.json') && !sizes.has('vocab.txt')) {
-    throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has neither tokenizer.json nor vocab.txt`, { repo });
-  }
-  const wanted = [...REQUIRED, ...OPTIONAL.filter((f) => sizes.has(f)), weights];
 
+  const checkTokenizer = (family: Family): void => {
+    const { tokenizers } = FILES[family];
+    if (!tokenizers.some((set) => set.every((f) => sizes.has(f)))) {
+      throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no ${family.toUpperCase()} tokenizer (${tokenizers.map((set) => set.join(' + ')).join(' or ')})`, { repo });
+    }
+  };
+  // An alias's family is checked before anything is written; a repo id's is config.json's.
+  if (expected) checkTokenizer(expected);
   mkdirSync(dir, { recursive: true });
-  log(`pulling ${where} → ${dir} (${wanted.length} files, ${formatBytes(wanted.reduce((a, f) => a + sizes.get(f)!, 0))})`);
   const files: PulledRepo['files'] = [];
+  // config.json first: it says which family's files to fetch.
+  files.push({ path: 'config.json', bytes: await downloadTo(hub, 'config.json', join(dir, 'config.json'), sizes.get('config.json')!, where, log) });
+  const family = familyOf(join(dir, 'config.json'), expected, where, repo);
+  checkTokenizer(family);
+  const { optional } = FILES[family];
+  const wanted = [...optional.filter((f) => sizes.has(f)), weights];
+  log(`pulling ${family.toUpperCase()} ${where} → ${dir} (${wanted.length + 1} files, ${formatBytes(wanted.reduce((a, f) => a + sizes.get(f)!, sizes.get('config.json')!))})`);
   for (const path of wanted) {
     const bytes = await downloadTo(hub, path, join(dir, path), sizes.get(path)!, where, log);
     files.push({ path, bytes });
@@ -147,8 +200,8 @@ function formatBytes(n: number): string {
 export function registerPull(models: Command): void {
   models
     .command('pull')
-    .description(`download a BLIP model from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN); aliases: ${Object.keys(ALIASES).join(', ')}`)
-    .argument('<repo>', 'hub repo id (org/name) or an alias pulling captioner + filter')
+    .description(`download a BLIP or CLIP model from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN); aliases: ${Object.keys(ALIASES).join(', ')}`)
+    .argument('<repo>', 'hub repo id (org/name) or an alias (blip-*: captioner + filter into <out>/captioner and <out>/filter; clip-*: one folder, <out>)')
     .option('--out <dir>', 'output folder (default: models/<alias or repo name>)')
     .option('--revision <rev>', 'branch, tag or commit (default: main)')
     .action(async (spec: string, opts: { out?: string; revision?: string }) => {

@@ -18,6 +18,7 @@ interface Repo { sha: string; files: Map<string, Buffer>; private?: boolean; bro
 
 const TOKEN = 'hf_standin_token';
 const big = randomBytes(3 * 1024 * 1024 + 17);
+const clipWeights = randomBytes(4096 + 3);
 const repos = new Map<string, Repo>([
   ['Salesforce/blip-image-captioning-base', { sha: 'a'.repeat(40), files: files({
     'config.json': '{"architectures":["BlipForConditionalGeneration"]}',
@@ -37,6 +38,31 @@ const repos = new Map<string, Repo>([
     'tokenizer_config.json': '{"do_lower_case":true}',
     'pytorch_model.bin': randomBytes(2000),
   }) }],
+  ['openai/clip-vit-base-patch32', { sha: 'f'.repeat(40), files: files({
+    'config.json': '{"architectures":["CLIPModel"],"model_type":"clip"}',
+    'preprocessor_config.json': '{"crop_size":224}',
+    'tokenizer.json': '{"model":{"type":"BPE"}}',
+    'tokenizer_config.json': '{}',
+    'vocab.json': '{"a</w>":0}',
+    'merges.txt': '#version: 0.2\n',
+    'special_tokens_map.json': '{}',
+    'model.safetensors': clipWeights,
+    'pytorch_model.bin': 'should not be downloaded when safetensors exist',
+    'open_clip_pytorch_model.bin': 'open_clip weights: never needed',
+    'flax_model.msgpack': 'never needed',
+    'tf_model.h5': 'never needed',
+    'onnx/model.onnx': 'never needed',
+    'README.md': '# model card',
+  }) }],
+  ['org/clip-bin-only', { sha: '1'.repeat(40), files: files({
+    'config.json': '{"model_type":"clip"}',
+    'vocab.json': '{}',
+    'merges.txt': '',
+    'vocab.txt': 'a BLIP file a CLIP pull leaves alone\n',
+    'pytorch_model.bin': randomBytes(1500),
+    'open_clip_pytorch_model.bin': 'never needed',
+  }) }],
+  ['org/clip-no-tokenizer', { sha: '2'.repeat(40), files: files({ 'config.json': '{"model_type":"clip"}', 'vocab.txt': '[PAD]\n', 'model.safetensors': 'x' }) }],
   ['org/private-blip', { sha: 'c'.repeat(40), private: true, files: files({ 'config.json': '{}', 'tokenizer.json': '{}', 'model.safetensors': 'x' }) }],
   ['org/no-weights', { sha: 'd'.repeat(40), files: files({ 'config.json': '{}', 'tokenizer.json': '{}' }) }],
   ['org/broken', { sha: 'e'.repeat(40), broken: 'model.safetensors', files: files({ 'config.json': '{}', 'tokenizer.json': '{}', 'model.safetensors': randomBytes(100) }) }],
@@ -131,6 +157,26 @@ describe('capfilt models pull against a stand-in hub', () => {
     expect(stderr).toMatch(/model\.safetensors: \d+% of 3\.0 MiB|model\.safetensors 3\.0 MiB/);
   });
 
+  it('pulls a CLIP alias into --out itself with exactly the CLIP files', async () => {
+    const out = join(tmp, 'clip-b32');
+    requested.length = 0;
+    const { stdout } = await runCli(['clip-vit-base-patch32', '--out', out], { HF_ENDPOINT: hubUrl, HF_TOKEN: undefined });
+    const clipFiles = ['config.json', 'merges.txt', 'model.safetensors', 'preprocessor_config.json', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.json'];
+    expect(readdirSync(out).sort()).toEqual(clipFiles);
+    expect(requested.map((r) => r.replace('openai/clip-vit-base-patch32/', '')).sort()).toEqual(clipFiles);
+    expect(readFileSync(join(out, 'model.safetensors')).equals(clipWeights)).toBe(true);
+    expect(stdout).toBe(`openai/clip-vit-base-patch32 → ${out}\n`);
+  });
+
+  it('recognises a CLIP repo id by its config.json and falls back to pytorch_model.bin', async () => {
+    const out = join(tmp, 'clip-bin');
+    requested.length = 0;
+    await runCli(['org/clip-bin-only', '--out', out], { HF_ENDPOINT: hubUrl, HF_TOKEN: undefined });
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'merges.txt', 'pytorch_model.bin', 'vocab.json']);
+    expect(requested.some((r) => /open_clip|vocab\.txt/.test(r))).toBe(false);
+    expect(readFileSync(join(out, 'pytorch_model.bin')).equals(repos.get('org/clip-bin-only')!.files.get('pytorch_model.bin')!)).toBe(true);
+  });
+
   it('honours --revision and HF_TOKEN for a private repo', async () => {
     const out = join(tmp, 'private');
     await runCli(['org/private-blip', '--out', out, '--revision', 'c'.repeat(40)], { HF_ENDPOINT: hubUrl, HF_TOKEN: TOKEN });
@@ -156,6 +202,7 @@ describe('capfilt models pull against a stand-in hub', () => {
   it('fails for a repo without weights and for a download that breaks, leaving no partial file', async () => {
     expect(await pullError('org/no-weights')).toMatch(/^MODEL_PULL_FAILED .*neither model\.safetensors nor pytorch_model\.bin/);
     expect(await pullError('org/broken')).toMatch(/^MODEL_PULL_FAILED .*downloading model\.safetensors failed/);
+    expect(await pullError('org/clip-no-tokenizer')).toMatch(/^MODEL_PULL_FAILED .*no CLIP tokenizer \(tokenizer\.json or vocab\.json \+ merges\.txt\)/);
     const dir = join(tmp, 'org_broken');
     expect(existsSync(join(dir, 'model.safetensors'))).toBe(false);
     expect(existsSync(join(dir, 'model.safetensors.part'))).toBe(false);
@@ -163,7 +210,7 @@ describe('capfilt models pull against a stand-in hub', () => {
 
   it('refuses a spec that is neither an alias nor a repo id', async () => {
     expect(await pullError('../etc')).toMatch(/^CLI_USAGE /);
-    expect(await pullError('blip-huge')).toMatch(/^CLI_USAGE .*blip-base, blip-large/);
+    expect(await pullError('blip-huge')).toMatch(/^CLI_USAGE .*blip-base, blip-large, clip-vit-base-patch32, .*clip-vit-h-14-laion2b/);
   });
 
   it('reports an unreachable hub as MODEL_PULL_FAILED', async () => {
