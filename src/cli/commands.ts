@@ -13,6 +13,7 @@ import { register as demo } from './demo.ts';
 import { register as rethreshold } from './rethreshold.ts';
 import { register as retryFailed } from './retry-failed.ts';
 import { registerTokenize as tokenize } from './tokenize.ts';
+import { register as label } from './label.ts';
 
 /**
  * Every CLI command module exports `register(program)`; this list is the CLI's table of
@@ -35,4 +36,5 @@ export const commands: RegisterCommand[] = [
   rethreshold,
   retryFailed,
   tokenize,
+  label,
 ];
