@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
 import { COMMON_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
-import { STAGES } from '../config/schema.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { StageName } from '../core/shard.ts';
+import { describeStages, stageNames } from '../pipeline/stages/table.ts';
 import { logger } from '../core/logger.ts';
 
 function parseStages(v: string): StageName[] {
   const list = v.split(',').map((s) => s.trim()).filter(Boolean);
-  const bad = list.filter((s) => !(STAGES as readonly string[]).includes(s));
-  if (bad.length || list.length === 0) throw new CapfiltError('CLI_USAGE', `--stages expects a comma-separated list of ${STAGES.join(', ')}, got "${v}"`);
+  const bad = list.filter((s) => !stageNames().includes(s));
+  if (bad.length || list.length === 0) throw new CapfiltError('CLI_USAGE', `--stages expects a comma-separated list of ${stageNames().join(', ')}, got "${v}"`);
   return list as StageName[];
 }
 
@@ -24,7 +24,7 @@ export function register(program: Command): void {
     .command('worker')
     .description('a stateless stage worker: serves the named stage queues of every run on this Redis until SIGTERM/SIGINT');
   addConfigFlags(cmd, [...WORKER_FLAGS, ...COMMON_FLAGS])
-    .option('--stages <list>', 'stages to serve, e.g. caption,filter', STAGES.join(','))
+    .option('--stages <list>', `stages to serve, comma-separated: ${describeStages()}`, stageNames().join(','))
     .option('--batch-size <n>', 'images per model batch in this process (overrides the run\'s caption/filter batch sizes)')
     .option('--concurrency <n>', 'shards processed at once per stage in this process')
     .option('--drain-ms <ms>', 'on SIGTERM/SIGINT, wait this long for running jobs before handing them back', '30000')

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { STAGE_ORDER } from '../core/shard.ts';
 import { loadConfig, parseSetArgs, type LoadedConfig, type Override } from './load.ts';
 
 /**
@@ -25,7 +26,7 @@ export const RUN_FLAGS: FlagSpec[] = [
   { flag: '--save-additional-columns <list>', path: 'input.saveAdditionalColumns', help: 'comma-separated extra columns to keep' },
   { flag: '--trusted', path: 'input.trusted', help: 'the input is human-annotated: merge it unfiltered' },
   { flag: '--shard-rows <n>', path: 'shards.rows', help: 'rows per shard' },
-  { flag: '--stages <list>', path: 'pipeline.stages', help: 'stages of this run, e.g. download,filter,write' },
+  { flag: '--stages <list>', path: 'pipeline.stages', help: `stages of this run in order, from ${STAGE_ORDER.join(',')} (download and write always)` },
   { flag: '--max-in-flight <n>', path: 'pipeline.maxInFlightShards', help: 'shards between planning and written output' },
   { flag: '--staging <backend>', path: 'staging.backend', help: 'fs or redis' },
   { flag: '--staging-dir <dir>', path: 'staging.dir', help: 'folder of the fs staging store' },

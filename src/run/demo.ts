@@ -8,6 +8,8 @@ import { loadConfig, type LoadedConfig, type Override } from '../config/load.ts'
 import { captionMatchesScene, generateDemoPair, renderScene } from '../demo/index.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import type { RowRecord } from '../core/records.ts';
+import { STAGE_ORDER } from '../core/shard.ts';
+import { outputColumns } from '../pipeline/stages/table.ts';
 import type { RedisEndpoint } from '../workers/redis-setup.ts';
 import { runPipeline } from './run.ts';
 import type { RunSummary } from './summary.ts';
@@ -143,7 +145,7 @@ export function demoConfig(o: DemoOptions, input: string, imagesUrl: string): Lo
   const demoDefaults: Override[] = [
     d('models.captioner', DEMO_MODEL_DIR), d('models.filter', DEMO_MODEL_DIR),
     d('image.size', o.size), d('shards.rows', Math.max(50, Math.min(250, Math.ceil(o.rows / 8)))),
-    d('input.saveAdditionalColumns', ['noise', 'demo_index']), d('pipeline.stages', ['download', 'caption', 'filter', 'write']),
+    d('input.saveAdditionalColumns', ['noise', 'demo_index']), d('pipeline.stages', [...STAGE_ORDER]),
   ].filter((x) => !probe.isExplicit(x.path));
   const allow = [...new Set([...probe.config.download.ssrfAllowlist, new URL(imagesUrl).hostname])];
   return loadConfig({
@@ -170,7 +172,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       redis: o.redis,
     });
     const parquets = readdirSync(o.out).filter((f) => /^\d{5}\.parquet$/.test(f)).sort();
-    const records = (await Promise.all(parquets.map((f) => readShardParquet(join(o.out, f))))).flat();
+    const records = (await Promise.all(parquets.map((f) => readShardParquet(join(o.out, f), outputColumns())))).flat();
     return { run, quality: demoQuality(records, o.seed), input };
   } finally {
     await images.close();

@@ -7,6 +7,7 @@ import { readRunJson, writeRunJson } from '../io/writers/run-json.ts';
 import { listShards, shardPaths, writeShardFiles, type ImageSource } from '../io/writers/shard.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import { readTarEntries } from '../io/writers/tar.ts';
+import { outputColumns } from '../pipeline/stages/table.ts';
 
 /**
  * `rethreshold`: a new output folder with the filter decisions remade from the scores stored in
@@ -82,7 +83,7 @@ export async function rethreshold(from: string, to: string, o: RethresholdOption
   if (existing.length) throw new CapfiltError('OUTPUT_EXISTS', `${to} already holds output (${existing.slice(0, 3).join(', ')}); choose an empty folder`, { dir: to });
   const summary: RethresholdSummary = { from, to, shards: shards.length, rows: 0, kept: 0, filtered: 0, failed: 0, changed: 0 };
   for (const name of shards) {
-    const records = await readShardParquet(shardPaths(from, name).parquet);
+    const records = await readShardParquet(shardPaths(from, name).parquet, outputColumns());
     const images = await shardImages(from, name);
     for (const r of records) {
       const before = `${r.status}\u0000${r.selected}`;
@@ -91,7 +92,7 @@ export async function rethreshold(from: string, to: string, o: RethresholdOption
       summary.rows++;
       summary[r.status as 'kept' | 'filtered' | 'failed']++;
     }
-    await writeShardFiles(records, { outDir: to, name, images, startTime: Date.now() });
+    await writeShardFiles(records, { outDir: to, name, images, startTime: Date.now(), columns: outputColumns() });
   }
   const run = (await readRunJson(from)) ?? {};
   await writeRunJson(to, {

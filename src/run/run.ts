@@ -16,6 +16,7 @@ import { finishedShardCounts } from '../pipeline/resume.ts';
 import { RunState, type RunTotals } from '../pipeline/run-state.ts';
 import { planShards, runIdFor } from '../pipeline/shards.ts';
 import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
+import { checkChain, type StageTable } from '../pipeline/stages/table.ts';
 import { writeRunSummary, type RunSummary } from './summary.ts';
 
 /**
@@ -46,6 +47,11 @@ export interface RunOptions {
   labels?: Record<string, string>;
   /** A Redis already resolved by the caller (who then also stops it); default: resolveRedis. */
   redis?: RedisEndpoint;
+  /**
+   * The stage table of the in-process workers (default: the built-in one); `config.pipeline.stages`
+   * names stages of it. Workers on other hosts must run the same table.
+   */
+  table?: StageTable;
   /** Called once the run is planned, e.g. to print where the dashboard is. */
   onPlanned?(info: { runId: string; redisUrl: string; totalRows: number; totalShards: number; config: CapfiltConfig }): void | Promise<void>;
 }
@@ -55,6 +61,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   const base = o.loaded.config;
   if (!base.input.path) throw new CapfiltError('CONFIG_INVALID', 'option input.path: expected an input file or folder (--input), got null');
   if (!base.output.dir) throw new CapfiltError('CONFIG_INVALID', 'option output.dir: expected an output folder (--out), got null');
+  checkChain(base.pipeline.stages, o.table);
   const endpoint = o.redis ?? (await resolveRedis(o.loaded, o.log));
   const config: CapfiltConfig = {
     ...base,
@@ -100,7 +107,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     await o.onPlanned?.({ runId, redisUrl: endpoint.url, totalRows, totalShards: shards.length, config });
 
     if (o.workers && !o.host) {
-      host = new WorkerHost({ config, stages: config.pipeline.stages, log: o.log.child({ role: 'worker' }) });
+      host = new WorkerHost({ config, stages: config.pipeline.stages, table: o.table, log: o.log.child({ role: 'worker' }) });
       // Load the models before feeding: a wrong model folder fails the run now, not per shard.
       await host.warm(config);
       await host.start();

@@ -18,14 +18,15 @@
  *   P:workers:info               HASH   workerId → last WorkerInfo JSON (kept while in P:workers)
  *   P:worker:<id>                STRING WorkerInfo JSON, expires after the heartbeat TTL
  */
-import type { RowStatus, TextSource } from '../core/records.ts';
+import type { RowStatus, ScoreName, TextSource } from '../core/records.ts';
+import { STAGE_ORDER } from '../core/shard.ts';
 
 export const DEFAULT_PREFIX = 'capfilt';
 
-/** The pipeline's stages in data-path order; other stage names are accepted and shown too. */
-export const STAGES = ['download', 'caption', 'filter', 'write'] as const;
+/** The pipeline's stages in data-path order (the stage table's names); other stage names are accepted and shown too. */
+export const STAGES = STAGE_ORDER;
 
-export type ScoreName = 'itm' | 'itc';
+export type { ScoreName };
 
 export interface HistogramSpec {
   min: number;
@@ -118,13 +119,8 @@ export interface RunMeta {
   bucketSec: number;
 }
 
-export interface SampleScore {
-  text: string;
-  source: TextSource;
-  itm: number;
-  itc: number;
-  kept: boolean;
-}
+/** A scored text as the dashboard shows it: text, source, every score by name, kept. */
+export type SampleScore = { text: string; source: TextSource } & Record<ScoreName, number> & { kept: boolean };
 
 export interface SampleEntry {
   key: string;

@@ -1,11 +1,11 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { realClock, type Clock } from '../core/clock.ts';
-import type { RowRecord, RowStatus } from '../core/records.ts';
+import { SCORE_NAMES, type RowRecord, type RowStatus } from '../core/records.ts';
 import type { CapfiltMetrics } from './metrics.ts';
 import {
   DEFAULT_PREFIX, HISTOGRAMS, bucketOf, counterFields, keys,
-  type RunMeta, type SampleEntry, type WorkerInfo,
+  type RunMeta, type SampleEntry, type SampleScore, type WorkerInfo,
 } from './stats-schema.ts';
 import { thumbnailDataUrl } from './thumbnail.ts';
 
@@ -273,7 +273,7 @@ export class StatsWriter {
         if (r.scores.some((s) => s.kept)) inc(counterFields.imagesAnyKept);
         for (const s of r.scores) {
           inc(counterFields.texts(s.source, s.kept));
-          for (const score of ['itm', 'itc'] as const) {
+          for (const score of SCORE_NAMES) {
             const v = s[score];
             if (!Number.isFinite(v)) continue;
             const f = `${score}:${s.source}:${bucketOf(HISTOGRAMS[score], v)}`;
@@ -325,7 +325,7 @@ export class StatsWriter {
         noise: noiseOf(r),
         text: r.text,
         captions: r.captions,
-        scores: r.scores.map((s) => ({ text: s.text, source: s.source, itm: s.itm, itc: s.itc, kept: s.kept })),
+        scores: r.scores.map((s) => ({ text: s.text, source: s.source, ...Object.fromEntries(SCORE_NAMES.map((n) => [n, s[n]])), kept: s.kept }) as SampleScore),
         selected: r.selected,
         thumb,
         width: r.image?.originalWidth ?? null,

@@ -143,7 +143,8 @@
   }
 
   function renderStages(o, run) {
-    const stages = run.meta.stages.length ? run.meta.stages : ['download', 'caption', 'filter', 'write'];
+    // A run that names no stages shows the server's stage queues (the stage table's order).
+    const stages = run.meta.stages.length ? run.meta.stages : [...new Set(o.queues.map((q) => q.stage))];
     const rows = stages.map((s) => {
       const q = o.queues.find((x) => x.stage === s);
       const counts = q ? q.counts : null;
