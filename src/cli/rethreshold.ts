@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CapfiltError } from '../core/errors.ts';
-import { rethreshold } from '../run/rethreshold.ts';
+import { rethreshold, type RethresholdOptions } from '../run/rethreshold.ts';
 import { readRunJson } from '../io/writers/run-json.ts';
 
 const POLICIES: Record<string, 'original-first' | 'best-scoring' | 'synthetic-first'> = {
@@ -27,10 +27,14 @@ export function register(program: Command): void {
     .option('--itc <c>', 'also require ITC cosine >= c ("none" to drop the ITC condition; default: the run\'s)')
     .option('--policy <name>', 'caption for key.txt: original-first | best | synthetic-first (default: the run\'s)')
     .option('--keep-top <m>', 'keep at most M synthetic captions per image, by ITC (default: the run\'s caption.keepTop)')
+    .option('--clip-min-score <s>', 'CLIP score threshold for runs with the clip stage ("none" to drop it; default: the run\'s clip.minScore)')
+    .option('--select-by <score>', 'score ranking captions for --keep-top: itc, itm or clip (default: the run\'s caption.selectBy)')
     .option('--json', 'print the summary as JSON')
-    .action(async (out: string, o: { to: string; itm?: string; itc?: string; policy?: string; keepTop?: string; json?: boolean }) => {
+    .action(async (out: string, o: { to: string; itm?: string; itc?: string; policy?: string; keepTop?: string; clipMinScore?: string; selectBy?: string; json?: boolean }) => {
       const run = (await readRunJson(out)) ?? {};
-      const cfg = (run.config ?? {}) as { filter?: { itmThreshold?: number; itcThreshold?: number | null; selection?: string }; caption?: { keepTop?: number | null } };
+      const cfg = (run.config ?? {}) as { filter?: { itmThreshold?: number; itcThreshold?: number | null; selection?: string }; caption?: { keepTop?: number | null; selectBy?: string }; clip?: { minScore?: number | null } };
+      const selectBy = o.selectBy ?? cfg.caption?.selectBy ?? 'itc';
+      if (!['itc', 'itm', 'clip'].includes(selectBy)) throw new CapfiltError('CLI_USAGE', `--select-by must be itc, itm or clip, got "${selectBy}"`);
       if (o.policy !== undefined && !POLICIES[o.policy]) throw new CapfiltError('CLI_USAGE', `--policy must be one of ${Object.keys(POLICIES).join(', ')}, got "${o.policy}"`);
       const keepTop = o.keepTop === undefined ? cfg.caption?.keepTop ?? null : num('--keep-top', o.keepTop, 1, 64)!;
       if (keepTop !== null && !Number.isInteger(keepTop)) throw new CapfiltError('CLI_USAGE', `--keep-top must be a whole number, got "${o.keepTop}"`);
@@ -39,6 +43,8 @@ export function register(program: Command): void {
         itcThreshold: o.itc === 'none' ? null : num('--itc', o.itc, -1, 1) ?? cfg.filter?.itcThreshold ?? null,
         selection: POLICIES[o.policy ?? cfg.filter?.selection ?? 'original-first'] ?? 'original-first',
         keepTop,
+        selectBy: selectBy as RethresholdOptions['selectBy'],
+        clipMinScore: o.clipMinScore === 'none' ? null : num('--clip-min-score', o.clipMinScore, -1, 1) ?? cfg.clip?.minScore ?? null,
       });
       if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else {

@@ -91,6 +91,8 @@ export const imageSchema = z.strictObject({
 export const modelsSchema = z.strictObject({
   captioner: z.string().min(1),
   filter: z.string().min(1),
+  /** CLIPModel folder of the clip stage; null when no run of this config uses it. */
+  clip: z.string().min(1).nullable(),
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, '"cpu" or "cuda:N"'),
   threads: nonNegInt,
   precision: z.enum(['fp32', 'fp16', 'int8']),
@@ -111,12 +113,21 @@ export const captionSchema = z.strictObject({
   prompt: z.string(),
   seed: nonNegInt,
   batchSize: posInt,
+  /** The score that ranks synthetic captions for keepTop: BLIP's itc or itm, or CLIP's score. */
+  selectBy: z.enum(['itc', 'itm', 'clip']),
 });
 
 export const filterSchema = z.strictObject({
   itmThreshold: prob,
   itcThreshold: z.number().min(-1).max(1).nullable(),
   selection: z.enum(['original-first', 'best-scoring', 'synthetic-first']),
+  batchSize: posInt,
+});
+
+export const clipSchema = z.strictObject({
+  /** Keep a text only when its CLIP score (cosine) is at least this (LAION-400M: 0.28 with ViT-B/32). */
+  minScore: z.number().min(-1).max(1).nullable(),
+  /** Images per CLIP vision batch; their texts go through the text tower together. */
   batchSize: posInt,
 });
 
@@ -133,8 +144,18 @@ export const configSchema = z
     models: modelsSchema,
     caption: captionSchema,
     filter: filterSchema,
+    clip: clipSchema,
   })
   .superRefine((c, ctx) => {
+    if (c.pipeline.stages.includes('clip') && c.models.clip === null) {
+      ctx.addIssue({ code: 'custom', path: ['models', 'clip'], message: 'the clip stage needs a CLIP model folder (models.clip, --clip-model)' });
+    }
+    if (c.caption.selectBy === 'clip' && !c.pipeline.stages.includes('clip')) {
+      ctx.addIssue({ code: 'custom', path: ['caption', 'selectBy'], message: 'ranking captions by CLIP score needs the clip stage in pipeline.stages' });
+    }
+    if (c.clip.minScore !== null && !c.pipeline.stages.includes('clip')) {
+      ctx.addIssue({ code: 'custom', path: ['clip', 'minScore'], message: 'a CLIP score threshold needs the clip stage in pipeline.stages' });
+    }
     if (c.caption.keepTop !== null && c.caption.keepTop > c.caption.k) {
       ctx.addIssue({ code: 'custom', path: ['caption', 'keepTop'], message: `at most caption.k (${c.caption.k})` });
     }

@@ -37,6 +37,8 @@ export type ScoredText = {
   source: TextSource;
 } & Record<ScoreName, number> & {
   kept: boolean;
+  /** The decision rules that rejected the text (itm, itc, clip; `top` when keep-top dropped it). */
+  rejectedBy?: string[];
 };
 
 /** A score of a text by name (undefined when the text has none of that name). */

@@ -13,7 +13,7 @@ import type { RowRecord } from './records.ts';
  * order. The names alone live on the ground floor because shard state, the config schema and the
  * stats layout name stages and sit below the pipeline.
  */
-export const STAGE_ORDER = ['download', 'caption', 'filter', 'write'] as const;
+export const STAGE_ORDER = ['download', 'caption', 'filter', 'clip', 'write'] as const;
 export type StageName = (typeof STAGE_ORDER)[number];
 
 /** Where a shard comes from and where it goes; derived deterministically by the planner. */

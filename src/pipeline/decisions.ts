@@ -1,5 +1,5 @@
 import type { CapfiltConfig } from '../config/schema.ts';
-import type { RowRecord, ScoredText } from '../core/records.ts';
+import { scoreOf, type RowRecord, type ScoredText } from '../core/records.ts';
 
 /**
  * CapFilt decisions: which texts of a row survive, which one becomes key.txt, and the row's
@@ -19,21 +19,60 @@ export const DECISION_CODES = {
 
 export type DecisionCode = keyof typeof DECISION_CODES;
 
-export type FilterOptions = CapfiltConfig['filter'] & { keepTop: number | null };
+/**
+ * Everything a decision reads: BLIP's thresholds and the key.txt policy (`filter`), keep-top and
+ * its ranking score (`caption`), and CLIP's threshold (`clip.minScore`; absent = no CLIP rule).
+ */
+export type FilterOptions = CapfiltConfig['filter'] & {
+  keepTop: number | null;
+  selectBy?: CapfiltConfig['caption']['selectBy'];
+  clipMinScore?: number | null;
+};
 
 export function passes(itm: number, itc: number, f: Pick<FilterOptions, 'itmThreshold' | 'itcThreshold'>): boolean {
   return itm >= f.itmThreshold && (f.itcThreshold === null || itc >= f.itcThreshold);
 }
 
+/** The rules a text meets a score for, each with its threshold: a rule applies to a text that has its score. */
+function rulesFor(f: FilterOptions): { rule: string; score: string; min: number }[] {
+  const rules = [{ rule: 'itm', score: 'itm', min: f.itmThreshold }];
+  if (f.itcThreshold !== null) rules.push({ rule: 'itc', score: 'itc', min: f.itcThreshold });
+  if (f.clipMinScore !== undefined && f.clipMinScore !== null) rules.push({ rule: 'clip', score: 'clip', min: f.clipMinScore });
+  return rules;
+}
+
+/** The rules a text fails (all rules must pass); empty when it passes every rule that applies. */
+export function rejectedBy(s: ScoredText, f: FilterOptions): string[] {
+  return rulesFor(f).filter(({ score, min }) => {
+    const v = scoreOf(s, score);
+    return v !== undefined && !(v >= min);
+  }).map(({ rule }) => rule);
+}
+
+/** Whether any rule applies to the text (a text with no score of any rule is not decided here). */
+function judged(s: ScoredText, f: FilterOptions): boolean {
+  return rulesFor(f).some(({ score }) => scoreOf(s, score) !== undefined);
+}
+
 /**
- * Marks each scored text kept or not: the thresholds, and for synthetic captions the
- * "generate K, keep the top M by ITC" rule (BLIP-2's 10 → 2), applied among captions that pass.
+ * Marks each scored text kept or not: every rule that applies must pass (BLIP ITM, ITC when set,
+ * CLIP score when set), and for synthetic captions "generate K, keep the top M" (BLIP-2's 10 → 2)
+ * ranked by `selectBy` (default ITC), among captions that pass. Each text records the rules that
+ * rejected it (`rejectedBy`, plus `top` when keep-top dropped it).
  */
 export function decideTexts(scores: ScoredText[], f: FilterOptions): ScoredText[] {
-  const out = scores.map((s) => ({ ...s, kept: passes(s.itm, s.itc, f) }));
+  const out = scores.map((s) => {
+    const failed = rejectedBy(s, f);
+    return { ...s, kept: judged(s, f) && failed.length === 0, rejectedBy: failed };
+  });
   if (f.keepTop !== null) {
-    const synthetic = out.filter((s) => s.source === 'synthetic' && s.kept).sort((a, b) => b.itc - a.itc);
-    for (const s of synthetic.slice(f.keepTop)) s.kept = false;
+    const key = f.selectBy ?? 'itc';
+    const rank = (s: ScoredText) => scoreOf(s, key) ?? -Infinity;
+    const synthetic = out.filter((s) => s.source === 'synthetic' && s.kept).sort((a, b) => rank(b) - rank(a));
+    for (const s of synthetic.slice(f.keepTop)) {
+      s.kept = false;
+      s.rejectedBy = [...s.rejectedBy, 'top'];
+    }
   }
   return out;
 }
@@ -58,6 +97,14 @@ export function selectCaption(scores: ScoredText[], policy: FilterOptions['selec
 /** Applies the decisions to a scored row (status, reason, selected). */
 export function decideRow(r: RowRecord, f: FilterOptions): void {
   r.scores = decideTexts(r.scores, f);
+  if (r.scores.length && !r.scores.some((s) => judged(s, f))) {
+    // Scored, but by no score a rule reads (CLIP scores with no CLIP threshold): not filtered.
+    r.status = 'kept';
+    r.reason = 'KEPT_UNFILTERED';
+    r.reasonDetail = null;
+    r.selected = unfilteredCaption(r, f.selection);
+    return;
+  }
   const webKept = r.scores.some((s) => s.source === 'web' && s.kept);
   const synKept = r.scores.some((s) => s.source === 'synthetic' && s.kept);
   r.selected = selectCaption(r.scores, f.selection);
@@ -68,9 +115,23 @@ export function decideRow(r: RowRecord, f: FilterOptions): void {
   } else {
     r.status = 'filtered';
     r.reason = 'FILTER_NO_TEXT_KEPT';
-    const best = [...r.scores].sort(byItm)[0];
-    r.reasonDetail = best ? `best ITM ${best.itm.toFixed(3)} (${best.source}) < ${f.itmThreshold}` : 'the row has no text to score';
+    r.reasonDetail = filteredDetail(r.scores, f);
   }
+}
+
+/** Why no text passed: the best text by ITM (by CLIP score without BLIP) and the rules it failed. */
+function filteredDetail(scores: ScoredText[], f: FilterOptions): string {
+  if (!scores.length) return 'the row has no text to score';
+  const key = scores.some((s) => scoreOf(s, 'itm') !== undefined) ? 'itm' : 'clip';
+  const best = [...scores].sort((a, b) => (scoreOf(b, key) ?? -Infinity) - (scoreOf(a, key) ?? -Infinity))[0];
+  const rules = rulesFor(f);
+  const failed = (best.rejectedBy ?? rejectedBy(best, f)).filter((x) => x !== 'top').map((rule) => {
+    const r = rules.find((x) => x.rule === rule)!;
+    return { name: rule.toUpperCase(), value: scoreOf(best, r.score)!.toFixed(3), min: r.min };
+  });
+  if (!failed.length) return `best ${key.toUpperCase()} ${(scoreOf(best, key) ?? NaN).toFixed(3)} (${best.source}) passed but keep-top dropped it`;
+  const [first, ...rest] = failed;
+  return [`best ${first.name} ${first.value} (${best.source}) < ${first.min}`, ...rest.map((x) => `${x.name} ${x.value} < ${x.min}`)].join(', ');
 }
 
 /**
@@ -89,9 +150,13 @@ export function finalizeRecords(records: RowRecord[], selection: FilterOptions['
     }
     r.status = 'kept';
     r.reason = 'KEPT_UNFILTERED';
-    const web = r.text && r.text.trim() !== '' ? r.text : null;
-    r.selected = selection === 'original-first' ? web ?? r.captions[0] ?? null : r.captions[0] ?? web;
+    r.selected = unfilteredCaption(r, selection);
   }
+}
+
+function unfilteredCaption(r: RowRecord, selection: FilterOptions['selection']): string | null {
+  const web = r.text && r.text.trim() !== '' ? r.text : null;
+  return selection === 'original-first' ? web ?? r.captions[0] ?? null : r.captions[0] ?? web;
 }
 
 export function countStatuses(records: RowRecord[]): { rows: number; kept: number; filtered: number; failed: number } {

@@ -142,10 +142,11 @@ export function demoConfig(o: DemoOptions, input: string, imagesUrl: string): Lo
   // The demo's own settings sit between default.yaml and the user's layers: a user's file, env
   // or flag still wins, except the input, output and the loopback allowlist the demo needs.
   const probe = loadConfig({ file: o.configFile, env: o.env, overrides: o.overrides });
+  // Every stage, CLIP's when a CLIP model is configured (--clip-model / models.clip).
   const demoDefaults: Override[] = [
     d('models.captioner', DEMO_MODEL_DIR), d('models.filter', DEMO_MODEL_DIR),
     d('image.size', o.size), d('shards.rows', Math.max(50, Math.min(250, Math.ceil(o.rows / 8)))),
-    d('input.saveAdditionalColumns', ['noise', 'demo_index']), d('pipeline.stages', [...STAGE_ORDER]),
+    d('input.saveAdditionalColumns', ['noise', 'demo_index']), d('pipeline.stages', STAGE_ORDER.filter((s) => s !== 'clip' || probe.config.models.clip !== null)),
   ].filter((x) => !probe.isExplicit(x.path));
   const allow = [...new Set([...probe.config.download.ssrfAllowlist, new URL(imagesUrl).hostname])];
   return loadConfig({

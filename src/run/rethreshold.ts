@@ -23,6 +23,10 @@ export interface RethresholdOptions {
   selection: FilterOptions['selection'];
   /** "Generate K, keep the top M by ITC"; null keeps every passing caption. */
   keepTop: number | null;
+  /** The score ranking captions for keepTop (default itc). */
+  selectBy?: FilterOptions['selectBy'];
+  /** CLIP score threshold (null: no CLIP rule); applies to runs that stored CLIP scores. */
+  clipMinScore?: number | null;
 }
 
 export interface RethresholdSummary {
@@ -65,7 +69,7 @@ export async function shardImages(outDir: string, name: string): Promise<ImageSo
 
 function rethresholdRow(r: RowRecord, o: RethresholdOptions, hasImage: (ref: string) => boolean): void {
   if (r.status === 'failed' || r.trusted || r.scores.length === 0) return;
-  decideRow(r, { itmThreshold: o.itmThreshold, itcThreshold: o.itcThreshold, selection: o.selection, keepTop: o.keepTop } as FilterOptions);
+  decideRow(r, { itmThreshold: o.itmThreshold, itcThreshold: o.itcThreshold, selection: o.selection, keepTop: o.keepTop, selectBy: o.selectBy ?? 'itc', clipMinScore: o.clipMinScore ?? null } as FilterOptions);
   if (r.status === 'kept' && !(r.image && hasImage(r.image.ref))) {
     r.status = 'filtered';
     r.reason = 'RETHRESHOLD_IMAGE_MISSING';

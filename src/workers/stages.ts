@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
+import { CapfiltError } from '../core/errors.ts';
 import type { DuplicateIndex } from '../io/duplicates.ts';
 import type { RuntimeOptions } from '../models/runtime/types.ts';
 import { STAGE_TABLE, checkTable, configFor, outputColumns, stageDef, type RoleModels, type RoleName, type StageImpl, type StageTable } from '../pipeline/stages/table.ts';
@@ -22,10 +23,16 @@ export interface StageRegistryOptions {
   duplicateIndex?(runId: string): DuplicateIndex | null;
 }
 
+function clipDir(c: CapfiltConfig['models']): string {
+  if (!c.clip) throw new CapfiltError('CONFIG_INVALID', 'the clip stage needs a CLIP model folder (models.clip, --clip-model)');
+  return c.clip;
+}
+
 /** Where each role's model comes from: the config option naming its folder, and its run.json key. */
 const ROLES: { [R in RoleName]: { load(m: ModelCache, c: CapfiltConfig['models']): Promise<RoleModels[R]>; info(m: ModelCache, c: CapfiltConfig['models']): Promise<Record<string, unknown> | null>; key: string } } = {
   captioner: { load: (m, c) => m.captioner(c.captioner), info: (m, c) => m.info(c.captioner, 'captioner'), key: 'captioner' },
   imageTextScorer: { load: (m, c) => m.filter(c.filter), info: (m, c) => m.info(c.filter, 'filter'), key: 'filter' },
+  embedder: { load: (m, c) => m.embedder(clipDir(c)), info: (m, c) => (c.clip ? m.info(c.clip, 'embedder') : Promise.resolve(null)), key: 'clip' },
 };
 
 export class StageRegistry {

@@ -35,7 +35,7 @@ describe('capfilt run / status', { timeout: 240_000 }, () => {
     const st = JSON.parse(status.stdout()) as { runs: { runId: string; status: string; totals: { rows: number; kept: number }; inFlight: number }[]; queues: Record<string, unknown> };
     expect(st.runs).toHaveLength(1);
     expect(st.runs[0]).toMatchObject({ runId: summary.runId, status: 'done', totals: { rows: 90, kept: summary.kept }, inFlight: 0 });
-    expect(Object.keys(st.queues).sort()).toEqual(['caption', 'download', 'filter', 'write']);
+    expect(Object.keys(st.queues).sort()).toEqual(['caption', 'clip', 'download', 'filter', 'write']);
   });
 
   it('rejects a bad option naming the option, what was expected, what was given and where from', async () => {
@@ -44,6 +44,6 @@ describe('capfilt run / status', { timeout: 240_000 }, () => {
     expect(run.stderr()).toContain('CONFIG_INVALID: option pipeline.maxInFlightShards: expected a number > 0, got 0 (from --max-in-flight)');
     const worker = cli(['worker', '--stages', 'download,resize'], env);
     expect((await worker.exited).code).toBe(2);
-    expect(worker.stderr()).toContain('--stages expects a comma-separated list of download, caption, filter, write, got "download,resize"');
+    expect(worker.stderr()).toContain('--stages expects a comma-separated list of download, caption, filter, clip, write, got "download,resize"');
   });
 });

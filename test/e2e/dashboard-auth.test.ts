@@ -98,7 +98,7 @@ describe('dashboard security', () => {
     const res = await fetch(`http://127.0.0.1:${port}/queues/api/queues`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { queues: Array<{ name: string; readOnlyMode: boolean; allowRetries: boolean }> };
-    expect(body.queues.map((q) => q.name).sort()).toEqual(['caption', 'download', 'filter', 'write']);
+    expect(body.queues.map((q) => q.name).sort()).toEqual(['caption', 'clip', 'download', 'filter', 'write']);
     for (const q of body.queues) expect(q).toMatchObject({ readOnlyMode: true, allowRetries: false });
   });
 });

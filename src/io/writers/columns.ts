@@ -96,7 +96,7 @@ export const perTextScoreColumn = (name: string): OutputColumn => ({
   name: `score_${name}`,
   type: 'list<double>',
   value: (r) => r.scores.map((s) => scoreOf(s, name) ?? null),
-  restore: (r, row) => arr<number>(row, `score_${name}`).forEach((v, i) => r.scores[i] && setScore(r.scores[i], name, v)),
+  restore: (r, row) => arr<number | null>(row, `score_${name}`).forEach((v, i) => r.scores[i] && v !== null && setScore(r.scores[i], name, v)),
 });
 
 /** The web text's value of one score, for quick queries (null when the web text was not scored). */
@@ -111,7 +111,7 @@ export const webScoreColumn = (name: string): OutputColumn => ({
 
 /**
  * Every scored text of a row (web first) with its source, its scores and the filter's decision,
- * then the web text's scores: score_text, score_source, score_<name>..., score_kept, web_<name>....
+ * then the web text's scores: score_text, score_source, score_<name>..., score_kept, score_rejected_by, web_<name>....
  */
 export function scoredTextColumns(scores: readonly string[]): OutputColumn[] {
   return [
@@ -135,6 +135,14 @@ export function scoredTextColumns(scores: readonly string[]): OutputColumn[] {
       value: (r) => r.scores.map((s) => s.kept),
       restore: (r, row) => arr<boolean>(row, 'score_kept').forEach((v, i) => r.scores[i] && (r.scores[i].kept = v)),
     },
+    {
+      // Which decision rules dropped each text, comma-separated ("" for a kept text): itm, itc,
+      // clip, or top (keep-top). Files written before this column read back without it.
+      name: 'score_rejected_by',
+      type: 'list<string>',
+      value: (r) => r.scores.map((s) => (s.rejectedBy ?? []).join(',')),
+      restore: (r, row) => arr<string>(row, 'score_rejected_by').forEach((v, i) => r.scores[i] && v && (r.scores[i].rejectedBy = v.split(','))),
+    },
     ...scores.map(webScoreColumn),
   ];
 }
@@ -150,4 +158,4 @@ export function scoreNamesIn(columnNames: readonly string[]): string[] {
  * (`outputColumns` in src/pipeline/stages/table.ts); a table test checks that the built-in
  * table's columns are these, in this order.
  */
-export const RECORD_COLUMNS: readonly OutputColumn[] = [...IMAGE_COLUMNS, ...FETCH_COLUMNS, ...CAPTION_COLUMNS, ...scoredTextColumns(SCORE_NAMES)];
+export const RECORD_COLUMNS: readonly OutputColumn[] = [...IMAGE_COLUMNS, ...FETCH_COLUMNS, ...CAPTION_COLUMNS, ...scoredTextColumns(SCORE_NAMES), perTextScoreColumn('clip'), webScoreColumn('clip')];

@@ -20,6 +20,7 @@ import { RECORD_COLUMNS, perTextScoreColumn, scoreNamesIn, scoredTextColumns, st
  *     score_itm          list<double>  ITM P(match)
  *     score_itc          list<double>  ITC cosine
  *     score_kept         list<bool>    the filter's decision per text
+ *     score_rejected_by  list<string>  the rules that dropped each text (itm, itc, clip, top), comma-separated
  *     web_itm, web_itc   double        the web text's scores (null when not scored), for quick queries
  *   selected           string        the text written to key.txt                      (frame)
  * Extra columns keep their input names (a name that clashes with another column gets an

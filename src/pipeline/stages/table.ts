@@ -2,7 +2,7 @@ import type { CapfiltConfig } from '../../config/schema.ts';
 import { CapfiltError } from '../../core/errors.ts';
 import type { ScoreName } from '../../core/records.ts';
 import { STAGE_ORDER, type ShardState } from '../../core/shard.ts';
-import type { Captioner, ImageTextScorer } from '../../models/roles.ts';
+import type { Captioner, ImageTextEmbedder, ImageTextScorer } from '../../models/roles.ts';
 import { CAPTION_COLUMNS, FETCH_COLUMNS, IMAGE_COLUMNS, perTextScoreColumn, scoredTextColumns, webScoreColumn, type OutputColumn } from '../../io/writers/columns.ts';
 import type { ConfigSection, StageRunContext } from './types.ts';
 
@@ -25,6 +25,7 @@ import type { ConfigSection, StageRunContext } from './types.ts';
 export interface RoleModels {
   captioner: Captioner;
   imageTextScorer: ImageTextScorer;
+  embedder: ImageTextEmbedder;
 }
 export type RoleName = keyof RoleModels;
 
@@ -96,6 +97,16 @@ const filterStage = defineStage({
   load: async () => ({ run: (await import('./filter.ts')).filterShard }),
 });
 
+const clipStage = defineStage({
+  name: 'clip',
+  // filter + caption: the decision is taken again with every rule (BLIP's and CLIP's) and keep-top.
+  config: ['clip', 'filter', 'caption'],
+  role: 'embedder',
+  scores: ['clip'],
+  columns: scoreColumns('clip'),
+  load: async () => ({ run: (await import('./clip.ts')).clipShard }),
+});
+
 const writeStage = defineStage({
   name: 'write',
   config: ['output'],
@@ -105,7 +116,7 @@ const writeStage = defineStage({
   load: async () => ({ run: (await import('./write.ts')).writeShard }),
 });
 
-export const STAGE_TABLE = [downloadStage, captionStage, filterStage, writeStage] as const satisfies TableFor<typeof STAGE_ORDER>;
+export const STAGE_TABLE = [downloadStage, captionStage, filterStage, clipStage, writeStage] as const satisfies TableFor<typeof STAGE_ORDER>;
 
 export function stageNames(table: StageTable = STAGE_TABLE): string[] {
   return table.map((s) => s.name);

@@ -75,7 +75,7 @@ describe('merge order: default < file < env < flags', () => {
   it('keeps sibling options of a section the user file only partly sets', () => {
     const file = userFile('b.yaml', 'pipeline:\n  concurrency:\n    write: 5\n');
     const { config } = loadConfig({ file, env: {} });
-    expect(config.pipeline.concurrency).toEqual({ download: 2, caption: 1, filter: 1, write: 5 });
+    expect(config.pipeline.concurrency).toEqual({ download: 2, caption: 1, filter: 1, clip: 1, write: 5 });
   });
 
   it('maps option paths to environment names', () => {

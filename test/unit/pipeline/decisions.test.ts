@@ -69,4 +69,49 @@ describe('CapFilt decisions', () => {
     ]);
     expect(countStatuses(rows)).toEqual({ rows: 5, kept: 3, filtered: 1, failed: 1 });
   });
+
+  describe('with CLIP scores', () => {
+    const withClip = (t: ScoredText, clip: number): ScoredText => ({ ...t, clip }) as ScoredText;
+    const clipOnly = (text: string, source: ScoredText['source'], clip: number): ScoredText => ({ text, source, kept: false, clip }) as unknown as ScoredText;
+
+    it('requires every rule that applies: ITM, ITC when set, CLIP when set; names the ones that failed', () => {
+      const s = decideTexts([withClip(web(0.9), 0.31), withClip(web(0.9), 0.2), withClip(web(0.3), 0.4), withClip(web(0.3, 0.1), 0.1)], f({ clipMinScore: 0.28, itcThreshold: 0.2 }));
+      expect(s.map((x) => x.kept)).toEqual([true, false, false, false]);
+      expect(s.map((x) => x.rejectedBy)).toEqual([[], ['clip'], ['itm'], ['itm', 'itc', 'clip']]);
+    });
+
+    it('without a CLIP threshold, CLIP scores change nothing', () => {
+      expect(decideTexts([withClip(web(0.9), -0.5)], f()).map((x) => x.kept)).toEqual([true]);
+    });
+
+    it('decides CLIP-only rows (no BLIP scores) by the CLIP threshold alone', () => {
+      const r = row([clipOnly('web', 'web', 0.3), clipOnly('a', 'synthetic', 0.1)]);
+      decideRow(r, f({ clipMinScore: 0.28 }));
+      expect(r).toMatchObject({ status: 'kept', reason: 'KEPT_WEB_TEXT', selected: 'web' });
+      const dropped = row([clipOnly('web', 'web', 0.2)]);
+      decideRow(dropped, f({ clipMinScore: 0.28 }));
+      expect(dropped).toMatchObject({ status: 'filtered', reason: 'FILTER_NO_TEXT_KEPT', reasonDetail: 'best CLIP 0.200 (web) < 0.28' });
+    });
+
+    it('keeps a row unfiltered when no rule reads any of its scores', () => {
+      const r = row([clipOnly('web', 'web', 0.1)]);
+      decideRow(r, f());
+      expect(r).toMatchObject({ status: 'kept', reason: 'KEPT_UNFILTERED', selected: 'web' });
+    });
+
+    it('ranks captions for keep-top by the selectBy score (BLIP-2: generate K, keep the top N by CLIP)', () => {
+      const texts = [withClip(syn('a', 0.9, 0.9), 0.1), withClip(syn('b', 0.9, 0.1), 0.4), withClip(syn('c', 0.9, 0.5), 0.3)];
+      expect(decideTexts(texts, f({ keepTop: 1 })).filter((x) => x.kept).map((x) => x.text)).toEqual(['a']);
+      const byClip = decideTexts(texts, f({ keepTop: 2, selectBy: 'clip' }));
+      expect(byClip.filter((x) => x.kept).map((x) => x.text)).toEqual(['b', 'c']);
+      expect(byClip.find((x) => x.text === 'a')!.rejectedBy).toEqual(['top']);
+    });
+
+    it('explains a filtered row by the best text\'s failed rules', () => {
+      const r = row([withClip(web(0.9), 0.1), withClip(syn('a', 0.2), 0.5)]);
+      decideRow(r, f({ clipMinScore: 0.28 }));
+      expect(r.reasonDetail).toBe('best CLIP 0.100 (web) < 0.28');
+    });
+  });
 });
+

@@ -28,7 +28,7 @@ describe('the stage table', () => {
     expect(pipeline.stages.element.options).toEqual(stageNames());
     expect(Object.keys(pipeline.concurrency.shape)).toEqual(stageNames());
     expect(Object.keys(loadConfig({ env: {} }).config.pipeline.concurrency)).toEqual(stageNames());
-    expect(describeStages()).toBe('download, caption (captioner), filter (imageTextScorer), write');
+    expect(describeStages()).toBe('download, caption (captioner), filter (imageTextScorer), clip (embedder), write');
     checkTable(STAGE_TABLE);
   });
 
@@ -40,22 +40,24 @@ describe('the stage table', () => {
       'width:int32', 'height:int32', 'original_width:int32', 'original_height:int32', 'sha256:string', 'image_format:string', 'duplicate_of:string',
       'http_status:int32', 'final_url:string', 'download_bytes:int64', 'download_attempts:int32', 'download_ms:int32',
       'captions:list<string>',
-      'score_text:list<string>', 'score_source:list<string>', 'score_itm:list<double>', 'score_itc:list<double>', 'score_kept:list<boolean>', 'web_itm:double', 'web_itc:double',
+      'score_text:list<string>', 'score_source:list<string>', 'score_itm:list<double>', 'score_itc:list<double>', 'score_kept:list<boolean>', 'score_rejected_by:list<string>', 'web_itm:double', 'web_itc:double',
+      'score_clip:list<double>', 'web_clip:double',
     ]);
-    expect(scoreNames()).toEqual([...SCORE_NAMES]);
-    expect(Object.fromEntries(STAGE_TABLE.map((s) => [s.name, s.role]))).toEqual({ download: null, caption: 'captioner', filter: 'imageTextScorer', write: null });
+    expect(scoreNames()).toEqual([...SCORE_NAMES, 'clip']);
+    expect(Object.fromEntries(STAGE_TABLE.map((s) => [s.name, s.role]))).toEqual({ download: null, caption: 'captioner', filter: 'imageTextScorer', clip: 'embedder', write: null });
   });
 
   it('gives each stage only the config sections it declares', () => {
     const { config } = loadConfig({ env: {} });
     expect(Object.keys(configFor(STAGE_TABLE[0], config))).toEqual(['download', 'image']);
     expect(Object.keys(configFor(STAGE_TABLE[2], config))).toEqual(['filter', 'caption']);
-    expect(configFor(STAGE_TABLE[3], config)).toEqual({ output: config.output });
+    expect(Object.keys(configFor(STAGE_TABLE[3], config))).toEqual(['clip', 'filter', 'caption']);
+    expect(configFor(STAGE_TABLE[4], config)).toEqual({ output: config.output });
   });
 
   it('adds a stage with one entry; its score columns land in the parquet and come back', async () => {
     const table = withStage(STAGE_TABLE, noop, { after: 'filter' });
-    expect(stageNames(table)).toEqual(['download', 'caption', 'filter', 'noop', 'write']);
+    expect(stageNames(table)).toEqual(['download', 'caption', 'filter', 'noop', 'clip', 'write']);
     const records = [scored(0, 0.7, 0.2, 'kept'), scored(1, 0.1, 0.2, 'filtered')];
     for (const r of records) for (const t of r.scores) setScore(t, 'noop', t.itm / 2);
     const images = { get: async () => new Uint8Array([1, 2, 3]) };

@@ -1,0 +1,75 @@
+import { scoreOf, setScore, type RowRecord, type ScoredText } from '../../core/records.ts';
+import type { ShardState } from '../../core/shard.ts';
+import type { ImageTextEmbedder } from '../../models/roles.ts';
+import type { ImageInput } from '../../models/runtime/types.ts';
+import { decideRow, type FilterOptions } from '../decisions.ts';
+import { textsOf } from './filter.ts';
+import type { StageRunContext } from './types.ts';
+
+/**
+ * CLIP stage: the CLIP score of every text of a row — the web text and each synthetic caption —
+ * against its image: the cosine of CLIP's normalised image and text embeddings (what LAION and
+ * DataComp filter on). The image is embedded once for all its texts; a batch's texts go through
+ * the text tower together.
+ * Input: non-trusted rows with a staged image that are pending or were decided by the filter stage.
+ * Output: a `clip` score on each ScoredText (texts the filter did not score are added), then the
+ * decision again with every rule (BLIP's and `clip.minScore`; all must pass) and keep-top ranked
+ * by `caption.selectBy`. Rows the filter did not decide and no CLIP rule judges stay pending (the
+ * writer keeps them unfiltered); an image CLIP cannot use fails its row alone.
+ * Receives config.clip, config.filter, config.caption and the embedder role (`ctx.model`).
+ */
+function scorable(r: RowRecord): boolean {
+  return !r.trusted && r.image !== null && (r.status === 'pending' || ((r.status === 'kept' || r.status === 'filtered') && r.scores.length > 0));
+}
+
+/** The row's texts as ScoredTexts: the filter's, or new ones (web first) when the run has no filter. */
+function scoredTexts(r: RowRecord): ScoredText[] {
+  if (r.scores.length) return r.scores;
+  return textsOf(r).map((t) => ({ text: t.text, source: t.source, kept: false }) as ScoredText);
+}
+
+export function clipOptions(config: StageRunContext<'clip' | 'filter' | 'caption'>['config']): FilterOptions {
+  return { ...config.filter, keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore };
+}
+
+export async function clipShard(state: ShardState, ctx: StageRunContext<'clip' | 'filter' | 'caption'> & { model: ImageTextEmbedder }): Promise<void> {
+  const f = clipOptions(ctx.config);
+  const rows = state.records.filter(scorable);
+  const size = ctx.config.clip.batchSize;
+  for (let i = 0; i < rows.length; i += size) {
+    ctx.signal.throwIfAborted();
+    const batch = rows.slice(i, i + size).filter((r) => scoredTexts(r).length > 0);
+    if (!batch.length) continue;
+    const images: ImageInput[] = await Promise.all(batch.map(async (r) => ({ key: r.key, bytes: await ctx.staging.getBlob(r.image!.ref) })));
+    const embedded = await ctx.model.embedImages(images);
+    const texts = batch.map(scoredTexts);
+    const ok = batch.map((_, j) => embedded[j].ok);
+    const textEmb = await ctx.model.embedTexts(texts.flatMap((t, j) => (ok[j] ? t.map((s) => s.text) : [])));
+    let next = 0;
+    batch.forEach((r, j) => {
+      const img = embedded[j];
+      if (!img.ok) {
+        r.status = 'failed';
+        r.reason = img.code;
+        r.reasonDetail = img.message;
+        return;
+      }
+      for (const s of texts[j]) {
+        const t = textEmb[next++];
+        let cos = 0;
+        for (let k = 0; k < t.length; k++) cos += t[k] * img.value[k];
+        setScore(s, 'clip', cos);
+      }
+      r.scores = texts[j];
+      const decidedByFilter = r.status !== 'pending';
+      const clipRule = f.clipMinScore !== null && f.clipMinScore !== undefined;
+      if (decidedByFilter || clipRule) decideRow(r, f);
+    });
+  }
+}
+
+/** The CLIP score of the text written to key.txt (null when none was selected or scored). */
+export function selectedClipScore(r: RowRecord): number | null {
+  const s = r.scores.find((t) => t.text === r.selected);
+  return s ? scoreOf(s, 'clip') ?? null : null;
+}

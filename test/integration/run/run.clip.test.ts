@@ -1,0 +1,116 @@
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLIP_SIZES, writeRandomClip } from '../../../bench/random-clip.ts';
+import { loadConfig, type Override } from '../../../src/config/load.ts';
+import { logger } from '../../../src/core/logger.ts';
+import { scoreOf, type RowRecord } from '../../../src/core/records.ts';
+import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
+import { rethreshold } from '../../../src/run/rethreshold.ts';
+import { runPipeline } from '../../../src/run/run.ts';
+import { startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
+import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
+import { t1ModelDir } from '../../helpers/t1-model.ts';
+
+/** The clip stage in real runs: t1 BLIP checkpoints and a tiny random CLIP with OpenAI's vocabulary. */
+const log = logger().child({ test: 'run-clip' });
+let fx: PipelineFixture;
+let blip: string;
+let clip: string;
+const prefixes: string[] = [];
+
+beforeAll(async () => {
+  fx = await startFixture(40);
+  blip = t1ModelDir();
+  clip = join(fx.dir, 'clip');
+  writeRandomClip(clip, CLIP_SIZES.tiny);
+});
+afterAll(async () => {
+  await fx.close();
+  rmSync(blip, { recursive: true, force: true });
+  for (const p of prefixes) await deletePrefix(p);
+});
+
+async function run(name: string, stages: string, extra: Record<string, unknown> = {}) {
+  const prefix = uniquePrefix(name);
+  prefixes.push(prefix);
+  const out = join(fx.dir, `out-${name}`);
+  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
+  const loaded = loadConfig({
+    env: { REDIS_URL },
+    overrides: [
+      set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('shards.rows', 20),
+      set('pipeline.stages', stages), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
+      set('models.captioner', blip), set('models.filter', blip), set('models.clip', clip), set('caption.maxLength', 10), set('caption.minLength', 3),
+      ...Object.entries(extra).map(([k, v]) => set(k, v)),
+    ],
+  });
+  const summary = await runPipeline({ loaded, workers: true, progress: 'none', log });
+  const rows = await readRows(out);
+  return { summary, rows, out };
+}
+
+async function readRows(out: string): Promise<RowRecord[]> {
+  const files = readdirSync(out).filter((f) => f.endsWith('.parquet')).sort();
+  return (await Promise.all(files.map((f) => readShardParquet(join(out, f))))).flat();
+}
+
+const clipOf = (r: RowRecord) => r.scores.map((s) => scoreOf(s, 'clip'));
+
+describe('the clip stage', () => {
+  it('CLIP only: scores the web text, keeps it iff its CLIP score passes, every row accounted for', async () => {
+    const { summary, rows, out } = await run('cliponly', 'download,clip,write', { 'clip.minScore': 0.4 });
+    expect(summary).toMatchObject({ status: 'done', reconciled: true, rows: 40, failed: fx.failing.size });
+    const scored = rows.filter((r) => r.status !== 'failed');
+    expect(scored.length).toBe(40 - fx.failing.size);
+    for (const r of scored) {
+      expect(r.scores.map((s) => s.source)).toEqual(['web']);
+      const [c] = clipOf(r);
+      expect(c).toBeGreaterThanOrEqual(-1);
+      expect(c).toBeLessThanOrEqual(1);
+      expect(scoreOf(r.scores[0], 'itm')).toBeUndefined();
+      expect(r.status).toBe(c! >= 0.4 ? 'kept' : 'filtered');
+      expect(r.scores[0].rejectedBy ?? []).toEqual(c! >= 0.4 ? [] : ['clip']);
+    }
+    // The random model's scores straddle the threshold, so both outcomes are exercised.
+    expect(new Set(scored.map((r) => r.status))).toEqual(new Set(['kept', 'filtered']));
+    const runJson = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+    expect(JSON.stringify(runJson.models ?? runJson)).toContain('CLIPModel');
+
+    // rethreshold learns the CLIP rule: from the stored scores, without a model.
+    const to = join(fx.dir, 'out-cliponly-rethreshold');
+    const s = await rethreshold(out, to, { itmThreshold: 0.5, itcThreshold: null, selection: 'original-first', keepTop: null, clipMinScore: -1 });
+    expect(s.kept).toBe(40 - fx.failing.size);
+    expect((await readRows(to)).filter((r) => r.status === 'kept').every((r) => clipOf(r)[0] !== undefined)).toBe(true);
+  });
+
+  it('BLIP and CLIP together: both rules must pass, the parquet names the rule that dropped each text', async () => {
+    const { summary, rows } = await run('both', 'download,caption,filter,clip,write', { 'filter.itmThreshold': 0.5, 'clip.minScore': 0.4, 'caption.k': 2 });
+    expect(summary).toMatchObject({ status: 'done', reconciled: true, rows: 40 });
+    for (const r of rows.filter((x) => x.status !== 'failed')) {
+      expect(r.scores.map((s) => s.source)).toEqual(['web', 'synthetic', 'synthetic']);
+      for (const t of r.scores) {
+        const itm = scoreOf(t, 'itm')!;
+        const c = scoreOf(t, 'clip')!;
+        const want = [...(itm >= 0.5 ? [] : ['itm']), ...(c >= 0.4 ? [] : ['clip'])];
+        expect(t.rejectedBy ?? []).toEqual(want);
+        expect(t.kept).toBe(want.length === 0);
+      }
+      expect(r.status).toBe(r.scores.some((t) => t.kept) ? 'kept' : 'filtered');
+    }
+  });
+
+  it('ranks synthetic captions by CLIP for keep-top (BLIP-2: --k 3 --keep-top 1 --select-by clip)', async () => {
+    const { rows } = await run('selectby', 'download,caption,filter,clip,write', { 'filter.itmThreshold': 0, 'caption.k': 3, 'caption.keepTop': 1, 'caption.selectBy': 'clip', 'caption.method': 'nucleus' });
+    for (const r of rows.filter((x) => x.status === 'kept')) {
+      const syn = r.scores.filter((s) => s.source === 'synthetic');
+      const kept = syn.filter((s) => s.kept);
+      expect(kept).toHaveLength(1);
+      expect(scoreOf(kept[0], 'clip')).toBe(Math.max(...syn.map((s) => scoreOf(s, 'clip')!)));
+    }
+  });
+
+  it('refuses a clip stage without a CLIP model as a config error', () => {
+    expect(() => loadConfig({ env: {}, overrides: [{ path: 'pipeline.stages', value: 'download,clip,write', source: 'test' }] })).toThrow(/models\.clip/);
+  });
+});
