@@ -1,4 +1,4 @@
-import { scoreOf, setScore, type RowRecord, type ScoredText } from '../../core/records.ts';
+import { setScore, type RowRecord, type ScoredText } from '../../core/records.ts';
 import type { ShardState } from '../../core/shard.ts';
 import type { ImageTextEmbedder } from '../../models/roles.ts';
 import type { ImageInput } from '../../models/runtime/types.ts';
@@ -68,8 +68,3 @@ export async function clipShard(state: ShardState, ctx: StageRunContext<'clip' |
   }
 }
 
-/** The CLIP score of the text written to key.txt (null when none was selected or scored). */
-export function selectedClipScore(r: RowRecord): number | null {
-  const s = r.scores.find((t) => t.text === r.selected);
-  return s ? scoreOf(s, 'clip') ?? null : null;
-}
