@@ -1,27 +1,15 @@
-import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli as capfilt } from '../helpers/cli.ts';
 
-const run = promisify(execFile);
 const repo = new URL('../../', import.meta.url).pathname;
 const fixtures = join(repo, 'test/fixtures/parity');
 const tmp = mkdtempSync(join(tmpdir(), 'capfilt-blip-cli-'));
 const hf = join(tmp, 'hf');
 const converted = join(tmp, 'converted');
 const image = join(fixtures, 't1/preprocess_0.png');
-
-async function capfilt(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run('node', [join(repo, 'bin/capfilt.js'), ...args], { env: { ...process.env, CAPFILT_LOG_LEVEL: 'warn' } });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 beforeAll(() => {
   // The t1 parity checkpoints with a tokenizer over their 96-id vocabulary.

@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli as capfilt } from '../helpers/cli.ts';
 import { CLIP_SIZES, writeRandomClip } from '../../bench/random-clip.ts';
 import { ROOT } from '../helpers/cli.ts';
 
@@ -12,7 +11,6 @@ import { ROOT } from '../helpers/cli.ts';
  * embeddings, 32-pixel images, OpenAI's real vocabulary), as child processes.
  */
 
-const run = promisify(execFile);
 const images = join(ROOT, 'test/fixtures/images');
 const hopper = join(images, 'hopper.jpg');
 const gray = join(images, 'hopper_gray.jpg');
@@ -24,16 +22,6 @@ const int8 = join(tmp, 'int8');
 const texts = ['a photo of a man in a hat', 'two dogs playing in the snow', 'a red circle above a blue square'];
 
 interface Result { code: number; stdout: string; stderr: string }
-
-async function capfilt(...args: string[]): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin/capfilt.js'), ...args], { env: { ...process.env, CAPFILT_LOG_LEVEL: 'warn' }, maxBuffer: 16 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 interface EmbedJson {
   model: string;

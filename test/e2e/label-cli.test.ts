@@ -1,26 +1,14 @@
-import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli as capfilt } from '../helpers/cli.ts';
 import { CLIP_SIZES, writeRandomClip } from '../../bench/random-clip.ts';
 
-const run = promisify(execFile);
 const repo = new URL('../../', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'capfilt-label-cli-'));
 const model = join(tmp, 'clip');
 const image = join(tmp, 'a.png');
-
-async function capfilt(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run('node', [join(repo, 'bin/capfilt.js'), ...args], { env: { ...process.env, CAPFILT_LOG_LEVEL: 'warn' } });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 beforeAll(() => {
   writeRandomClip(model, CLIP_SIZES.tiny);

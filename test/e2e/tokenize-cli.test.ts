@@ -1,11 +1,9 @@
-import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli as capfilt } from '../helpers/cli.ts';
 
-const run = promisify(execFile);
 const repo = new URL('../../', import.meta.url).pathname;
 const fixtures = join(repo, 'test/fixtures/clip-tokenizer');
 const tmp = mkdtempSync(join(tmpdir(), 'capfilt-tokenize-cli-'));
@@ -18,16 +16,6 @@ interface Golden {
 }
 const goldens = JSON.parse(readFileSync(join(fixtures, 'goldens.json'), 'utf8')) as { sot: number; eot: number; cases: Golden[] };
 const golden = (text: string): Golden => goldens.cases.find((c) => c.text === text)!;
-
-async function capfilt(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run('node', [join(repo, 'bin/capfilt.js'), ...args], { env: { ...process.env, CAPFILT_LOG_LEVEL: 'warn' } });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
-}
 
 beforeAll(() => {
   mkdirSync(clip);
