@@ -1,0 +1,331 @@
+/**
+ * Quality of the bundled demo CLIP (models/demo-clip) through the TypeScript runtime, on fresh
+ * demo scenes:
+ *   npx tsx tools/eval-clip.ts [--n 500] [--seed 20261206] [--val-n 1000] [--val-seed 424242]
+ *       [--zs-n 500] [--model models/demo-clip] [--blip models/demo | --no-blip] [--no-int8] [--threads 1]
+ *
+ * - zero-shot classification of one-shape scenes: the shape's kind (5 classes) and its colour (8,
+ *   class name "<colour> shape"), with the single template "a photo of a {}." and with a template
+ *   ensemble (each filled template embedded and normalised, averaged per class, renormalised);
+ * - CLIP as a filter: keep a pair when cosine(image, web text) ≥ threshold. The threshold is
+ *   chosen on the validation seed (never on the evaluation seed): the one that maximises the
+ *   lowest of (kept correct, rejected mismatched, rejected junk) there; swapped texts take no part
+ *   in the choice. Precision / recall of "correct" among kept, rejection per noise kind, retrieval
+ *   top-1 among 100 ground-truth captions;
+ * - BLIP ITM (models/demo filter, P(match) ≥ 0.5, as src/demo/evaluate.ts) on the same rows, and
+ *   the agreement of the two filters' decisions;
+ * - int8 (convertClip(…, 'int8')) against fp32: keep/drop agreement at the same threshold.
+ * Prints one JSON object (fractions 0–1). Seeds: training used 7, its validation 4242.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { captionMatchesScene, generateDemoPair, renderScene, type DemoPair, type NoiseLabel, type Scene } from '../src/demo/index.ts';
+import { COLOUR_NAMES, SHAPE_KINDS } from '../src/demo/vocab.ts';
+import { loadBlip } from '../src/models/blip/index.ts';
+import { convertClip } from '../src/models/clip/convert.ts';
+import { loadClip } from '../src/models/clip/index.ts';
+import type { ImageTextEmbedder } from '../src/models/roles.ts';
+import type { ImageInput } from '../src/models/runtime/types.ts';
+
+export const SINGLE_TEMPLATE = 'a photo of a {}.';
+export const TEMPLATES = [
+  'a photo of a {}.', 'a picture of a {}.', 'an image of a {}.', 'a drawing of a {}.',
+  'a rendering of a {}.', 'a simple drawing of a {}.', 'a photo of the {}.', 'a {} on a plain background.',
+];
+const LABELS: NoiseLabel[] = ['correct', 'mismatched', 'swapped', 'junk'];
+
+export interface ClipEvalOptions {
+  model: string;
+  n: number;
+  seed: number;
+  valN: number;
+  valSeed: number;
+  zsN: number;
+  /** BLIP folder for the ITM comparison, or null to skip it. */
+  blip: string | null;
+  int8: boolean;
+  threads: number;
+  onProgress?: (phase: string) => void;
+}
+
+type Rates = { kept_correct: number; rejected_mismatched: number; rejected_swapped: number; rejected_junk: number; precision: number; recall: number };
+
+const round = (x: number, d = 4): number => Math.round(x * 10 ** d) / 10 ** d;
+const share = (xs: boolean[]): number => (xs.length === 0 ? Number.NaN : xs.filter(Boolean).length / xs.length);
+
+async function render(scene: Scene): Promise<Uint8Array> {
+  return renderScene(scene, { size: 160, format: 'jpeg', quality: 90 });
+}
+
+function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let k = 0; k < a.length; k++) s += a[k] * b[k];
+  return s;
+}
+
+function normalise(v: Float32Array): Float32Array {
+  const n = Math.sqrt(dot(v, v));
+  return v.map((x) => x / n);
+}
+
+async function embedImages(e: ImageTextEmbedder, images: ImageInput[]): Promise<Float32Array[]> {
+  return (await e.embedImages(images)).map((r) => {
+    if (!r.ok) throw new Error(`${r.key}: ${r.code} ${r.message}`);
+    return r.value;
+  });
+}
+
+/** Per pair: cosine of its image and its web text. */
+async function pairCosines(e: ImageTextEmbedder, images: ImageInput[], pairs: DemoPair[]): Promise<number[]> {
+  const img = await embedImages(e, images);
+  const txt = await e.embedTexts(pairs.map((p) => p.webText));
+  return img.map((v, i) => dot(v, txt[i]));
+}
+
+function rates(keep: boolean[], pairs: DemoPair[]): Rates {
+  const by = (label: NoiseLabel, kept: boolean) => share(pairs.flatMap((p, i) => (p.label === label ? [keep[i] === kept] : [])));
+  const tp = pairs.filter((p, i) => keep[i] && p.label === 'correct').length;
+  const kept = keep.filter(Boolean).length;
+  const correct = pairs.filter((p) => p.label === 'correct').length;
+  return {
+    kept_correct: round(by('correct', true)),
+    rejected_mismatched: round(by('mismatched', false)),
+    rejected_swapped: round(by('swapped', false)),
+    rejected_junk: round(by('junk', false)),
+    precision: round(kept ? tp / kept : Number.NaN),
+    recall: round(correct ? tp / correct : Number.NaN),
+  };
+}
+
+/**
+ * The threshold that maximises min(kept correct, rejected mismatched, rejected junk) on the
+ * given rows; among equally good thresholds, the middle one. Candidates lie midway between
+ * consecutive distinct cosines.
+ */
+export function chooseThreshold(cos: number[], labels: NoiseLabel[]): { threshold: number; score: number } {
+  const sorted = [...new Set(cos)].sort((a, b) => a - b);
+  const candidates = sorted.slice(1).map((x, i) => (x + sorted[i]) / 2);
+  const score = (t: number) => {
+    const of = (l: NoiseLabel, keep: boolean) => share(cos.flatMap((c, i) => (labels[i] === l ? [(c >= t) === keep] : [])));
+    return Math.min(of('correct', true), of('mismatched', false), of('junk', false));
+  };
+  let best = -1;
+  let ties: number[] = [];
+  for (const t of candidates) {
+    const s = score(t);
+    if (s > best + 1e-12) {
+      best = s;
+      ties = [t];
+    } else if (Math.abs(s - best) <= 1e-12) ties.push(t);
+  }
+  return { threshold: ties[Math.floor(ties.length / 2)] ?? 0, score: best };
+}
+
+async function classEmbeddings(e: ImageTextEmbedder, classes: string[], templates: string[]): Promise<Float32Array[]> {
+  const texts = classes.flatMap((c) => templates.map((t) => t.replace('{}', c)));
+  const emb = await e.embedTexts(texts);
+  return classes.map((_, ci) => {
+    const mean = new Float32Array(emb[0].length);
+    for (let t = 0; t < templates.length; t++) {
+      const v = emb[ci * templates.length + t];
+      for (let k = 0; k < mean.length; k++) mean[k] += v[k];
+    }
+    return normalise(mean);
+  });
+}
+
+function zeroShot(img: Float32Array[], classes: Float32Array[], truth: number[]): number {
+  return share(img.map((v, i) => {
+    let best = 0;
+    for (let c = 1; c < classes.length; c++) if (dot(v, classes[c]) > dot(v, classes[best])) best = c;
+    return best === truth[i];
+  }));
+}
+
+export async function evaluateDemoClip(o: ClipEvalOptions) {
+  const clock = () => performance.now() / 1000;
+  const seconds: Record<string, number> = {};
+  let t = clock();
+  const runtime = { device: 'cpu' as const, threads: o.threads, precision: 'fp32' as const };
+  const { embedder } = await loadClip(o.model, runtime);
+  seconds.load = clock() - t;
+
+  // Threshold on the validation seed.
+  t = clock();
+  o.onProgress?.('validation');
+  const valPairs = Array.from({ length: o.valN }, (_, i) => generateDemoPair(o.valSeed, i));
+  const valImages = await Promise.all(valPairs.map(async (p) => ({ key: p.key, bytes: await render(p.scene) })));
+  const valCos = await pairCosines(embedder, valImages, valPairs);
+  const chosen = chooseThreshold(valCos, valPairs.map((p) => p.label));
+  const threshold = chosen.threshold;
+  seconds.validation = clock() - t;
+
+  // Filter figures on the evaluation seed.
+  t = clock();
+  o.onProgress?.('filter');
+  const pairs = Array.from({ length: o.n }, (_, i) => generateDemoPair(o.seed, i));
+  const images = await Promise.all(pairs.map(async (p) => ({ key: p.key, bytes: await render(p.scene) })));
+  const imgEmb = await embedImages(embedder, images);
+  const webEmb = await embedder.embedTexts(pairs.map((p) => p.webText));
+  const cos = imgEmb.map((v, i) => dot(v, webEmb[i]));
+  const keep = cos.map((c) => c >= threshold);
+  const meanCos = Object.fromEntries(LABELS.map((l) => {
+    const xs = cos.filter((_, i) => pairs[i].label === l);
+    return [l, round(xs.reduce((s, x) => s + x, 0) / xs.length)];
+  }));
+  const hits: boolean[] = [];
+  for (let pool = 0; pool < Math.min(3, Math.floor(o.n / 100)); pool++) {
+    const members = pairs.slice(pool * 100, pool * 100 + 100);
+    const caps = await embedder.embedTexts(members.map((p) => p.caption));
+    members.forEach((p, i) => {
+      const sims = caps.map((c) => dot(imgEmb[pool * 100 + i], c));
+      hits.push(captionMatchesScene(members[sims.indexOf(Math.max(...sims))].caption, p.scene));
+    });
+  }
+  seconds.filter = clock() - t;
+
+  // Zero-shot on one-shape scenes of the evaluation seed's stream.
+  t = clock();
+  o.onProgress?.('zero-shot');
+  const zsScenes: Scene[] = [];
+  for (let i = 0; zsScenes.length < o.zsN; i++) {
+    const s = generateDemoPair(o.seed, i).scene;
+    if (s.shapes.length === 1) zsScenes.push(s);
+  }
+  const zsImages = await Promise.all(zsScenes.map(async (s, i) => ({ key: `zs-${i}`, bytes: await render(s) })));
+  const zsEmb = await embedImages(embedder, zsImages);
+  const kinds = [...SHAPE_KINDS];
+  const colours = COLOUR_NAMES.map((c) => `${c} shape`);
+  const kindTruth = zsScenes.map((s) => kinds.indexOf(s.shapes[0].kind));
+  const colourTruth = zsScenes.map((s) => COLOUR_NAMES.indexOf(s.shapes[0].colour));
+  const zero_shot = {
+    scenes: zsScenes.length,
+    kind: {
+      single_template: round(zeroShot(zsEmb, await classEmbeddings(embedder, kinds, [SINGLE_TEMPLATE]), kindTruth)),
+      ensemble: round(zeroShot(zsEmb, await classEmbeddings(embedder, kinds, TEMPLATES), kindTruth)),
+    },
+    colour: {
+      single_template: round(zeroShot(zsEmb, await classEmbeddings(embedder, colours, [SINGLE_TEMPLATE]), colourTruth)),
+      ensemble: round(zeroShot(zsEmb, await classEmbeddings(embedder, colours, TEMPLATES), colourTruth)),
+    },
+    classes: { kind: kinds, colour: colours },
+    single_template: SINGLE_TEMPLATE,
+    templates: TEMPLATES,
+  };
+  seconds.zero_shot = clock() - t;
+  await embedder.close();
+
+  // BLIP ITM on the same rows.
+  let blip: (Rates & { agreement_with_clip: Record<string, number> }) | null = null;
+  if (o.blip) {
+    t = clock();
+    o.onProgress?.('blip');
+    const models = await loadBlip(o.blip, runtime);
+    try {
+      const itm: number[] = [];
+      for (let s = 0; s < pairs.length; s += 16) {
+        const res = await models.filter!.score(pairs.slice(s, s + 16).map((p, k) => ({ image: images[s + k], texts: [p.webText] })));
+        for (const r of res) {
+          if (!r.ok) throw new Error(`${r.key}: ${r.code} ${r.message}`);
+          itm.push(r.value[0].itm);
+        }
+      }
+      const blipKeep = itm.map((p) => p >= 0.5);
+      const agree = (label?: NoiseLabel) => round(share(pairs.flatMap((p, i) => (label === undefined || p.label === label ? [blipKeep[i] === keep[i]] : []))));
+      blip = { ...rates(blipKeep, pairs), agreement_with_clip: { all: agree(), ...Object.fromEntries(LABELS.map((l) => [l, agree(l)])) } };
+    } finally {
+      await models.captioner?.close();
+      await models.filter?.close();
+    }
+    seconds.blip = clock() - t;
+  }
+
+  // int8 against fp32.
+  let int8: Record<string, unknown> | null = null;
+  if (o.int8) {
+    t = clock();
+    o.onProgress?.('int8');
+    const dir = await mkdtemp(join(tmpdir(), 'eval-clip-int8-'));
+    try {
+      await convertClip(o.model, dir, 'int8');
+      const q = (await loadClip(dir, { ...runtime, precision: 'int8' })).embedder;
+      try {
+        const qImg = await embedImages(q, images);
+        const qTxt = await q.embedTexts(pairs.map((p) => p.webText));
+        const qCos = qImg.map((v, i) => dot(v, qTxt[i]));
+        const qKeep = qCos.map((c) => c >= threshold);
+        int8 = {
+          decision_agreement: round(share(qKeep.map((k, i) => k === keep[i]))),
+          max_abs_cosine_diff: round(Math.max(...qCos.map((c, i) => Math.abs(c - cos[i]))), 5),
+          ...rates(qKeep, pairs),
+        };
+      } finally {
+        await q.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    seconds.int8 = clock() - t;
+  }
+
+  const counts = Object.fromEntries(LABELS.map((l) => [l, pairs.filter((p) => p.label === l).length]));
+  const clip = { ...rates(keep, pairs), mean_cosine: meanCos, retrieval_top1_100: round(share(hits)) };
+  return {
+    model: o.model,
+    seed: o.seed,
+    n: o.n,
+    counts,
+    threshold: round(threshold, 5),
+    threshold_rule: 'maximises min(kept correct, rejected mismatched, rejected junk) on the validation seed',
+    validation: { seed: o.valSeed, n: o.valN, min_rate_at_threshold: round(chosen.score) },
+    zero_shot,
+    clip,
+    blip_itm: blip,
+    int8,
+    targets: {
+      zero_shot_kind_ge_0_90: Math.max(zero_shot.kind.single_template, zero_shot.kind.ensemble) >= 0.9,
+      kept_correct_ge_0_95: clip.kept_correct >= 0.95,
+      rejected_mismatched_ge_0_95: clip.rejected_mismatched >= 0.95,
+      rejected_junk_ge_0_95: clip.rejected_junk >= 0.95,
+      int8_agreement_ge_0_99: int8 ? (int8.decision_agreement as number) >= 0.99 : null,
+    },
+    seconds: Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, round(v, 1)])),
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      n: { type: 'string', default: '500' },
+      seed: { type: 'string', default: '20261206' },
+      'val-n': { type: 'string', default: '1000' },
+      'val-seed': { type: 'string', default: '424242' },
+      'zs-n': { type: 'string', default: '500' },
+      model: { type: 'string', default: 'models/demo-clip' },
+      blip: { type: 'string', default: 'models/demo' },
+      'no-blip': { type: 'boolean', default: false },
+      'no-int8': { type: 'boolean', default: false },
+      threads: { type: 'string', default: '1' },
+      quiet: { type: 'boolean', default: false },
+    },
+  });
+  const started = performance.now();
+  const result = await evaluateDemoClip({
+    model: resolve(values.model),
+    n: Number(values.n),
+    seed: Number(values.seed),
+    valN: Number(values['val-n']),
+    valSeed: Number(values['val-seed']),
+    zsN: Number(values['zs-n']),
+    blip: values['no-blip'] ? null : resolve(values.blip),
+    int8: !values['no-int8'],
+    threads: Number(values.threads),
+    onProgress: values.quiet ? undefined : (phase) => process.stderr.write(`eval-clip: ${phase}\n`),
+  });
+  process.stdout.write(`${JSON.stringify({ ...result, model: values.model, total_seconds: round((performance.now() - started) / 1000, 1) })}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) await main();
