@@ -34,6 +34,7 @@ export const RUN_FLAGS: FlagSpec[] = [
   { flag: '--filter-model <dir>', path: 'models.filter', help: 'filter model folder' },
   { flag: '--clip-model <dir>', path: 'models.clip', help: 'CLIP model folder for the clip stage' },
   { flag: '--clip-min-score <s>', path: 'clip.minScore', help: 'keep texts with CLIP score (cosine) >= this, e.g. 0.28 (LAION)' },
+  { flag: '--save-embeddings', path: 'clip.saveEmbeddings', help: 'write the kept rows\' CLIP embeddings (clip-retrieval layout, embeddings/)' },
   { flag: '--select-by <score>', path: 'caption.selectBy', help: 'score ranking synthetic captions for --keep-top: itc, itm or clip' },
   { flag: '--k <n>', path: 'caption.k', help: 'synthetic captions per image' },
   { flag: '--keep-top <m>', path: 'caption.keepTop', help: 'keep the best M synthetic captions (by --select-by, default ITC)' },

@@ -129,6 +129,8 @@ export const clipSchema = z.strictObject({
   minScore: z.number().min(-1).max(1).nullable(),
   /** Images per CLIP vision batch; their texts go through the text tower together. */
   batchSize: posInt,
+  /** Write clip-retrieval's embeddings/ folder (img_emb, text_emb .npy + metadata parquet) per shard. */
+  saveEmbeddings: z.boolean(),
 });
 
 export const configSchema = z

@@ -76,4 +76,9 @@ export interface RowRecord {
   selected: string | null;
   /** Download details: HTTP status, final URL after redirects, bytes, attempts. */
   fetch: { httpStatus: number | null; finalUrl: string | null; bytes: number; attempts: number; ms: number } | null;
+  /**
+   * CLIP embeddings kept for the embeddings output (clip.saveEmbeddings): base64 of little-endian
+   * float32, the image's and the web text's (null without a web text). Set by the clip stage.
+   */
+  clipEmbedding?: { image: string; text: string | null };
 }

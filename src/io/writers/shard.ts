@@ -4,6 +4,7 @@ import { CapfiltError } from '../../core/errors.ts';
 import type { RowRecord } from '../../core/records.ts';
 import { writeFileAtomic } from './atomic.ts';
 import type { OutputColumn } from './columns.ts';
+import { writeEmbeddings } from './embeddings.ts';
 import { writeShardParquet } from './shard-parquet.ts';
 import { shardStats, type ShardStats } from './stats.ts';
 import { writeTarAtomic, type TarSample } from './tar.ts';
@@ -122,6 +123,7 @@ export async function writeShardFiles(records: RowRecord[], o: WriteShardOptions
   else await rm(paths.filteredTar, { force: true });
   const stats = shardStats(o.name, records, { startTime: o.startTime, endTime: Date.now(), timings: o.timings });
   await writeFileAtomic(paths.stats, `${JSON.stringify(stats, null, 2)}\n`);
+  await writeEmbeddings(o.outDir, o.name, records);
   await writeShardParquet(paths.parquet, records, o.columns);
   return { paths, stats };
 }

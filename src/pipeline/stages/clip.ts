@@ -28,6 +28,10 @@ function scoredTexts(r: RowRecord): ScoredText[] {
   return textsOf(r).map((t) => ({ text: t.text, source: t.source, kept: false }) as ScoredText);
 }
 
+function base64(v: Float32Array): string {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+}
+
 export function clipOptions(config: StageRunContext<'clip' | 'filter' | 'caption'>['config']): FilterOptions {
   return { ...config.filter, keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore };
 }
@@ -61,6 +65,10 @@ export async function clipShard(state: ShardState, ctx: StageRunContext<'clip' |
         setScore(s, 'clip', cos);
       }
       r.scores = texts[j];
+      if (ctx.config.clip.saveEmbeddings) {
+        const web = texts[j].findIndex((s) => s.source === 'web');
+        r.clipEmbedding = { image: base64(img.value), text: web >= 0 ? base64(textEmb[next - texts[j].length + web]) : null };
+      }
       const decidedByFilter = r.status !== 'pending';
       const clipRule = f.clipMinScore !== null && f.clipMinScore !== undefined;
       if (decidedByFilter || clipRule) decideRow(r, f);

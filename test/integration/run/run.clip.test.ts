@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIP_SIZES, writeRandomClip } from '../../../bench/random-clip.ts';
@@ -108,6 +110,39 @@ describe('the clip stage', () => {
       expect(kept).toHaveLength(1);
       expect(scoreOf(kept[0], 'clip')).toBe(Math.max(...syn.map((s) => scoreOf(s, 'clip')!)));
     }
+  });
+
+  it('writes the kept rows\' embeddings in clip-retrieval\'s layout, read back by NumPy in metadata order', async () => {
+    const { rows, out } = await run('embeddings', 'download,clip,write', { 'clip.minScore': 0.4, 'clip.saveEmbeddings': true });
+    const kept = new Map(rows.filter((r) => r.status === 'kept').map((r) => [r.key, r]));
+    expect(kept.size).toBeGreaterThan(0);
+    const shards = readdirSync(join(out, 'embeddings', 'img_emb')).sort();
+    expect(shards.length).toBeGreaterThan(0);
+    let seen = 0;
+    for (const f of shards) {
+      const name = f.replace(/^img_emb_|\.npy$/g, '');
+      const meta = await parquetReadObjects({ file: await asyncBufferFromFile(join(out, 'embeddings', 'metadata', `metadata_${name}.parquet`)) });
+      // Debian's NumPy (not our reader): shapes, dtype, and the cosine of each image/text pair.
+      const py = execFileSync('/usr/bin/python3', ['-c', `
+import sys, json, numpy as np
+i = np.load(sys.argv[1]); t = np.load(sys.argv[2])
+print(json.dumps({"dtype": str(i.dtype), "shape": list(i.shape), "tshape": list(t.shape), "cos": (i.astype(np.float32) * t.astype(np.float32)).sum(1).tolist(), "norm": np.linalg.norm(i.astype(np.float32), axis=1).tolist()}))
+`, join(out, 'embeddings', 'img_emb', f), join(out, 'embeddings', 'text_emb', `text_emb_${name}.npy`)], { encoding: 'utf8' });
+      const got = JSON.parse(py) as { dtype: string; shape: number[]; tshape: number[]; cos: number[]; norm: number[] };
+      expect(got.dtype).toBe('float16');
+      expect(got.shape).toEqual([meta.length, 16]);
+      expect(got.tshape).toEqual(got.shape);
+      meta.forEach((m, i) => {
+        const r = kept.get(m.key as string)!;
+        expect(r).toBeDefined();
+        expect(m.url).toBe(r.url);
+        expect(m.caption).toBe(r.text);
+        expect(got.norm[i]).toBeCloseTo(1, 2);
+        expect(got.cos[i]).toBeCloseTo(scoreOf(r.scores[0], 'clip')!, 2);
+      });
+      seen += meta.length;
+    }
+    expect(seen).toBe(kept.size);
   });
 
   it('refuses a clip stage without a CLIP model as a config error', () => {
