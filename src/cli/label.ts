@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { loadClip } from '../models/clip/index.ts';
-import { buildClassifier, classify, loadLabels, loadTemplates } from '../models/clip/zero-shot.ts';
+import { buildClassifier, classify, loadLabels, loadTemplates } from '../models/zero-shot.ts';
 import { readImages } from './caption.ts';
 import { addRuntimeOptions, numberOption, runtimeOptions } from './model-options.ts';
 

@@ -131,6 +131,14 @@ export const clipSchema = z.strictObject({
   batchSize: posInt,
   /** Write clip-retrieval's embeddings/ folder (img_emb, text_emb .npy + metadata parquet) per shard. */
   saveEmbeddings: z.boolean(),
+  /** Zero-shot labels: a file of class names, one per line (null: no labels). */
+  labels: z.string().min(1).nullable(),
+  /** Prompt templates for the labels: simple, imagenet (the CLIP paper's 80), or a file. */
+  templates: z.string().min(1),
+  /** Labels recorded per row, best first. */
+  labelsTopK: posInt,
+  /** Only labels at least this probable are recorded (null: the top k whatever their probability). */
+  labelMinProb: prob.nullable(),
 });
 
 export const configSchema = z

@@ -81,4 +81,6 @@ export interface RowRecord {
    * float32, the image's and the web text's (null without a web text). Set by the clip stage.
    */
   clipEmbedding?: { image: string; text: string | null };
+  /** Zero-shot labels of the image, best first (clip.labels), with their softmax probabilities. */
+  labels?: { label: string; prob: number }[];
 }

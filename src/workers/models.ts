@@ -18,6 +18,8 @@ import { processMetrics } from '../telemetry/metrics.ts';
  */
 export class ModelCache {
   private readonly loads = new Map<string, Promise<InferenceThread>>();
+  /** One embedder per folder, so per-model caches keyed by it (zero-shot class embeddings) hold across jobs. */
+  private readonly embedders = new Map<string, Promise<ImageTextEmbedder>>();
 
   constructor(
     private readonly runtime: RuntimeOptions,
@@ -62,7 +64,18 @@ export class ModelCache {
     return { score: (items) => metrics.timeModel('filter', 'score', () => f.score(items)), close: () => f.close() };
   }
 
-  async embedder(dir: string): Promise<ImageTextEmbedder> {
+  embedder(dir: string): Promise<ImageTextEmbedder> {
+    const key = resolve(dir);
+    let p = this.embedders.get(key);
+    if (!p) {
+      p = this.openEmbedder(dir);
+      p.catch(() => this.embedders.delete(key));
+      this.embedders.set(key, p);
+    }
+    return p;
+  }
+
+  private async openEmbedder(dir: string): Promise<ImageTextEmbedder> {
     const e = (await this.load(dir)).role<ImageTextEmbedder>('embedder');
     if (!e) throw new CapfiltError('MODEL_DIR_INVALID', `${dir} holds no image-text embedder (CLIPModel)`, { dir });
     const metrics = processMetrics();
@@ -84,6 +97,7 @@ export class ModelCache {
   async close(): Promise<void> {
     const all = await Promise.allSettled(this.loads.values());
     this.loads.clear();
+    this.embedders.clear();
     for (const r of all) if (r.status === 'fulfilled') await r.value.close();
   }
 }

@@ -86,6 +86,21 @@ export const CAPTION_COLUMNS: readonly OutputColumn[] = [
   { name: 'captions', type: 'list<string>', value: (r) => r.captions, restore: (r, row) => void (r.captions = arr<string>(row, 'captions')) },
 ];
 
+/** Zero-shot labels of the image, best first, and their probabilities (clip stage, clip.labels). */
+export const LABEL_COLUMNS: readonly OutputColumn[] = [
+  {
+    name: 'labels',
+    type: 'list<string>',
+    value: (r) => r.labels?.map((l) => l.label) ?? [],
+    restore: (r, row) => {
+      const labels = arr<string>(row, 'labels');
+      const probs = arr<number>(row, 'label_probs');
+      if (labels.length) r.labels = labels.map((label, i) => ({ label, prob: probs[i] }));
+    },
+  },
+  { name: 'label_probs', type: 'list<double>', value: (r) => r.labels?.map((l) => l.prob) ?? [] },
+];
+
 /** The text a row's web-side score belongs to: the web text, or a trusted pair's text. */
 export function webScore(r: RowRecord): ScoredText | undefined {
   return r.scores.find((s) => s.source === 'web' || s.source === 'trusted');
@@ -158,4 +173,4 @@ export function scoreNamesIn(columnNames: readonly string[]): string[] {
  * (`outputColumns` in src/pipeline/stages/table.ts); a table test checks that the built-in
  * table's columns are these, in this order.
  */
-export const RECORD_COLUMNS: readonly OutputColumn[] = [...IMAGE_COLUMNS, ...FETCH_COLUMNS, ...CAPTION_COLUMNS, ...scoredTextColumns(SCORE_NAMES), perTextScoreColumn('clip'), webScoreColumn('clip')];
+export const RECORD_COLUMNS: readonly OutputColumn[] = [...IMAGE_COLUMNS, ...FETCH_COLUMNS, ...CAPTION_COLUMNS, ...scoredTextColumns(SCORE_NAMES), perTextScoreColumn('clip'), webScoreColumn('clip'), ...LABEL_COLUMNS];

@@ -80,6 +80,7 @@ function sample(r: RowRecord, bytes: Uint8Array): TarSample {
     selected: r.selected,
     captions: r.captions,
     scores: r.scores,
+    ...(r.labels ? { labels: r.labels } : {}),
     width: r.image!.width,
     height: r.image!.height,
     original_width: r.image!.originalWidth,

@@ -38,6 +38,10 @@ export interface ShardStats {
     rows_kept_rate: number | null;
   };
   timings_ms: Record<string, number>;
+  /** Texts each decision rule rejected (itm, itc, clip, top): the per-rule filter rates. */
+  rejected_by: Record<string, number>;
+  /** Rows per top zero-shot label, when the run labels images (clip.labels). */
+  labels?: Record<string, number>;
 }
 
 export function shardStats(
@@ -65,6 +69,7 @@ export function shardStats(
     selected_source: {},
     filter: { web_scored: 0, web_kept: 0, web_kept_rate: null, synthetic_scored: 0, synthetic_kept: 0, synthetic_kept_rate: null, rows_kept_rate: null },
     timings_ms: Object.fromEntries(Object.entries(times.timings ?? {}).filter((e): e is [string, number] => typeof e[1] === 'number')),
+    rejected_by: {},
   };
   for (const r of records) {
     const reason = r.reason ?? (r.status === 'kept' ? 'KEPT' : 'UNKNOWN');
@@ -84,7 +89,9 @@ export function shardStats(
       else if (/^IMAGE_/.test(reason)) s.failed_to_resize++;
       else s.failed_other++;
     }
+    if (r.labels?.length) inc((s.labels ??= {}), r.labels[0].label);
     for (const t of r.scores) {
+      for (const rule of t.rejectedBy ?? []) inc(s.rejected_by, rule);
       if (t.source === 'web') {
         s.filter.web_scored++;
         if (t.kept) s.filter.web_kept++;

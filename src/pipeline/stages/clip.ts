@@ -2,6 +2,7 @@ import { setScore, type RowRecord, type ScoredText } from '../../core/records.ts
 import type { ShardState } from '../../core/shard.ts';
 import type { ImageTextEmbedder } from '../../models/roles.ts';
 import type { ImageInput } from '../../models/runtime/types.ts';
+import { buildClassifier, classify, loadLabels, loadTemplates, type ZeroShotClassifier } from '../../models/zero-shot.ts';
 import { decideRow, type FilterOptions } from '../decisions.ts';
 import { textsOf } from './filter.ts';
 import type { StageRunContext } from './types.ts';
@@ -36,10 +37,31 @@ export function clipOptions(config: StageRunContext<'clip' | 'filter' | 'caption
   return { ...config.filter, keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore };
 }
 
+/**
+ * Class embeddings per embedder and label set, built once per process (thousands of classes ×
+ * 80 templates must not go through the text tower for every shard).
+ */
+const classifiers = new WeakMap<ImageTextEmbedder, Map<string, Promise<ZeroShotClassifier>>>();
+
+function classifierFor(model: ImageTextEmbedder, labelsFile: string, templates: string): Promise<ZeroShotClassifier> {
+  let byKey = classifiers.get(model);
+  if (!byKey) classifiers.set(model, (byKey = new Map()));
+  const key = `${labelsFile}\u0000${templates}`;
+  let p = byKey.get(key);
+  if (!p) {
+    p = buildClassifier(model, loadLabels(labelsFile), loadTemplates(templates));
+    p.catch(() => byKey!.delete(key));
+    byKey.set(key, p);
+  }
+  return p;
+}
+
 export async function clipShard(state: ShardState, ctx: StageRunContext<'clip' | 'filter' | 'caption'> & { model: ImageTextEmbedder }): Promise<void> {
   const f = clipOptions(ctx.config);
   const rows = state.records.filter(scorable);
   const size = ctx.config.clip.batchSize;
+  const c = ctx.config.clip;
+  const classifier = c.labels ? await classifierFor(ctx.model, c.labels, c.templates) : null;
   for (let i = 0; i < rows.length; i += size) {
     ctx.signal.throwIfAborted();
     const batch = rows.slice(i, i + size).filter((r) => scoredTexts(r).length > 0);
@@ -65,6 +87,11 @@ export async function clipShard(state: ShardState, ctx: StageRunContext<'clip' |
         setScore(s, 'clip', cos);
       }
       r.scores = texts[j];
+      if (classifier) {
+        r.labels = classify(classifier, img.value, c.labelsTopK)
+          .filter((l) => c.labelMinProb === null || l.prob >= c.labelMinProb)
+          .map(({ label, prob }) => ({ label, prob }));
+      }
       if (ctx.config.clip.saveEmbeddings) {
         const web = texts[j].findIndex((s) => s.source === 'web');
         r.clipEmbedding = { image: base64(img.value), text: web >= 0 ? base64(textEmb[next - texts[j].length + web]) : null };

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -143,6 +143,25 @@ print(json.dumps({"dtype": str(i.dtype), "shape": list(i.shape), "tshape": list(
       seen += meta.length;
     }
     expect(seen).toBe(kept.size);
+  });
+
+  it('labels every scored image zero-shot, with either template set; counts the top labels in _stats.json', async () => {
+    writeFileSync(join(fx.dir, 'classes.txt'), 'red square\ngreen square\nblue circle\n');
+    for (const templates of ['simple', 'imagenet']) {
+      const { rows, out } = await run(`labels-${templates}`, 'download,clip,write', { 'clip.labels': join(fx.dir, 'classes.txt'), 'clip.templates': templates, 'clip.labelsTopK': 2 });
+      const scored = rows.filter((r) => r.status !== 'failed');
+      expect(scored.length).toBe(40 - fx.failing.size);
+      for (const r of scored) {
+        expect(r.labels).toHaveLength(2);
+        expect(r.labels![0].prob).toBeGreaterThanOrEqual(r.labels![1].prob);
+        expect(['red square', 'green square', 'blue circle']).toContain(r.labels![0].label);
+      }
+      const counts: Record<string, number> = {};
+      for (const f of readdirSync(out).filter((x) => x.endsWith('_stats.json'))) {
+        for (const [k, v] of Object.entries(JSON.parse(readFileSync(join(out, f), 'utf8')).labels ?? {})) counts[k] = (counts[k] ?? 0) + (v as number);
+      }
+      expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(scored.length);
+    }
   });
 
   it('refuses a clip stage without a CLIP model as a config error', () => {

@@ -2,10 +2,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLIP_SIZES, writeRandomClip } from '../../../../bench/random-clip.ts';
-import type { ClipEmbedder } from '../../../../src/models/clip/embedder.ts';
-import { loadClip } from '../../../../src/models/clip/index.ts';
-import { buildClassifier, classify, loadLabels, loadTemplates } from '../../../../src/models/clip/zero-shot.ts';
+import { CLIP_SIZES, writeRandomClip } from '../../../bench/random-clip.ts';
+import type { ClipEmbedder } from '../../../src/models/clip/embedder.ts';
+import { loadClip } from '../../../src/models/clip/index.ts';
+import { buildClassifier, classify, loadLabels, loadTemplates } from '../../../src/models/zero-shot.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'capfilt-zero-shot-'));
 let embedder: ClipEmbedder;
@@ -60,7 +60,7 @@ describe('zero-shot classifier', () => {
   it('gives softmax(logit_scale · cosine) over every class, best first', async () => {
     const labels = ['red circle', 'blue square', 'green triangle', 'a dog'];
     const c = await buildClassifier(embedder, labels, loadTemplates('simple'));
-    const [img] = await embedder.embedImages([{ key: 'a', bytes: new Uint8Array(readFileSync(new URL('../../../fixtures/parity/clip-t1/preprocess_0.png', import.meta.url))) }]);
+    const [img] = await embedder.embedImages([{ key: 'a', bytes: new Uint8Array(readFileSync(new URL('../../fixtures/parity/clip-t1/preprocess_0.png', import.meta.url))) }]);
     if (!img.ok) throw new Error(img.message);
     const all = classify(c, img.value, labels.length);
     expect(all.reduce((s, l) => s + l.prob, 0)).toBeCloseTo(1, 6);

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { CapfiltError } from '../../core/errors.ts';
-import type { ImageTextEmbedder } from '../roles.ts';
+import { CapfiltError } from '../core/errors.ts';
+import type { ImageTextEmbedder } from './roles.ts';
 
 /**
- * Zero-shot classification as the CLIP paper does it: each class name is put into every prompt
+ * Zero-shot classification as the CLIP paper does it, over any ImageTextEmbedder: each class name is put into every prompt
  * template, the filled prompts are embedded and normalised, averaged per class and renormalised
  * (the prompt ensemble); an image's class probabilities are softmax(logit_scale · cosine) over
  * the classes. Class embeddings are computed once per label set and reused for every image.
