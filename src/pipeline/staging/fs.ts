@@ -124,13 +124,10 @@ export class FsStagingStore implements StagingStore {
     } catch (e) {
       throw this.unavailable(`deleting shard ${shardId}`, e);
     }
-    // The run's folder goes with its last shard, and the store's folder with its last run (rmdir
-    // refuses a folder that still holds one). The coordinator also removes both at the end, but a
-    // shard recorded as done can still be deleting its staging then, which left an empty run
-    // folder — or, once that was fixed, an empty .staging — behind. Another run's next write
-    // recreates the folders it needs.
+    // The run's folder goes with its last shard (rmdir refuses a folder that still holds one). The
+    // coordinator also removes it at the end, but a shard recorded as done can still be deleting
+    // its staging then, which left an empty run folder behind.
     await rmdir(join(this.dir, checkName('run id', runId))).catch(() => undefined);
-    await rmdir(this.dir).catch(() => undefined);
   }
 
   async sizeBytes(runId: string): Promise<number> {
