@@ -86,6 +86,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   const guard = <T>(what: string, fn: () => Promise<T>) => outage.run(what, fn);
   let progress = createProgress('none', 0, o.log);
   let redisLost = false;
+  let tidyStaging: (() => Promise<void>) | null = null;
   try {
     const warning = await checkEvictionPolicy(redis);
     if (warning) o.log.warn(warning);
@@ -191,9 +192,14 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     await guard('recording the run\'s end', () => run.update({ status: summary.status, finishedAt: Date.now(), skippedShards, error: summary.status === 'failed' ? `${Object.keys(failedShards).length} shards failed` : null }));
     await stats.finishRun(runId, summary.status === 'done' ? 'finished' : summary.status === 'interrupted' ? 'cancelled' : 'failed').catch(() => undefined);
     if (!interrupted && config.staging.backend === 'fs') {
-      // Written shards delete their staging; remove the emptied folders too (rmdir refuses non-empty ones).
+      // Written shards delete their staging; remove the emptied folders too (rmdir refuses
+      // non-empty ones). Again once in-process workers have stopped: a shard recorded as done can
+      // still be deleting its staging now, which left an empty folder behind.
       const dir = stagingDir(config);
-      if (dir) for (const d of [join(dir, runId), dir]) await rmdir(d).catch(() => undefined);
+      tidyStaging = async () => {
+        if (dir) for (const d of [join(dir, runId), dir]) await rmdir(d).catch(() => undefined);
+      };
+      await tidyStaging();
     }
     const modelHost = host ?? o.host;
     if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null);
@@ -208,6 +214,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     o.signal?.removeEventListener('abort', onAbort);
     // Without Redis no job can finish or be handed back: cancel them at once, wait briefly.
     if (host) await (redisLost ? host.close(0, 2_000) : host.close());
+    await tidyStaging?.();
     if (redisLost) await settlesWithin(queues.disconnect(), 2_000);
     // Bounded: a Redis that went away while closing must not hold the exit.
     else if (!(await settlesWithin(queues.close(), 5_000))) await settlesWithin(queues.disconnect(), 5_000);
