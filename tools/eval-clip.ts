@@ -4,9 +4,12 @@
  *   npx tsx tools/eval-clip.ts [--n 500] [--seed 20261206] [--val-n 1000] [--val-seed 424242]
  *       [--zs-n 500] [--model models/demo-clip] [--blip models/demo | --no-blip] [--no-int8] [--threads 1]
  *
- * - zero-shot classification of one-shape scenes: the shape's kind (5 classes) and its colour (8,
- *   class name "<colour> shape"), with the single template "a photo of a {}." and with a template
- *   ensemble (each filled template embedded and normalised, averaged per class, renormalised);
+ * - zero-shot classification of one-shape scenes: the shape's kind (5 classes), its colour (8,
+ *   class name "<colour> shape") and the background colour (8, "<colour> background"), with the
+ *   single template "a photo of a {}." and with a template ensemble (each filled template embedded
+ *   and normalised, averaged per class, renormalised); the colour also through prompts that name
+ *   it with each kind ("<colour> <kind>", every template, averaged over the kinds), and each of
+ *   these as a 7-way choice that leaves out the background's colour (a shape never has it);
  * - CLIP as a filter: keep a pair when cosine(image, web text) ≥ threshold. The threshold is
  *   chosen on the validation seed (never on the evaluation seed): the one that maximises the
  *   lowest of (kept correct, rejected mismatched, rejected junk) there; swapped texts take no part
@@ -137,10 +140,13 @@ async function classEmbeddings(e: ImageTextEmbedder, classes: string[], template
   });
 }
 
-function zeroShot(img: Float32Array[], classes: Float32Array[], truth: number[]): number {
+/** Top-1 accuracy; `excluded[i]` (optional) is a class image i cannot have, left out of its choice. */
+function zeroShot(img: Float32Array[], classes: Float32Array[], truth: number[], excluded?: number[]): number {
   return share(img.map((v, i) => {
-    let best = 0;
-    for (let c = 1; c < classes.length; c++) if (dot(v, classes[c]) > dot(v, classes[best])) best = c;
+    let best = -1;
+    for (let c = 0; c < classes.length; c++) {
+      if (c !== excluded?.[i] && (best < 0 || dot(v, classes[c]) > dot(v, classes[best]))) best = c;
+    }
     return best === truth[i];
   }));
 }
@@ -199,19 +205,34 @@ export async function evaluateDemoClip(o: ClipEvalOptions) {
   const zsEmb = await embedImages(embedder, zsImages);
   const kinds = [...SHAPE_KINDS];
   const colours = COLOUR_NAMES.map((c) => `${c} shape`);
+  const backgrounds = COLOUR_NAMES.map((c) => `${c} background`);
   const kindTruth = zsScenes.map((s) => kinds.indexOf(s.shapes[0].kind));
   const colourTruth = zsScenes.map((s) => COLOUR_NAMES.indexOf(s.shapes[0].colour));
+  const backgroundTruth = zsScenes.map((s) => COLOUR_NAMES.indexOf(s.background));
+  const task = async (classes: string[], truth: number[]) => ({
+    single_template: round(zeroShot(zsEmb, await classEmbeddings(embedder, classes, [SINGLE_TEMPLATE]), truth)),
+    ensemble: round(zeroShot(zsEmb, await classEmbeddings(embedder, classes, TEMPLATES), truth)),
+  });
+  // A shape never has the background's colour: the 7-way choice among the other colours.
+  const colourNotBackground = async (classes: Float32Array[]) => round(zeroShot(zsEmb, classes, colourTruth, backgroundTruth));
+  // Colour named through the kinds: class c = the templates filled with "<c> <kind>" for every
+  // kind, all averaged (prompt ensembling over the other attribute).
+  const colourByKind = await Promise.all(COLOUR_NAMES.map(async (c) =>
+    (await classEmbeddings(embedder, [c], kinds.flatMap((k) => TEMPLATES.map((t) => t.replace('{}', `${c} ${k}`)))))[0]));
   const zero_shot = {
     scenes: zsScenes.length,
-    kind: {
-      single_template: round(zeroShot(zsEmb, await classEmbeddings(embedder, kinds, [SINGLE_TEMPLATE]), kindTruth)),
-      ensemble: round(zeroShot(zsEmb, await classEmbeddings(embedder, kinds, TEMPLATES), kindTruth)),
-    },
+    kind: await task(kinds, kindTruth),
     colour: {
-      single_template: round(zeroShot(zsEmb, await classEmbeddings(embedder, colours, [SINGLE_TEMPLATE]), colourTruth)),
-      ensemble: round(zeroShot(zsEmb, await classEmbeddings(embedder, colours, TEMPLATES), colourTruth)),
+      ...(await task(colours, colourTruth)),
+      ensemble_over_kinds: round(zeroShot(zsEmb, colourByKind, colourTruth)),
+      not_background: {
+        single_template: await colourNotBackground(await classEmbeddings(embedder, colours, [SINGLE_TEMPLATE])),
+        ensemble: await colourNotBackground(await classEmbeddings(embedder, colours, TEMPLATES)),
+        ensemble_over_kinds: await colourNotBackground(colourByKind),
+      },
     },
-    classes: { kind: kinds, colour: colours },
+    background: await task(backgrounds, backgroundTruth),
+    classes: { kind: kinds, colour: colours, background: backgrounds, colour_over_kinds: '<colour> <kind> for each kind, in every template' },
     single_template: SINGLE_TEMPLATE,
     templates: TEMPLATES,
   };
