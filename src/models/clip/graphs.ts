@@ -1,5 +1,5 @@
 import { GraphBuilder, type BuiltGraph } from '../runtime/graph/builder.ts';
-import { classToken, patchEmbeddings, preLnLayer } from '../runtime/graph/encoder.ts';
+import { classToken, fusesMaskedAttention, patchEmbeddings, preLnLayer } from '../runtime/graph/encoder.ts';
 import { dim, l2Normalize, layerNorm, linearNoBias, type LayerOptions, type WeightGetter } from '../runtime/graph/layers.ts';
 import type { ClipConfig } from './config.ts';
 import { TEXT, VISION, layerNames } from './names.ts';
@@ -54,7 +54,10 @@ export function buildClipVisionGraph(cfg: ClipConfig, w: WeightGetter, opts: Lay
 
 /**
  * Causal mask plus padding mask, additive, [batch, 1, seq, seq]: query i may attend key j when
- * j ≤ i and key j is a token. Built once and shared by every layer.
+ * j ≤ i and key j is a token. Built once and shared by every layer (unfused path: int8).
+ * The fused path masks with ORT's -10000 filter instead of float32's lowest value: the weights
+ * of masked keys are exactly 0 either way (exp underflows), and a row whose keys are all padding
+ * (an all-zero attention_mask) is uniform over its causal keys in both.
  */
 function causalPaddingMask(g: GraphBuilder, ids: string, attentionMask: string): string {
   const seq = g.o('Squeeze', [dim(g, ids, 1), g.i64([0])]);
@@ -82,8 +85,12 @@ export function buildClipTextGraph(cfg: ClipConfig, w: WeightGetter, opts: Layer
   const tok = g.o('Gather', [g.weight(`${TEXT}.embeddings.token_embedding.weight`, tokW.data, tokW.shape), ids], { axis: 0 });
   const pos = g.o('Slice', [g.weight(`${TEXT}.embeddings.position_embedding.weight`, posW.data, posW.shape), g.i64([0]), dim(g, ids, 1), g.i64([0])]);
   let x = g.o('Add', [tok, pos]);
-  const mask = causalPaddingMask(g, ids, am);
-  for (let i = 0; i < t.layers; i++) x = preLnLayer(g, w, layerNames(TEXT, i), x, { hidden: H, heads: t.heads, eps: t.eps, act: t.act, mask }, opts);
+  // One mask for every layer: for fused Attention nodes causal (unidirectional) plus the raw
+  // padding mask as int32 mask_index; for the unfused path the additive [batch, 1, seq, seq] one.
+  const masks = fusesMaskedAttention(opts)
+    ? { fusedMask: { maskIndex: g.o('Cast', [am], { to: 6 }), unidirectional: true } }
+    : { mask: causalPaddingMask(g, ids, am) };
+  for (let i = 0; i < t.layers; i++) x = preLnLayer(g, w, layerNames(TEXT, i), x, { hidden: H, heads: t.heads, eps: t.eps, act: t.act, ...masks }, opts);
   const last = layerNorm(g, w, `${TEXT}.final_layer_norm`, x, t.eps);
   const index = poolIndex(g, ids, cfg);
   const pooled = g.o('GatherND', [last, g.o('Unsqueeze', [index, g.i64([1])])], { batch_dims: 1 });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { CapfiltError } from '../../core/errors.ts';
 import { childLogger } from '../../core/logger.ts';
 import { graphDataBuffer } from '../runtime/graph/builder.ts';
+import type { LayerOptions } from '../runtime/graph/layers.ts';
 import { MANIFEST, graphFile, isConverted, manifestGraphs, readManifest } from '../runtime/manifest.ts';
 import { GraphSession } from '../runtime/sessions.ts';
 import type { RuntimeOptions } from '../runtime/types.ts';
@@ -32,9 +33,16 @@ export interface LoadedClip {
   info: Record<string, unknown>;
 }
 
-/** Layer choices: fused attention for the unmasked vision tower where it measured faster. */
-export function clipLayerOptions(precision: RuntimeOptions['precision']) {
-  return { int8: precision === 'int8', fusedAttention: precision !== 'int8' };
+/**
+ * Layer choices (bench/clip.ts --variants, ViT-B/32, 2 threads): fp32 uses com.microsoft
+ * Attention in both towers — the vision tower unmasked (fused 1.05× the plain MatMul/Softmax
+ * graph), the text tower with unidirectional=1 and the padding mask as mask_index (1.10–1.44×
+ * the plain graph with its additive causal+padding mask, embeddings within 2e-7). int8 keeps
+ * plain attention around its DynamicQuantizeMatMul projections (packed QKV and
+ * MultiHeadAttention measured no faster).
+ */
+export function clipLayerOptions(precision: RuntimeOptions['precision']): LayerOptions {
+  return { int8: precision === 'int8', fusedAttention: precision !== 'int8', fusedMaskedAttention: precision !== 'int8' };
 }
 
 function maybeTokenizer(dir: string): ClipTokenizer | null {

@@ -26,10 +26,21 @@ export interface PreLnLayerSpec {
   eps: number;
   act: Activation;
   /**
-   * Additive attention mask broadcastable to [B, heads, S, S] (causal and/or padding), or none.
-   * The fused com.microsoft Attention path is used only for unmasked layers.
+   * Additive attention mask broadcastable to [B, heads, S, S] (causal and/or padding), or none,
+   * for the unfused path. The fused com.microsoft Attention path is used for unmasked layers,
+   * and for masked ones when `fusedMask` is given and the options ask for fusedMaskedAttention.
    */
   mask?: string;
+  /**
+   * The same mask in com.microsoft Attention's terms: a raw 0/1 int32 key mask [B, S] and/or
+   * causal. A layer may give only this one when `fusesMaskedAttention(opts)` holds.
+   */
+  fusedMask?: { maskIndex?: string; unidirectional: boolean };
+}
+
+/** Whether preLnLayer builds a masked layer that gives `fusedMask` as one Attention node. */
+export function fusesMaskedAttention(opts: LayerOptions): boolean {
+  return Boolean(opts.fusedAttention && opts.fusedMaskedAttention && !opts.int8);
 }
 
 /** One pre-LN encoder layer: [B, S, H] → [B, S, H]. */
@@ -40,8 +51,11 @@ export function preLnLayer(g: GraphBuilder, w: WeightGetter, names: PreLnLayerNa
   const h = layerNorm(g, w, names.ln1, x, spec.eps);
   const a = names.attention;
   let ctx: string;
-  if (opts.fusedAttention && !opts.int8 && !spec.mask) {
-    ctx = fusedSelfAttention(g, w, 'qkv' in a ? [a.qkv] : [a.q, a.k, a.v], h, N);
+  const masked = Boolean(spec.mask || spec.fusedMask);
+  if (opts.fusedAttention && !opts.int8 && (!masked || (fusesMaskedAttention(opts) && spec.fusedMask))) {
+    ctx = fusedSelfAttention(g, w, 'qkv' in a ? [a.qkv] : [a.q, a.k, a.v], h, N, spec.fusedMask?.maskIndex, spec.fusedMask?.unidirectional ?? false);
+  } else if (masked && !spec.mask) {
+    throw new Error('preLnLayer: this layer is masked and the unfused path needs the additive mask (spec.mask)');
   } else if ('qkv' in a) {
     const qkv = linear(g, w, a.qkv, h, opts);
     const heads = g.o('Transpose', [g.o('Reshape', [qkv, g.i64([0, 0, 3, N, D])])], { perm: [2, 0, 3, 1, 4] });

@@ -1,6 +1,6 @@
 import { CapfiltError } from '../../../core/errors.ts';
 import type { WeightTensor } from '../types.ts';
-import type { GraphBuilder } from './builder.ts';
+import type { AttrValue, GraphBuilder } from './builder.ts';
 
 /**
  * Building blocks shared by every family's graphs. Weight initializers keep their HF state-dict names
@@ -29,6 +29,12 @@ export interface LayerOptions {
   int8?: boolean;
   /** Unmasked/padding-masked self-attention as one com.microsoft Attention node (fp32 only). */
   fusedAttention?: boolean;
+  /**
+   * With fusedAttention: causal + padding-masked self-attention (CLIP's text tower) as one
+   * Attention node too (unidirectional=1, the raw padding mask as mask_index), for layers that
+   * give their mask in that form (PreLnLayerSpec.fusedMask).
+   */
+  fusedMaskedAttention?: boolean;
 }
 
 export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
@@ -152,11 +158,11 @@ export function attend(g: GraphBuilder, q: string, k: string, v: string, headDim
 
 /**
  * Self-attention (no cache) as one com.microsoft Attention node: packed Q|K|V projection
- * [in, 3H] + bias, softmax(q·kᵀ/√D) with ORT's -10000 mask filter (the value BERT/BLIP add),
- * heads merged: [B, S, in] → [B, S, H]. `parts` are the HF linear prefixes of Q, K, V, or one
+ * [in, 3H] + bias, softmax(q·kᵀ/√D) with ORT's -10000 mask filter (the value BERT/BLIP add;
+ * `unidirectional` adds it again above the diagonal), heads merged: [B, S, in] → [B, S, H]. `parts` are the HF linear prefixes of Q, K, V, or one
  * fused prefix whose weight is [3H, in] (the vision tower's qkv).
  */
-export function fusedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: string[], x: string, heads: number, maskIndex?: string): string {
+export function fusedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: string[], x: string, heads: number, maskIndex?: string, unidirectional = false): string {
   const base = parts.length === 1 ? parts[0] : parts[0].replace(/\.[^.]+$/, '.qkv_packed');
   const wName = `${base}.weight`;
   const bName = `${base}.bias`;
@@ -182,7 +188,8 @@ export function fusedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: stri
     }
     g.weight(bName, bias, [total]);
   }
-  return g.o('Attention', maskIndex ? [x, wName, bName, maskIndex] : [x, wName, bName], { num_heads: heads }, 'com.microsoft');
+  const attrs: Record<string, AttrValue> = unidirectional ? { num_heads: heads, unidirectional: 1 } : { num_heads: heads };
+  return g.o('Attention', maskIndex ? [x, wName, bName, maskIndex] : [x, wName, bName], attrs, 'com.microsoft');
 }
 
 /** Additive mask `(1 - m) * -10000` as BERT/BLIP build it; `m` is float, broadcastable. */
