@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { captionMatchesScene, generateDemoPair, renderScene, type DemoPair, type NoiseLabel, type Scene } from '../src/demo/index.ts';
+import { captionMatchesScene, captionSemantics, generateDemoPair, renderScene, sceneSemantics, type DemoPair, type NoiseLabel, type Scene } from '../src/demo/index.ts';
 import { COLOUR_NAMES, SHAPE_KINDS } from '../src/demo/vocab.ts';
 import { loadBlip } from '../src/models/blip/index.ts';
 import { convertClip } from '../src/models/clip/convert.ts';
@@ -54,7 +54,10 @@ export interface ClipEvalOptions {
   onProgress?: (phase: string) => void;
 }
 
-type Rates = { kept_correct: number; rejected_mismatched: number; rejected_swapped: number; rejected_junk: number; precision: number; recall: number };
+type Rates = {
+  kept_correct: number; rejected_mismatched: number; rejected_swapped: number; rejected_junk: number; precision: number; recall: number;
+  rejected_swapped_by_change: Record<string, { n: number; rejected: number }>;
+};
 
 const round = (x: number, d = 4): number => Math.round(x * 10 ** d) / 10 ** d;
 const share = (xs: boolean[]): number => (xs.length === 0 ? Number.NaN : xs.filter(Boolean).length / xs.length);
@@ -88,6 +91,33 @@ async function pairCosines(e: ImageTextEmbedder, images: ImageInput[], pairs: De
   return img.map((v, i) => dot(v, txt[i]));
 }
 
+/** What a swapped text changed: the background, a colour, a kind, or the relation (reversed). */
+export function swapKind(p: DemoPair): 'background' | 'colour' | 'kind' | 'relation' | 'other' {
+  const said = captionSemantics(p.webText);
+  const truth = sceneSemantics(p.scene);
+  if (!said) return 'other';
+  if (said.background !== truth.background) return 'background';
+  if (said.objects.join() !== truth.objects.join()) {
+    const kinds = (objs: string[]) => objs.map((o) => o.split(' ')[1]).sort().join();
+    return kinds(said.objects) === kinds(truth.objects) ? 'colour' : 'kind';
+  }
+  return said.relation !== truth.relation ? 'relation' : 'other';
+}
+
+/** Share of swapped texts rejected, by what they changed (count in brackets in the key's value). */
+function swappedByChange(keep: boolean[], pairs: DemoPair[]): Record<string, { n: number; rejected: number }> {
+  const out: Record<string, { n: number; rejected: number }> = {};
+  pairs.forEach((p, i) => {
+    if (p.label !== 'swapped') return;
+    const k = swapKind(p);
+    out[k] ??= { n: 0, rejected: 0 };
+    out[k].n++;
+    if (!keep[i]) out[k].rejected++;
+  });
+  for (const v of Object.values(out)) v.rejected = round(v.rejected / v.n);
+  return out;
+}
+
 function rates(keep: boolean[], pairs: DemoPair[]): Rates {
   const by = (label: NoiseLabel, kept: boolean) => share(pairs.flatMap((p, i) => (p.label === label ? [keep[i] === kept] : [])));
   const tp = pairs.filter((p, i) => keep[i] && p.label === 'correct').length;
@@ -100,6 +130,7 @@ function rates(keep: boolean[], pairs: DemoPair[]): Rates {
     rejected_junk: round(by('junk', false)),
     precision: round(kept ? tp / kept : Number.NaN),
     recall: round(correct ? tp / correct : Number.NaN),
+    rejected_swapped_by_change: swappedByChange(keep, pairs),
   };
 }
 
