@@ -54,8 +54,9 @@ export function buildClipVisionGraph(cfg: ClipConfig, w: WeightGetter, opts: Lay
 
 /**
  * Causal mask plus padding mask, additive, [batch, 1, seq, seq]: query i may attend key j when
- * j ≤ i and key j is a token. Built once and shared by every layer (unfused path: int8).
- * The fused path masks with ORT's -10000 filter instead of float32's lowest value: the weights
+ * j ≤ i and key j is a token. Built once and shared by every layer, for the plain attention
+ * path only: the fused (Q)Attention nodes take causal (unidirectional) plus the raw padding mask
+ * and mask with ORT's -10000 filter instead of float32's lowest value. The weights
  * of masked keys are exactly 0 either way (exp underflows), and a row whose keys are all padding
  * (an all-zero attention_mask) is uniform over its causal keys in both.
  */
@@ -85,8 +86,8 @@ export function buildClipTextGraph(cfg: ClipConfig, w: WeightGetter, opts: Layer
   const tok = g.o('Gather', [g.weight(`${TEXT}.embeddings.token_embedding.weight`, tokW.data, tokW.shape), ids], { axis: 0 });
   const pos = g.o('Slice', [g.weight(`${TEXT}.embeddings.position_embedding.weight`, posW.data, posW.shape), g.i64([0]), dim(g, ids, 1), g.i64([0])]);
   let x = g.o('Add', [tok, pos]);
-  // One mask for every layer: for fused Attention nodes causal (unidirectional) plus the raw
-  // padding mask as int32 mask_index; for the unfused path the additive [batch, 1, seq, seq] one.
+  // One mask for every layer: for fused (Q)Attention nodes causal (unidirectional) plus the raw
+  // padding mask as int32 mask_index; for plain attention the additive [batch, 1, seq, seq] one.
   const masks = fusesMaskedAttention(opts)
     ? { fusedMask: { maskIndex: g.o('Cast', [am], { to: 6 }), unidirectional: true } }
     : { mask: causalPaddingMask(g, ids, am) };

@@ -34,15 +34,18 @@ export interface LoadedClip {
 }
 
 /**
- * Layer choices (bench/clip.ts --variants, ViT-B/32, 2 threads): fp32 uses com.microsoft
- * Attention in both towers — the vision tower unmasked (fused 1.05× the plain MatMul/Softmax
- * graph), the text tower with unidirectional=1 and the padding mask as mask_index (1.10–1.44×
- * the plain graph with its additive causal+padding mask, embeddings within 2e-7). int8 keeps
- * plain attention around its DynamicQuantizeMatMul projections (packed QKV and
- * MultiHeadAttention measured no faster).
+ * Layer choices, measured with bench/clip.ts --variants (ViT-B/32, 2 threads, graphs side by
+ * side on the same inputs): both towers run self-attention as one com.microsoft node, the text
+ * tower's with unidirectional=1 and the padding mask as mask_index.
+ *   fp32  Attention: vision 1.05–1.19× the plain MatMul/Softmax graph; text 1.08–1.44× the plain
+ *         graph with its additive causal+padding mask (embeddings within 2e-7)
+ *   int8  QAttention: vision 1.07×, text 1.13× DynamicQuantizeMatMul q/k/v + plain attention,
+ *         embeddings bit-identical (packed q/k/v DynamicQuantizeMatMul and MultiHeadAttention
+ *         over quantised projections measured no faster)
  */
 export function clipLayerOptions(precision: RuntimeOptions['precision']): LayerOptions {
-  return { int8: precision === 'int8', fusedAttention: precision !== 'int8', fusedMaskedAttention: precision !== 'int8' };
+  const int8 = precision === 'int8';
+  return { int8, fusedAttention: !int8, quantizedAttention: int8, fusedMaskedAttention: true };
 }
 
 function maybeTokenizer(dir: string): ClipTokenizer | null {

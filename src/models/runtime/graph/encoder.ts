@@ -1,5 +1,5 @@
 import type { GraphBuilder } from './builder.ts';
-import { activation, attend, dim, fusedSelfAttention, layerNorm, linear, mergeHeads, splitHeads, type Activation, type LayerOptions, type WeightGetter } from './layers.ts';
+import { activation, attend, dim, fusedSelfAttention, quantizedSelfAttention, layerNorm, linear, mergeHeads, splitHeads, type Activation, type LayerOptions, type WeightGetter } from './layers.ts';
 
 /**
  * The pre-LN transformer layer and the ViT patch embeddings, written once for every family:
@@ -27,8 +27,9 @@ export interface PreLnLayerSpec {
   act: Activation;
   /**
    * Additive attention mask broadcastable to [B, heads, S, S] (causal and/or padding), or none,
-   * for the unfused path. The fused com.microsoft Attention path is used for unmasked layers,
-   * and for masked ones when `fusedMask` is given and the options ask for fusedMaskedAttention.
+   * for the unfused path. The fused com.microsoft Attention (fp32) / QAttention (int8) paths
+   * are used for unmasked layers, and for masked ones when `fusedMask` is given and the options
+   * ask for fusedMaskedAttention.
    */
   mask?: string;
   /**
@@ -38,9 +39,9 @@ export interface PreLnLayerSpec {
   fusedMask?: { maskIndex?: string; unidirectional: boolean };
 }
 
-/** Whether preLnLayer builds a masked layer that gives `fusedMask` as one Attention node. */
+/** Whether preLnLayer builds a masked layer that gives `fusedMask` as one (Q)Attention node. */
 export function fusesMaskedAttention(opts: LayerOptions): boolean {
-  return Boolean(opts.fusedAttention && opts.fusedMaskedAttention && !opts.int8);
+  return Boolean(opts.fusedMaskedAttention && ((opts.fusedAttention && !opts.int8) || (opts.int8 && opts.quantizedAttention)));
 }
 
 /** One pre-LN encoder layer: [B, S, H] → [B, S, H]. */
@@ -52,8 +53,12 @@ export function preLnLayer(g: GraphBuilder, w: WeightGetter, names: PreLnLayerNa
   const a = names.attention;
   let ctx: string;
   const masked = Boolean(spec.mask || spec.fusedMask);
-  if (opts.fusedAttention && !opts.int8 && (!masked || (fusesMaskedAttention(opts) && spec.fusedMask))) {
-    ctx = fusedSelfAttention(g, w, 'qkv' in a ? [a.qkv] : [a.q, a.k, a.v], h, N, spec.fusedMask?.maskIndex, spec.fusedMask?.unidirectional ?? false);
+  const parts = 'qkv' in a ? [a.qkv] : [a.q, a.k, a.v];
+  const fusable = !masked || (fusesMaskedAttention(opts) && spec.fusedMask);
+  if (opts.int8 && opts.quantizedAttention && fusable) {
+    ctx = quantizedSelfAttention(g, w, parts, h, N, spec.fusedMask?.maskIndex, spec.fusedMask?.unidirectional ?? false);
+  } else if (opts.fusedAttention && !opts.int8 && fusable) {
+    ctx = fusedSelfAttention(g, w, parts, h, N, spec.fusedMask?.maskIndex, spec.fusedMask?.unidirectional ?? false);
   } else if (masked && !spec.mask) {
     throw new Error('preLnLayer: this layer is masked and the unfused path needs the additive mask (spec.mask)');
   } else if ('qkv' in a) {

@@ -35,6 +35,12 @@ export interface LayerOptions {
    * give their mask in that form (PreLnLayerSpec.fusedMask).
    */
   fusedMaskedAttention?: boolean;
+  /**
+   * With int8: self-attention as one com.microsoft QAttention node (activations quantised once
+   * by DynamicQuantizeLinear, packed per-column int8 Q|K|V weights, softmax·v in float), masked
+   * layers too where fusedMaskedAttention is set and the layer gives PreLnLayerSpec.fusedMask.
+   */
+  quantizedAttention?: boolean;
 }
 
 export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
@@ -167,29 +173,63 @@ export function fusedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: stri
   const wName = `${base}.weight`;
   const bName = `${base}.bias`;
   if (!g.has(wName)) {
-    const ws = parts.map((p) => w.get(`${p}.weight`));
-    const outs = ws.map((t) => t.shape[0]);
-    const inDim = ws[0].shape[1];
-    const total = outs.reduce((a, b) => a + b, 0);
-    const packed = new Float32Array(inDim * total);
-    let col = 0;
-    ws.forEach((t, k) => {
-      const tt = transpose2d(t.data, outs[k], inDim);
-      for (let r = 0; r < inDim; r++) packed.set(tt.subarray(r * outs[k], (r + 1) * outs[k]), r * total + col);
-      col += outs[k];
-    });
-    g.weight(wName, packed, [inDim, total]);
-    const bias = new Float32Array(total);
-    let off = 0;
-    for (const p of parts) {
-      const b = w.get(`${p}.bias`).data;
-      bias.set(b, off);
-      off += b.length;
-    }
-    g.weight(bName, bias, [total]);
+    const p = packProjections(w, parts);
+    g.weight(wName, p.weight, [p.inDim, p.outDim]);
+    g.weight(bName, p.bias, [p.outDim]);
   }
-  const attrs: Record<string, AttrValue> = unidirectional ? { num_heads: heads, unidirectional: 1 } : { num_heads: heads };
-  return g.o('Attention', maskIndex ? [x, wName, bName, maskIndex] : [x, wName, bName], attrs, 'com.microsoft');
+  return g.o('Attention', maskIndex ? [x, wName, bName, maskIndex] : [x, wName, bName], attentionAttrs(heads, unidirectional), 'com.microsoft');
+}
+
+/**
+ * Self-attention as one com.microsoft QAttention node, the int8 counterpart of
+ * fusedSelfAttention: x quantised once (DynamicQuantizeLinear: uint8, per-tensor scale and
+ * zero point, as DynamicQuantizeMatMul quantises it), the packed Q|K|V weight quantised per
+ * output column (symmetric int8, the scales `linear` uses, so each column is the same as in
+ * the separate int8 projections), the float bias, ORT's -10000 mask filter. [B, S, in] → [B, S, H].
+ */
+export function quantizedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: string[], x: string, heads: number, maskIndex?: string, unidirectional = false): string {
+  const base = parts.length === 1 ? parts[0] : parts[0].replace(/\.[^.]+$/, '.qkv_packed');
+  const qn = `${base}.weight_int8`;
+  const sn = `${base}.weight_scale`;
+  const zn = `${base}.weight_zero_point`;
+  const bName = `${base}.bias`;
+  if (!g.has(qn)) {
+    const p = packProjections(w, parts);
+    const { q, scale } = quantizeColumns(p.weight, p.inDim, p.outDim);
+    g.weight(qn, q, [p.inDim, p.outDim], 'int8');
+    g.weight(sn, scale, [p.outDim]);
+    g.weight(zn, new Int8Array(p.outDim), [p.outDim], 'int8');
+    g.weight(bName, p.bias, [p.outDim]);
+  }
+  const [xq, xScale, xZero] = g.op('DynamicQuantizeLinear', [x], {}, { count: 3 });
+  return g.o('QAttention', [xq, qn, bName, xScale, sn, maskIndex ?? '', xZero, zn], attentionAttrs(heads, unidirectional), 'com.microsoft');
+}
+
+function attentionAttrs(heads: number, unidirectional: boolean): Record<string, AttrValue> {
+  return unidirectional ? { num_heads: heads, unidirectional: 1 } : { num_heads: heads };
+}
+
+/** HF linears `parts` (weights [out_k, in]) side by side: one transposed [in, Σ out_k] weight and the concatenated bias. */
+function packProjections(w: WeightGetter, parts: string[]): { weight: Float32Array; bias: Float32Array; inDim: number; outDim: number } {
+  const ws = parts.map((p) => w.get(`${p}.weight`));
+  const outs = ws.map((t) => t.shape[0]);
+  const inDim = ws[0].shape[1];
+  const outDim = outs.reduce((a, b) => a + b, 0);
+  const weight = new Float32Array(inDim * outDim);
+  let col = 0;
+  ws.forEach((t, k) => {
+    const tt = transpose2d(t.data, outs[k], inDim);
+    for (let r = 0; r < inDim; r++) weight.set(tt.subarray(r * outs[k], (r + 1) * outs[k]), r * outDim + col);
+    col += outs[k];
+  });
+  const bias = new Float32Array(outDim);
+  let off = 0;
+  for (const p of parts) {
+    const b = w.get(`${p}.bias`).data;
+    bias.set(b, off);
+    off += b.length;
+  }
+  return { weight, bias, inDim, outDim };
 }
 
 /** Additive mask `(1 - m) * -10000` as BERT/BLIP build it; `m` is float, broadcastable. */
