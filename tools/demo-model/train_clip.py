@@ -3,7 +3,7 @@ exports a Hugging Face folder (config.json, model.safetensors, preprocessor_conf
 OpenAI-format tokenizer files).
 
 usage: /usr/bin/python3 tools/demo-model/train_clip.py --data DIR --val DIR --out models/demo-clip
-           [--minutes 25] [--vision-pretrain-minutes 9] [--threads 1] [--seed 0] [--log FILE]
+           [--minutes 25] [--vision-pretrain-minutes 12] [--threads 1] [--seed 0] [--log FILE]
 
 Objective (the CLIP paper's): image and text embeddings, each a linear projection (no bias) of the
 tower's pooled output, L2-normalised; logits = exp(logit_scale) · cosine over the batch's B images ×
@@ -273,7 +273,7 @@ def main():
     ap.add_argument("--val", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, default=25)
-    ap.add_argument("--vision-pretrain-minutes", type=float, default=6)
+    ap.add_argument("--vision-pretrain-minutes", type=float, default=12)
     ap.add_argument("--eval-minutes", type=float, default=5, help="evaluate and export every this many minutes")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
