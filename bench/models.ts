@@ -3,7 +3,9 @@
  * Prints one JSON object. Everything runs in this one process on `--threads` (default 2)
  * intra-op threads: fp32 MatMul peak, vision encoder, decoding steps, captions end to end,
  * ITM text side and end to end, model load time and peak RSS.
- * Options: --threads N, --keep (leave the temp model folder), --int8 (also measure int8 graphs).
+ * Options: --threads N, --keep (leave the temp model folder), --int8 (also measure int8 graphs),
+ * --clip (append bench/clip.ts's CLIP section as `clip`; its own flags such as --quick, --large,
+ * --hf pass through — see bench/clip.ts, also runnable alone as `npm run bench:clip`).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -242,6 +244,10 @@ try {
     };
   }
   result.peak_rss_mb = Math.round(process.resourceUsage().maxRSS / 1024);
+  if (args.includes('--clip')) {
+    const { parseClipBenchArgs, runClipBench } = await import('./clip.ts');
+    result.clip = await runClipBench(parseClipBenchArgs(args));
+  }
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 } finally {
   if (!args.includes('--keep')) rmSync(root, { recursive: true, force: true });

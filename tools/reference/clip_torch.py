@@ -5,7 +5,7 @@ Install (Debian bookworm, as root), then run with Debian's own python, not a pye
 
     apt-get install -y python3-torch libopenblas0-openmp
     /usr/bin/python3 tools/reference/clip_torch.py --check test/fixtures/parity/clip-t1
-    /usr/bin/python3 tools/reference/clip_torch.py --bench MODEL_DIR --inputs DIR [--threads 2] [--runs 3] [--out DIR]
+    /usr/bin/python3 tools/reference/clip_torch.py --bench MODEL_DIR --inputs DIR [--threads 2] [--runs 3] [--out DIR] [--quiet-wait S]
 
 --check DIR   loads DIR/model (config.json + model.safetensors), runs the inputs recorded in
               DIR/vectors.json through both towers with both attention paths (eager matmuls, and
@@ -16,7 +16,9 @@ Install (Debian bookworm, as root), then run with Debian's own python, not a pye
               text tower on DIR/input_ids.npy + DIR/attention_mask.npy (what the TypeScript bench
               feeds its own graphs), best of --runs after one untimed run; prints one JSON object
               (images_per_s, texts_per_s, ...) and writes torch_image_embeds.npy and
-              torch_text_embeds.npy into --out so the caller can compare embeddings.
+              torch_text_embeds.npy into --out so the caller can compare embeddings. Each timing
+              records the share of the machine other processes used meanwhile (this machine is
+              shared); --quiet-wait S waits up to S seconds for them to go quiet first.
 
 The model, as modeling_clip.py has it (CLIPModel.forward, eval mode, float32):
   vision  Conv2d patch embedding without bias (kernel = stride = patch) → flatten → class
@@ -250,6 +252,44 @@ def check(vectors_dir):
     return 1 if failed else 0
 
 
+def machine_cpu():
+    """(busy, total) CPU seconds of the whole machine (/proc/stat, USER_HZ = 100), or None."""
+    try:
+        with open('/proc/stat') as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    return (sum(v) - v[3] - v[4]) / 100.0, sum(v) / 100.0
+
+
+def others_share(fn):
+    """fn()'s result and the share of the machine other processes used meanwhile (0..1, None if unknown)."""
+    m0, t0 = machine_cpu(), os.times()
+    value = fn()
+    m1, t1 = machine_cpu(), os.times()
+    if not m0 or not m1 or m1[1] <= m0[1]:
+        return value, None
+    ours = (t1.user - t0.user) + (t1.system - t0.system)
+    return value, round(min(1.0, max(0.0, m1[0] - m0[0] - ours) / (m1[1] - m0[1])), 2)
+
+
+def wait_quiet(max_s):
+    """As bench/clip.ts waitQuiet: until others use under 15% of the machine for 3 s, at most max_s; -1 = gave up."""
+    if max_s <= 0:
+        return 0
+    start, calm = time.perf_counter(), 0
+    while time.perf_counter() - start < max_s:
+        m0 = machine_cpu()
+        time.sleep(1)
+        m1 = machine_cpu()
+        if not m0 or not m1:
+            return 0
+        calm = calm + 1 if (m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1]) < 0.15 else 0
+        if calm >= 3:
+            return round(time.perf_counter() - start, 1)
+    return -1
+
+
 def best_of(runs, fn):
     best = math.inf
     for _ in range(runs):
@@ -259,7 +299,7 @@ def best_of(runs, fn):
     return best
 
 
-def bench(model_dir, inputs_dir, threads, runs, out_dir):
+def bench(model_dir, inputs_dir, threads, runs, out_dir, quiet=0):
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     model = ClipReference(model_dir)
@@ -271,9 +311,11 @@ def bench(model_dir, inputs_dir, threads, runs, out_dir):
     res = {}
     with torch.inference_mode():
         img = model.vision_forward(px, sdpa)['image_embeds']
-        vision_s = best_of(runs, lambda: res.__setitem__('img', model.vision_forward(px, sdpa)['image_embeds']))
+        vision_wait = wait_quiet(quiet)
+        vision_s, vision_others = others_share(lambda: best_of(runs, lambda: res.__setitem__('img', model.vision_forward(px, sdpa)['image_embeds'])))
         txt = model.text_forward(ids, mask, sdpa)['text_embeds']
-        text_s = best_of(runs, lambda: res.__setitem__('txt', model.text_forward(ids, mask, sdpa)['text_embeds']))
+        text_wait = wait_quiet(quiet)
+        text_s, text_others = others_share(lambda: best_of(runs, lambda: res.__setitem__('txt', model.text_forward(ids, mask, sdpa)['text_embeds'])))
     img, txt = res.get('img', img), res.get('txt', txt)
     if out_dir:
         np.save(os.path.join(out_dir, 'torch_image_embeds.npy'), img.numpy().astype(np.float32))
@@ -288,10 +330,14 @@ def bench(model_dir, inputs_dir, threads, runs, out_dir):
         'image_batch': int(px.shape[0]),
         'images_per_s': round(px.shape[0] / vision_s, 2),
         'vision_batch_s': round(vision_s, 3),
+        'vision_others_cpu_share': vision_others,
+        'vision_quiet_wait_s': vision_wait,
         'text_batch': int(ids.shape[0]),
         'text_padded_length': int(ids.shape[1]),
         'texts_per_s': round(ids.shape[0] / text_s, 1),
         'text_batch_s': round(text_s, 3),
+        'text_others_cpu_share': text_others,
+        'text_quiet_wait_s': text_wait,
         'timed_runs': runs,
     }))
     return 0
@@ -305,6 +351,8 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--runs', type=int, default=3)
     ap.add_argument('--out', metavar='DIR')
+    ap.add_argument('--quiet-wait', type=float, default=0, metavar='S',
+                    help='before each timing, wait up to S seconds for other processes to leave the machine idle')
     a = ap.parse_args()
     if a.check:
         torch.set_num_threads(a.threads)
@@ -312,7 +360,7 @@ def main():
     if a.bench:
         if not a.inputs:
             ap.error('--bench needs --inputs DIR (pixel_values.npy, input_ids.npy, attention_mask.npy)')
-        return bench(a.bench, a.inputs, a.threads, a.runs, a.out)
+        return bench(a.bench, a.inputs, a.threads, a.runs, a.out, a.quiet_wait)
     ap.error('give --check VECTORS_DIR or --bench MODEL_DIR --inputs DIR')
 
 
