@@ -256,7 +256,7 @@ def machine_cpu():
     """(busy, total) CPU seconds of the whole machine (/proc/stat, USER_HZ = 100), or None."""
     try:
         with open('/proc/stat') as f:
-            v = [int(x) for x in f.readline().split()[1:]]
+            v = [int(x) for x in f.readline().split()[1:9]]  # user … steal (guest is inside user)
     except OSError:
         return None
     return (sum(v) - v[3] - v[4]) / 100.0, sum(v) / 100.0

@@ -35,13 +35,14 @@ export interface LoadedClip {
 
 /**
  * Layer choices, measured with bench/clip.ts --variants (ViT-B/32, 2 threads, graphs side by
- * side on the same inputs): both towers run self-attention as one com.microsoft node, the text
- * tower's with unidirectional=1 and the padding mask as mask_index.
- *   fp32  Attention: vision 1.05–1.19× the plain MatMul/Softmax graph; text 1.08–1.44× the plain
- *         graph with its additive causal+padding mask (embeddings within 2e-7)
- *   int8  QAttention: vision 1.07×, text 1.13× DynamicQuantizeMatMul q/k/v + plain attention,
- *         embeddings bit-identical (packed q/k/v DynamicQuantizeMatMul and MultiHeadAttention
- *         over quantised projections measured no faster)
+ * side on the same inputs, timed interleaved): both towers run self-attention as one
+ * com.microsoft node, the text tower's with unidirectional=1 and the padding mask as mask_index,
+ * against the plain q/k/v projections + MatMul/Softmax graph (text: with its additive
+ * causal+padding mask). Quiet machine / another job busy on one of the two cores:
+ *   fp32  Attention   vision 1.01× / 1.05–1.19×, text 1.04× / 1.08–1.44× (embeddings within 2e-7)
+ *   int8  QAttention  vision 1.08× / 1.07×,      text 1.06× / 1.13× (embeddings bit-identical)
+ * Packed q/k/v projections, bias-fused Gemm and MultiHeadAttention measured no faster (with
+ * the machine half busy; they are not kept).
  */
 export function clipLayerOptions(precision: RuntimeOptions['precision']): LayerOptions {
   const int8 = precision === 'int8';
