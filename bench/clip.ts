@@ -91,6 +91,7 @@ import type { RuntimeOptions } from '../src/models/runtime/types.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
 import { altTextCaptions } from './captions.ts';
 import { CLIP_SIZES, writeRandomClip } from './random-clip.ts';
+import { round, timeBest } from './timing.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TORCH_SCRIPT = join(ROOT, 'tools', 'reference', 'clip_torch.py');
@@ -116,17 +117,6 @@ export interface ClipBenchOptions {
   keep: boolean;
 }
 
-const round = (x: number, d = 3): number => Number(x.toFixed(d));
-
-async function timeBest(runs: number, fn: () => Promise<unknown>): Promise<number> {
-  let best = Infinity;
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    best = Math.min(best, performance.now() - t);
-  }
-  return best / 1000;
-}
 
 /** Busy and total CPU seconds of the whole machine so far (/proc/stat, USER_HZ = 100). */
 function machineCpu(): { busy: number; total: number } | null {

@@ -25,22 +25,12 @@ import { loadBlipConfig } from '../src/models/blip/config.ts';
 import { buildVisionGraph } from '../src/models/blip/graph/vision.ts';
 import { expectedWeights } from '../src/models/blip/weights/names.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
+import { round, timeBest } from './timing.ts';
 
 const args = process.argv.slice(2);
 const threads = Number(args[args.indexOf('--threads') + 1]) || 2;
 const withInt8 = args.includes('--int8');
 const runtime: RuntimeOptions = { device: 'cpu', threads, precision: 'fp32' };
-const round = (x: number, d = 3): number => Number(x.toFixed(d));
-
-async function timeBest(runs: number, fn: () => Promise<unknown>): Promise<number> {
-  let best = Infinity;
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    best = Math.min(best, performance.now() - t);
-  }
-  return best / 1000;
-}
 
 /** fp32 MatMul peak: [M,K]·[K,N] at the vision MLP's shape (batch 8 × 577 tokens, 768 → 3072). */
 async function matmulPeak(): Promise<number> {
