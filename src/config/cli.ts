@@ -24,6 +24,7 @@ export const RUN_FLAGS: FlagSpec[] = [
   { flag: '--url-col <name>', path: 'input.urlCol', help: 'column with the image URL' },
   { flag: '--caption-col <name>', path: 'input.captionCol', help: 'column with the web text' },
   { flag: '--save-additional-columns <list>', path: 'input.saveAdditionalColumns', help: 'comma-separated extra columns to keep' },
+  { flag: '--allow-empty', path: 'input.allowEmpty', help: 'run an input without rows (a warning instead of INPUT_EMPTY)' },
   { flag: '--trusted', path: 'input.trusted', help: 'the input is human-annotated: merge it unfiltered' },
   { flag: '--shard-rows <n>', path: 'shards.rows', help: 'rows per shard' },
   { flag: '--stages <list>', path: 'pipeline.stages', help: `stages of this run in order, from ${STAGE_ORDER.join(',')} (download and write always)` },

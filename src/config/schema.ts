@@ -34,6 +34,7 @@ export const inputSchema = z.strictObject({
   trustedCol: z.string().min(1).nullable(),
   maxCaptionBytes: posInt,
   maxRecordBytes: posInt,
+  allowEmpty: z.boolean(),
 });
 
 export const outputSchema = z.strictObject({

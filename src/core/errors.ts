@@ -56,6 +56,7 @@ export const ERROR_CODES = {
   INPUT_CAPTION_INVALID: permanent('input row caption is not a string'),
   INPUT_CAPTION_TOO_LONG: permanent('input row caption exceeds the size limit'),
   INPUT_ENCODING_INVALID: permanent('input row is not valid UTF-8'),
+  INPUT_EMPTY: permanent('the input holds no rows (--allow-empty / input.allowEmpty runs it anyway, with a warning)'),
 
   // downloading
   DOWNLOAD_TIMEOUT: transient('download timed out (connect, headers, body or total)'),
@@ -86,6 +87,8 @@ export const ERROR_CODES = {
   OUTPUT_WRITE_FAILED: transient('an output file cannot be written'),
   OUTPUT_SHARD_INVALID: permanent('an output shard is missing or unreadable'),
   OUTPUT_EXISTS: permanent('the output folder already holds a run'),
+  OUTPUT_UNWRITABLE: permanent('the output folder cannot be created or written (no permission, not a folder, read-only file system)'),
+  REPORT_FAILED: permanent('the run report cannot be built from the output folder (no finished shard, unreadable run.json or shard files)'),
 
   // filter decisions (row reasons written by the filter stage and by rethreshold)
   FILTER_NO_TEXT_KEPT: permanent('no text of the row (web or synthetic) passed the filter thresholds'),

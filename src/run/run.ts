@@ -11,6 +11,7 @@ import { StageQueues } from '../workers/queues.ts';
 import { resolveRedis, type RedisEndpoint } from '../workers/redis-setup.ts';
 import { feed } from './feeder.ts';
 import { countRows, listInputFiles, readRows } from '../pipeline/input.ts';
+import { preflight } from './preflight.ts';
 import { createProgress, type ProgressMode } from './progress.ts';
 import { finishedShardCounts } from '../pipeline/resume.ts';
 import { RunState, type RunTotals } from '../pipeline/run-state.ts';
@@ -62,6 +63,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   if (!base.input.path) throw new CapfiltError('CONFIG_INVALID', 'option input.path: expected an input file or folder (--input), got null');
   if (!base.output.dir) throw new CapfiltError('CONFIG_INVALID', 'option output.dir: expected an output folder (--out), got null');
   checkChain(base.pipeline.stages, o.table);
+  await preflight({ config: base, log: o.log, workers: o.workers && !o.host, table: o.table });
   const endpoint = o.redis ?? (await resolveRedis(o.loaded, o.log));
   const config: CapfiltConfig = {
     ...base,
