@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { describeError } from '../core/errors.ts';
 import { RedisDuplicateIndex } from '../io/duplicates.ts';
+import { RedisTopFractionSketch, topFractionKey } from '../pipeline/top-fraction.ts';
 import type { StageTable } from '../pipeline/stages/table.ts';
 import { RunState } from '../pipeline/run-state.ts';
 import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
@@ -81,7 +82,13 @@ export class WorkerHost {
       log: o.log,
       table: o.table,
       // Duplicates are detected run-wide, across every worker host, through the run's Redis.
-      duplicateIndex: (runId) => new RedisDuplicateIndex(this.redis, `${prefix}:run:${runId}:dup`),
+      // The run's planned row count sizes its buckets (the first host to claim stores the size).
+      duplicateIndex: (runId) =>
+        new RedisDuplicateIndex(this.redis, `${prefix}:run:${runId}:dup`, {
+          expectedRows: async () => (await new RunState(this.redis, prefix, runId).meta())?.totalRows ?? 0,
+        }),
+      // clip.topFraction's provisional threshold comes from every host's scores so far.
+      topFractionSketch: (runId) => new RedisTopFractionSketch(this.redis, topFractionKey(prefix, runId)),
     });
     this.stats = o.stats === false ? null : new StatsWriter({ redis: this.redis, prefix: o.config.redis.prefix, metrics: processMetrics() });
     this.deps = {
