@@ -35,6 +35,7 @@ export const RUN_FLAGS: FlagSpec[] = [
   { flag: '--filter-model <dir>', path: 'models.filter', help: 'filter model folder' },
   { flag: '--clip-model <dir>', path: 'models.clip', help: 'CLIP model folder for the clip stage' },
   { flag: '--clip-min-score <s>', path: 'clip.minScore', help: 'keep texts with CLIP score (cosine) >= this, e.g. 0.28 (LAION)' },
+  { flag: '--clip-top-fraction <f>', path: 'clip.topFraction', help: 'keep texts whose CLIP score is in the run\'s top fraction f, e.g. 0.3 (DataComp)' },
   { flag: '--save-embeddings', path: 'clip.saveEmbeddings', help: 'write the kept rows\' CLIP embeddings (clip-retrieval layout, embeddings/)' },
   { flag: '--labels <file>', path: 'clip.labels', help: 'zero-shot labels per row from these class names (one per line)' },
   { flag: '--templates <set>', path: 'clip.templates', help: 'prompt templates for --labels: simple, imagenet or a file' },

@@ -128,6 +128,12 @@ export const filterSchema = z.strictObject({
 export const clipSchema = z.strictObject({
   /** Keep a text only when its CLIP score (cosine) is at least this (LAION-400M: 0.28 with ViT-B/32). */
   minScore: z.number().min(-1).max(1).nullable(),
+  /**
+   * DataComp's baseline: keep a text only when its CLIP score is in the top fraction of the whole
+   * run's scored texts (0.3 in their best simple baseline); decided provisionally while the run
+   * streams, exactly by the run's final pass (src/pipeline/top-fraction.ts).
+   */
+  topFraction: z.number().gt(0).max(1).nullable(),
   /** Images per CLIP vision batch; their texts go through the text tower together. */
   batchSize: posInt,
   /** Write clip-retrieval's embeddings/ folder (img_emb, text_emb .npy + metadata parquet) per shard. */
@@ -166,6 +172,13 @@ export const configSchema = z
     }
     if (c.clip.minScore !== null && !c.pipeline.stages.includes('clip')) {
       ctx.addIssue({ code: 'custom', path: ['clip', 'minScore'], message: 'a CLIP score threshold needs the clip stage in pipeline.stages' });
+    }
+    if (c.clip.topFraction !== null && !c.pipeline.stages.includes('clip')) {
+      ctx.addIssue({ code: 'custom', path: ['clip', 'topFraction'], message: 'a CLIP top fraction needs the clip stage in pipeline.stages' });
+    }
+    if (c.clip.topFraction !== null && c.clip.saveEmbeddings) {
+      // The final pass moves rows into the kept set whose embeddings were never written.
+      ctx.addIssue({ code: 'custom', path: ['clip', 'saveEmbeddings'], message: 'not together with clip.topFraction (the final pass cannot add the embeddings of rows it keeps)' });
     }
     if (c.caption.keepTop !== null && c.caption.keepTop > c.caption.k) {
       ctx.addIssue({ code: 'custom', path: ['caption', 'keepTop'], message: `at most caption.k (${c.caption.k})` });

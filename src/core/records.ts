@@ -37,7 +37,10 @@ export type ScoredText = {
   source: TextSource;
 } & Record<ScoreName, number> & {
   kept: boolean;
-  /** The decision rules that rejected the text (itm, itc, clip; `top` when keep-top dropped it). */
+  /**
+   * The decision rules that rejected the text (itm, itc, clip, top_fraction; `top` when keep-top
+   * dropped it).
+   */
   rejectedBy?: string[];
 };
 
@@ -83,4 +86,10 @@ export interface RowRecord {
   clipEmbedding?: { image: string; text: string | null };
   /** Zero-shot labels of the image, best first (clip.labels), with their softmax probabilities. */
   labels?: { label: string; prob: number }[];
+  /**
+   * The threshold the top-fraction rule (clip.topFraction) decided this row with, and whether it
+   * was the run's provisional one (from the shared histogram, while the run streamed) or the exact
+   * one of the final pass.
+   */
+  clipTop?: { threshold: number; provisional: boolean };
 }

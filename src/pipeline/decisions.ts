@@ -27,6 +27,11 @@ export type FilterOptions = CapfiltConfig['filter'] & {
   keepTop: number | null;
   selectBy?: CapfiltConfig['caption']['selectBy'];
   clipMinScore?: number | null;
+  /**
+   * The threshold of DataComp's top-fraction rule (`clip.topFraction`) for this decision: the
+   * score of the run's ⌈f·N⌉-th best text (src/pipeline/top-fraction.ts); absent = no such rule.
+   */
+  clipTopThreshold?: number | null;
 };
 
 export function passes(itm: number, itc: number, f: Pick<FilterOptions, 'itmThreshold' | 'itcThreshold'>): boolean {
@@ -38,6 +43,7 @@ function rulesFor(f: FilterOptions): { rule: string; score: string; min: number 
   const rules = [{ rule: 'itm', score: 'itm', min: f.itmThreshold }];
   if (f.itcThreshold !== null) rules.push({ rule: 'itc', score: 'itc', min: f.itcThreshold });
   if (f.clipMinScore !== undefined && f.clipMinScore !== null) rules.push({ rule: 'clip', score: 'clip', min: f.clipMinScore });
+  if (f.clipTopThreshold !== undefined && f.clipTopThreshold !== null) rules.push({ rule: 'top_fraction', score: 'clip', min: f.clipTopThreshold });
   return rules;
 }
 
@@ -56,7 +62,7 @@ function judged(s: ScoredText, f: FilterOptions): boolean {
 
 /**
  * Marks each scored text kept or not: every rule that applies must pass (BLIP ITM, ITC when set,
- * CLIP score when set), and for synthetic captions "generate K, keep the top M" (BLIP-2's 10 → 2)
+ * CLIP score when set, CLIP top fraction when set), and for synthetic captions "generate K, keep the top M" (BLIP-2's 10 → 2)
  * ranked by `selectBy` (default ITC), among captions that pass. Each text records the rules that
  * rejected it (`rejectedBy`, plus `top` when keep-top dropped it).
  */

@@ -19,6 +19,8 @@ import type { CapfiltConfig } from '../config/schema.ts';
  *                               also in K:done: a shard written after all leaves it)
  *   K:attempt           string  counter of `begin` calls: jobs carry the attempt that fed them,
  *                               so a job left over from an earlier attempt is known as such
+ *   K:clip-top          hash    the run's CLIP-score histogram for clip.topFraction
+ *                               (src/pipeline/top-fraction.ts; one key, so cluster-safe)
  */
 export interface ShardCounts {
   rows: number;
@@ -142,6 +144,11 @@ export class RunState {
       .zadd(`${this.prefix}:runs`, meta.startedAt, this.runId)
       .exec();
     return Number(r?.[0]?.[1] ?? 0);
+  }
+
+  /** Corrects the totals after the run's final top-fraction pass moved rows between kept and filtered. */
+  async adjustTotals(delta: { kept: number; filtered: number }): Promise<void> {
+    await this.redis.multi().hincrby(`${this.key}:totals`, 'kept', delta.kept).hincrby(`${this.key}:totals`, 'filtered', delta.filtered).exec();
   }
 
   /** The current attempt (see `begin`), 0 before the first. */

@@ -1,10 +1,12 @@
-import { access, mkdir, readdir } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CapfiltError } from '../core/errors.ts';
 import { decideRow, type FilterOptions } from '../pipeline/decisions.ts';
 import type { RowRecord } from '../core/records.ts';
 import { readRunJson, writeRunJson } from '../io/writers/run-json.ts';
-import { listShards, shardPaths, writeShardFiles, type ImageSource } from '../io/writers/shard.ts';
+import { listShards, shardPaths, writeImagesTar, writeShardFiles, writeShardTable, type ImageSource } from '../io/writers/shard.ts';
+import type { OutputColumn } from '../io/writers/columns.ts';
+import { exactTopThreshold, rankedScores } from '../pipeline/top-fraction.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import { readTarEntries } from '../io/writers/tar.ts';
 import { outputColumns } from '../pipeline/stages/table.ts';
@@ -16,6 +18,10 @@ import { outputColumns } from '../pipeline/stages/table.ts';
  * were. Images are copied from the old shard's tars: kept rows from NNNNN.tar, filtered rows
  * from filtered/NNNNN.tar; a row that now passes but whose image was not kept (a shard written
  * without filtered images) is filtered with RETHRESHOLD_IMAGE_MISSING.
+ *
+ * The same machinery is the final pass of a run with `clip.topFraction` (`finishTopFraction`):
+ * the exact threshold from every shard's stored CLIP scores, the rows re-decided with it, and the
+ * shards rewritten in place, so rows move between out/ and out/filtered/.
  */
 export interface RethresholdOptions {
   itmThreshold: number;
@@ -27,6 +33,28 @@ export interface RethresholdOptions {
   selectBy?: FilterOptions['selectBy'];
   /** CLIP score threshold (null: no CLIP rule); applies to runs that stored CLIP scores. */
   clipMinScore?: number | null;
+  /**
+   * DataComp's rule: keep texts whose CLIP score is in the top fraction of every ranked text of
+   * the output (src/pipeline/top-fraction.ts), threshold computed exactly from the stored scores
+   * (null: no such rule).
+   */
+  clipTopFraction?: number | null;
+}
+
+/** What the top-fraction rule did: the exact threshold, what it ranked, and what moved. */
+export interface TopFractionSummary {
+  fraction: number;
+  /** The ⌈f·N⌉-th highest CLIP score of the ranked texts (null when none was scored). */
+  threshold: number | null;
+  /** Texts ranked (N) and texts at or above the threshold. */
+  texts: number;
+  textsAtOrAbove: number;
+  /** The provisional thresholds the run's shards were decided with while it streamed (null: none). */
+  provisional: { min: number; max: number } | null;
+  /** Rows the pass moved: filtered → kept, kept → filtered. */
+  rowsMoved: { toKept: number; toFiltered: number };
+  /** Shards whose tars were rewritten (the others had only their parquet and stats rewritten). */
+  shardsRewritten: number;
 }
 
 export interface RethresholdSummary {
@@ -39,6 +67,8 @@ export interface RethresholdSummary {
   failed: number;
   /** Rows whose status or selected caption changed. */
   changed: number;
+  /** With clipTopFraction: the exact threshold and what it moved. */
+  topFraction?: TopFractionSummary;
 }
 
 /** The images of a written shard, addressed by the `tar:<key>` refs readShardParquet gives. */
@@ -67,15 +97,68 @@ export async function shardImages(outDir: string, name: string): Promise<ImageSo
   };
 }
 
-function rethresholdRow(r: RowRecord, o: RethresholdOptions, hasImage: (ref: string) => boolean): void {
+function filterOptions(o: RethresholdOptions, clipTopThreshold: number | null): FilterOptions {
+  return { itmThreshold: o.itmThreshold, itcThreshold: o.itcThreshold, selection: o.selection, keepTop: o.keepTop, selectBy: o.selectBy ?? 'itc', clipMinScore: o.clipMinScore ?? null, clipTopThreshold } as FilterOptions;
+}
+
+function rethresholdRow(r: RowRecord, f: FilterOptions, hasImage: (ref: string) => boolean): void {
   if (r.status === 'failed' || r.trusted || r.scores.length === 0) return;
-  decideRow(r, { itmThreshold: o.itmThreshold, itcThreshold: o.itcThreshold, selection: o.selection, keepTop: o.keepTop, selectBy: o.selectBy ?? 'itc', clipMinScore: o.clipMinScore ?? null } as FilterOptions);
+  decideRow(r, f);
+  if (f.clipTopThreshold !== null && f.clipTopThreshold !== undefined) r.clipTop = { threshold: f.clipTopThreshold, provisional: false };
+  else delete r.clipTop;
   if (r.status === 'kept' && !(r.image && hasImage(r.image.ref))) {
     r.status = 'filtered';
     r.reason = 'RETHRESHOLD_IMAGE_MISSING';
     r.reasonDetail = 'passes the new thresholds, but the old output holds no image for this row';
     r.selected = null;
   }
+}
+
+/** What a shard's tars hold of a row: its status, reason, selected caption and texts (key.json). */
+const tarFingerprint = (r: RowRecord) => JSON.stringify([r.status, r.reason, r.selected, r.scores]);
+
+/**
+ * The exact top-fraction threshold of an output: every ranked text's CLIP score, read from each
+ * shard's parquet, and the provisional thresholds its rows were decided with.
+ */
+async function topFractionThreshold(dir: string, shards: readonly string[], fraction: number, columns: readonly OutputColumn[]) {
+  const scores: number[] = [];
+  let provisional: { min: number; max: number } | null = null;
+  for (const name of shards) {
+    const records = await readShardParquet(shardPaths(dir, name).parquet, columns);
+    for (const v of rankedScores(records)) scores.push(v);
+    for (const r of records) {
+      if (!r.clipTop?.provisional) continue;
+      const t = r.clipTop.threshold;
+      provisional = provisional ? { min: Math.min(provisional.min, t), max: Math.max(provisional.max, t) } : { min: t, max: t };
+    }
+  }
+  const threshold = exactTopThreshold(scores, fraction);
+  return { threshold, texts: scores.length, textsAtOrAbove: threshold === null ? 0 : scores.filter((v) => v >= threshold).length, provisional };
+}
+
+/** Re-decides a shard's records; returns the rows whose status moved and whether its tars must change. */
+function redecideShard(records: RowRecord[], f: FilterOptions, hasImage: (ref: string) => boolean, summary: RethresholdSummary) {
+  let toKept = 0;
+  let toFiltered = 0;
+  let tarsChange = false;
+  for (const r of records) {
+    const before = `${r.status}\u0000${r.selected}`;
+    const status = r.status;
+    const tar = tarFingerprint(r);
+    rethresholdRow(r, f, hasImage);
+    if (`${r.status}\u0000${r.selected}` !== before) summary.changed++;
+    if (status === 'filtered' && r.status === 'kept') toKept++;
+    if (status === 'kept' && r.status === 'filtered') toFiltered++;
+    if (tarFingerprint(r) !== tar) tarsChange = true;
+    summary.rows++;
+    summary[r.status as 'kept' | 'filtered' | 'failed']++;
+  }
+  return { toKept, toFiltered, tarsChange };
+}
+
+function newSummary(from: string, to: string, shards: number): RethresholdSummary {
+  return { from, to, shards, rows: 0, kept: 0, filtered: 0, failed: 0, changed: 0 };
 }
 
 export async function rethreshold(from: string, to: string, o: RethresholdOptions): Promise<RethresholdSummary> {
@@ -85,19 +168,21 @@ export async function rethreshold(from: string, to: string, o: RethresholdOption
   await mkdir(to, { recursive: true });
   const existing = (await readdir(to)).filter((n) => /^\d+\.parquet$/.test(n) || n === 'run.json');
   if (existing.length) throw new CapfiltError('OUTPUT_EXISTS', `${to} already holds output (${existing.slice(0, 3).join(', ')}); choose an empty folder`, { dir: to });
-  const summary: RethresholdSummary = { from, to, shards: shards.length, rows: 0, kept: 0, filtered: 0, failed: 0, changed: 0 };
+  const columns = outputColumns();
+  const summary = newSummary(from, to, shards.length);
+  const fraction = o.clipTopFraction ?? null;
+  const top = fraction !== null ? await topFractionThreshold(from, shards, fraction, columns) : null;
+  const f = filterOptions(o, top?.threshold ?? null);
+  const moved = { toKept: 0, toFiltered: 0 };
   for (const name of shards) {
-    const records = await readShardParquet(shardPaths(from, name).parquet, outputColumns());
+    const records = await readShardParquet(shardPaths(from, name).parquet, columns);
     const images = await shardImages(from, name);
-    for (const r of records) {
-      const before = `${r.status}\u0000${r.selected}`;
-      rethresholdRow(r, o, images.has);
-      if (`${r.status}\u0000${r.selected}` !== before) summary.changed++;
-      summary.rows++;
-      summary[r.status as 'kept' | 'filtered' | 'failed']++;
-    }
-    await writeShardFiles(records, { outDir: to, name, images, startTime: Date.now(), columns: outputColumns() });
+    const m = redecideShard(records, f, images.has, summary);
+    moved.toKept += m.toKept;
+    moved.toFiltered += m.toFiltered;
+    await writeShardFiles(records, { outDir: to, name, images, startTime: Date.now(), columns, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) });
   }
+  if (top && fraction !== null) summary.topFraction = { fraction, ...top, rowsMoved: moved, shardsRewritten: shards.length };
   const run = (await readRunJson(from)) ?? {};
   await writeRunJson(to, {
     ...run,
@@ -106,6 +191,54 @@ export async function rethreshold(from: string, to: string, o: RethresholdOption
     kept: summary.kept,
     filtered: summary.filtered,
     failed: summary.failed,
+    ...(summary.topFraction ? { clipTopFraction: summary.topFraction } : {}),
   });
   return summary;
+}
+
+/** The times of a shard's first write, kept when only its parquet and stats are rewritten. */
+async function writtenTimes(dir: string, name: string): Promise<{ startTime: number; endTime: number; timings: Record<string, number> } | null> {
+  try {
+    const s = JSON.parse(await readFile(shardPaths(dir, name).stats, 'utf8')) as { start_time: number; end_time: number; timings_ms?: Record<string, number> };
+    return { startTime: s.start_time * 1000, endTime: s.end_time * 1000, timings: s.timings_ms ?? {} };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The final pass of a run with `clip.topFraction`, in place: the exact threshold from every
+ * written shard's parquet scores, every row re-decided with it by the run's own rules, and each
+ * shard rewritten — in full when a row's status or key.json changed (rows move between NNNNN.tar
+ * and filtered/NNNNN.tar), else only its parquet and stats (the provisional mark cleared).
+ * A full rewrite first puts every image of the shard into filtered/NNNNN.tar, then writes
+ * NNNNN.tar, the final filtered tar, the stats and the parquet last: a crash at any point leaves
+ * each image in one of the two tars and the old parquet or the new one, and running the pass
+ * again (resuming the run) gives the same result, as it decides from the stored scores alone.
+ */
+export async function finishTopFraction(out: string, o: RethresholdOptions & { clipTopFraction: number }, columns: readonly OutputColumn[] = outputColumns()): Promise<RethresholdSummary & { topFraction: TopFractionSummary }> {
+  const shards = await listShards(out);
+  const summary = newSummary(out, out, shards.length);
+  const fraction = o.clipTopFraction;
+  const top = await topFractionThreshold(out, shards, fraction, columns);
+  const f = filterOptions(o, top.threshold);
+  const moved = { toKept: 0, toFiltered: 0 };
+  let shardsRewritten = 0;
+  for (const name of shards) {
+    const records = await readShardParquet(shardPaths(out, name).parquet, columns);
+    const images = await shardImages(out, name);
+    const m = redecideShard(records, f, images.has, summary);
+    moved.toKept += m.toKept;
+    moved.toFiltered += m.toFiltered;
+    const topFraction = { fraction, rowsMoved: m.toKept + m.toFiltered };
+    const times = await writtenTimes(out, name);
+    if (m.tarsChange) {
+      shardsRewritten++;
+      await writeImagesTar(shardPaths(out, name).filteredTar, records, images);
+      await writeShardFiles(records, { outDir: out, name, images, startTime: times?.startTime ?? Date.now(), timings: times?.timings, columns, topFraction });
+    } else {
+      await writeShardTable(records, { outDir: out, name, startTime: times?.startTime ?? Date.now(), endTime: times?.endTime, timings: times?.timings, columns, topFraction });
+    }
+  }
+  return { ...summary, topFraction: { fraction, ...top, rowsMoved: moved, shardsRewritten } };
 }

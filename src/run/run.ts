@@ -17,7 +17,9 @@ import { finishedShardCounts } from '../pipeline/resume.ts';
 import { RunState, type RunTotals } from '../pipeline/run-state.ts';
 import { planShards, runIdFor } from '../pipeline/shards.ts';
 import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
-import { checkChain, type StageTable } from '../pipeline/stages/table.ts';
+import { checkChain, outputColumns, type StageTable } from '../pipeline/stages/table.ts';
+import { RedisTopFractionSketch, topFractionKey } from '../pipeline/top-fraction.ts';
+import { finishTopFraction } from './rethreshold.ts';
 import { writeRunSummary, type RunSummary } from './summary.ts';
 
 /**
@@ -115,6 +117,9 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       await host.warm(config);
       await host.start();
     }
+    // A new attempt's provisional top-fraction threshold starts from its own shards (the final pass reads every parquet).
+    const sketch = config.clip.topFraction !== null ? new RedisTopFractionSketch(redis, topFractionKey(config.redis.prefix, runId)) : null;
+    await sketch?.reset();
     await run.update({ status: 'running' });
     progress = createProgress(o.progress, totalRows, o.log);
 
@@ -191,6 +196,20 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       config,
       labels: o.labels ?? {},
     };
+    if (!interrupted && sketch && config.clip.topFraction !== null) {
+      // DataComp's rule over the whole run: the exact threshold from the parquet scores, rows moved in place.
+      const sketchThreshold = (await guard('reading the CLIP histogram', () => sketch.read())).topThreshold(config.clip.topFraction);
+      const pass = await finishTopFraction(out, {
+        itmThreshold: config.filter.itmThreshold, itcThreshold: config.filter.itcThreshold, selection: config.filter.selection,
+        keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore, clipTopFraction: config.clip.topFraction,
+      }, outputColumns(o.table));
+      const delta = { kept: pass.kept - summary.kept, filtered: pass.filtered - summary.filtered };
+      await guard('recording the final pass', () => run.adjustTotals(delta));
+      summary.kept = pass.kept;
+      summary.filtered = pass.filtered;
+      summary.clipTopFraction = { ...pass.topFraction, sketchThreshold };
+      o.log.info({ ...summary.clipTopFraction }, 'clip top fraction: final pass done');
+    }
     await guard('recording the run\'s end', () => run.update({ status: summary.status, finishedAt: Date.now(), skippedShards, error: summary.status === 'failed' ? `${Object.keys(failedShards).length} shards failed` : null }));
     await stats.finishRun(runId, summary.status === 'done' ? 'finished' : summary.status === 'interrupted' ? 'cancelled' : 'failed').catch(() => undefined);
     if (!interrupted && config.staging.backend === 'fs') {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CAPFILT_VERSION } from '../io/fetch.ts';
 import { writeRunJson } from '../io/writers/run-json.ts';
+import type { TopFractionSummary } from './rethreshold.ts';
 
 /**
  * The run summary: what `capfilt run` returns and prints, and run.json in the output folder
@@ -31,6 +32,11 @@ export interface RunSummary {
   redisUrl: string;
   config: CapfiltConfig;
   labels: Record<string, string>;
+  /**
+   * With clip.topFraction: the final pass's exact threshold, what it ranked and the rows it moved,
+   * beside the shared histogram's threshold over the same texts (`sketchThreshold`).
+   */
+  clipTopFraction?: TopFractionSummary & { sketchThreshold: number | null };
 }
 
 export function publicSummary(s: RunSummary): Omit<RunSummary, 'config'> {

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { DuplicateIndex } from '../io/duplicates.ts';
+import type { TopFractionSketch } from '../pipeline/top-fraction.ts';
 import type { RuntimeOptions } from '../models/runtime/types.ts';
 import { STAGE_TABLE, checkTable, configFor, outputColumns, stageDef, type RoleModels, type RoleName, type StageImpl, type StageTable } from '../pipeline/stages/table.ts';
 import type { StageFn } from './processor.ts';
@@ -9,8 +10,8 @@ import { ModelCache } from './models.ts';
 
 /**
  * Binds each stage of a stage table to what it needs in this process: its config sections, the
- * model of its role from the process's model cache (loaded once), the run's duplicate index and
- * the table's parquet columns. Stage implementations load on first use (the table's `load`), so a
+ * model of its role from the process's model cache (loaded once), the run's duplicate index, its
+ * CLIP-score histogram and the table's parquet columns. Stage implementations load on first use (the table's `load`), so a
  * worker that serves only caption/filter never imports the downloader and vice versa. The
  * workers' processors and `capfilt retry-failed` both run stages through this registry.
  */
@@ -21,6 +22,8 @@ export interface StageRegistryOptions {
   table?: StageTable;
   /** The run's exact-duplicate index (workers: one in Redis shared by every host); null: per process. */
   duplicateIndex?(runId: string): DuplicateIndex | null;
+  /** The run's CLIP-score histogram for clip.topFraction (workers: one in Redis shared by every host); null: per process. */
+  topFractionSketch?(runId: string): TopFractionSketch | null;
 }
 
 function clipDir(c: CapfiltConfig['models']): string {
@@ -71,6 +74,7 @@ export class StageRegistry {
         signal: ctx.signal,
         columns,
         duplicateIndex: this.o.duplicateIndex?.(state.shard.runId) ?? null,
+        topFractionSketch: this.o.topFractionSketch?.(state.shard.runId) ?? null,
         ...(model ? { model } : {}),
       } as Parameters<StageImpl['run']>[1]);
     };

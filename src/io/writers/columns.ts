@@ -101,6 +101,23 @@ export const LABEL_COLUMNS: readonly OutputColumn[] = [
   { name: 'label_probs', type: 'list<double>', value: (r) => r.labels?.map((l) => l.prob) ?? [] },
 ];
 
+/**
+ * The top-fraction rule's threshold for the row (clip.topFraction; null without the rule) and
+ * whether it was provisional (decided while the run streamed; the run's final pass replaces it).
+ */
+export const CLIP_TOP_COLUMNS: readonly OutputColumn[] = [
+  {
+    name: 'clip_top_threshold',
+    type: 'double',
+    value: (r) => r.clipTop?.threshold ?? null,
+    restore: (r, row) => {
+      const threshold = num(row, 'clip_top_threshold');
+      if (threshold !== null) r.clipTop = { threshold, provisional: row.clip_top_provisional === true };
+    },
+  },
+  { name: 'clip_top_provisional', type: 'boolean', value: (r) => (r.clipTop ? r.clipTop.provisional : null) },
+];
+
 /** The text a row's web-side score belongs to: the web text, or a trusted pair's text. */
 export function webScore(r: RowRecord): ScoredText | undefined {
   return r.scores.find((s) => s.source === 'web' || s.source === 'trusted');
@@ -152,7 +169,7 @@ export function scoredTextColumns(scores: readonly string[]): OutputColumn[] {
     },
     {
       // Which decision rules dropped each text, comma-separated ("" for a kept text): itm, itc,
-      // clip, or top (keep-top). Files written before this column read back without it.
+      // clip, top_fraction, or top (keep-top). Files written before this column read back without it.
       name: 'score_rejected_by',
       type: 'list<string>',
       value: (r) => r.scores.map((s) => (s.rejectedBy ?? []).join(',')),
@@ -173,4 +190,4 @@ export function scoreNamesIn(columnNames: readonly string[]): string[] {
  * (`outputColumns` in src/pipeline/stages/table.ts); a table test checks that the built-in
  * table's columns are these, in this order.
  */
-export const RECORD_COLUMNS: readonly OutputColumn[] = [...IMAGE_COLUMNS, ...FETCH_COLUMNS, ...CAPTION_COLUMNS, ...scoredTextColumns(SCORE_NAMES), perTextScoreColumn('clip'), webScoreColumn('clip'), ...LABEL_COLUMNS];
+export const RECORD_COLUMNS: readonly OutputColumn[] = [...IMAGE_COLUMNS, ...FETCH_COLUMNS, ...CAPTION_COLUMNS, ...scoredTextColumns(SCORE_NAMES), perTextScoreColumn('clip'), webScoreColumn('clip'), ...LABEL_COLUMNS, ...CLIP_TOP_COLUMNS];

@@ -29,6 +29,8 @@ export interface WriteShardOptions {
   keepFilteredImages?: boolean;
   /** The parquet's stage columns (the stage table's `outputColumns`); default the built-in record columns. */
   columns?: readonly OutputColumn[];
+  /** The run's final top-fraction pass wrote this shard: the fraction and the rows it moved (for _stats.json). */
+  topFraction?: { fraction: number; rowsMoved: number };
 }
 
 export interface ShardPaths {
@@ -122,9 +124,28 @@ export async function writeShardFiles(records: RowRecord[], o: WriteShardOptions
     await writeTarAtomic(paths.filteredTar, samples(filtered, o.images));
   }
   else await rm(paths.filteredTar, { force: true });
-  const stats = shardStats(o.name, records, { startTime: o.startTime, endTime: Date.now(), timings: o.timings });
-  await writeFileAtomic(paths.stats, `${JSON.stringify(stats, null, 2)}\n`);
   await writeEmbeddings(o.outDir, o.name, records);
+  return writeShardTable(records, o);
+}
+
+/**
+ * Writes only NNNNN_stats.json and NNNNN.parquet, the parquet last: for a shard rewritten in
+ * place whose tars stay as they are (no row's status, selected caption or key.json changed).
+ */
+export async function writeShardTable(records: RowRecord[], o: Omit<WriteShardOptions, 'images' | 'keepFilteredImages'> & { endTime?: number }): Promise<{ paths: ShardPaths; stats: ShardStats }> {
+  const paths = shardPaths(o.outDir, o.name);
+  const stats = shardStats(o.name, records, { startTime: o.startTime, endTime: o.endTime ?? Date.now(), timings: o.timings, topFraction: o.topFraction });
+  await writeFileAtomic(paths.stats, `${JSON.stringify(stats, null, 2)}\n`);
   await writeShardParquet(paths.parquet, records, o.columns);
   return { paths, stats };
+}
+
+/**
+ * A tar of the images (and texts) of every given row that has one. Rewriting a shard in place
+ * writes one as filtered/NNNNN.tar first, so that a crash between the two tars' renames cannot
+ * lose an image that moves between them.
+ */
+export async function writeImagesTar(path: string, records: RowRecord[], images: ImageSource): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeTarAtomic(path, samples(records.filter((r) => r.image), images));
 }

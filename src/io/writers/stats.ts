@@ -42,12 +42,19 @@ export interface ShardStats {
   rejected_by: Record<string, number>;
   /** Rows per top zero-shot label, when the run labels images (clip.labels). */
   labels?: Record<string, number>;
+  /**
+   * DataComp's top-fraction rule (clip.topFraction): the threshold the shard's rows were decided
+   * with, whether it was the provisional one (written while the run streamed), and, once the
+   * run's final pass wrote the shard, the fraction and how many of its rows that pass moved
+   * between kept and filtered.
+   */
+  top_fraction?: { threshold: number; provisional: boolean; fraction: number | null; rows_moved: number | null };
 }
 
 export function shardStats(
   shard: string,
   records: RowRecord[],
-  times: { startTime: number; endTime: number; timings?: Record<string, number | undefined> },
+  times: { startTime: number; endTime: number; timings?: Record<string, number | undefined>; topFraction?: { fraction: number; rowsMoved: number } },
 ): ShardStats {
   const inc = (o: Record<string, number>, k: string) => (o[k] = (o[k] ?? 0) + 1);
   const s: ShardStats = {
@@ -90,6 +97,10 @@ export function shardStats(
       else s.failed_other++;
     }
     if (r.labels?.length) inc((s.labels ??= {}), r.labels[0].label);
+    if (r.clipTop) {
+      const t = (s.top_fraction ??= { threshold: r.clipTop.threshold, provisional: false, fraction: times.topFraction?.fraction ?? null, rows_moved: times.topFraction?.rowsMoved ?? null });
+      t.provisional ||= r.clipTop.provisional;
+    }
     for (const t of r.scores) {
       for (const rule of t.rejectedBy ?? []) inc(s.rejected_by, rule);
       if (t.source === 'web') {

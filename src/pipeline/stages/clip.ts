@@ -4,6 +4,7 @@ import type { ImageTextEmbedder } from '../../models/roles.ts';
 import type { ImageInput } from '../../models/runtime/types.ts';
 import { buildClassifier, classify, loadLabels, loadTemplates, type ZeroShotClassifier } from '../../models/zero-shot.ts';
 import { decideRow, type FilterOptions } from '../decisions.ts';
+import { MemoryTopFractionSketch, rankedScores, type TopFractionSketch } from '../top-fraction.ts';
 import { textsOf } from './filter.ts';
 import type { StageRunContext } from './types.ts';
 
@@ -17,6 +18,10 @@ import type { StageRunContext } from './types.ts';
  * decision again with every rule (BLIP's and `clip.minScore`; all must pass) and keep-top ranked
  * by `caption.selectBy`. Rows the filter did not decide and no CLIP rule judges stay pending (the
  * writer keeps them unfiltered); an image CLIP cannot use fails its row alone.
+ * With `clip.topFraction`, the shard's scores are added to the run's shared histogram
+ * (`ctx.topFractionSketch`, src/pipeline/top-fraction.ts) once every batch is scored, and its rows
+ * are decided with the merged histogram's threshold, marked provisional (`clipTop`); the run's
+ * final pass decides them exactly.
  * Receives config.clip, config.filter, config.caption and the embedder role (`ctx.model`).
  */
 function scorable(r: RowRecord): boolean {
@@ -35,6 +40,16 @@ function base64(v: Float32Array): string {
 
 export function clipOptions(config: StageRunContext<'clip' | 'filter' | 'caption'>['config']): FilterOptions {
   return { ...config.filter, keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore };
+}
+
+/** Per-process histograms for stages run without a shared one (a run's own Redis one is shared by every worker). */
+const memorySketches = new Map<string, MemoryTopFractionSketch>();
+
+function sketchFor(ctx: StageRunContext, runId: string): TopFractionSketch {
+  if (ctx.topFractionSketch) return ctx.topFractionSketch;
+  let s = memorySketches.get(runId);
+  if (!s) memorySketches.set(runId, (s = new MemoryTopFractionSketch()));
+  return s;
 }
 
 /**
@@ -62,6 +77,7 @@ export async function clipShard(state: ShardState, ctx: StageRunContext<'clip' |
   const size = ctx.config.clip.batchSize;
   const c = ctx.config.clip;
   const classifier = c.labels ? await classifierFor(ctx.model, c.labels, c.templates) : null;
+  const decide: RowRecord[] = [];
   for (let i = 0; i < rows.length; i += size) {
     ctx.signal.throwIfAborted();
     const batch = rows.slice(i, i + size).filter((r) => scoredTexts(r).length > 0);
@@ -96,10 +112,22 @@ export async function clipShard(state: ShardState, ctx: StageRunContext<'clip' |
         const web = texts[j].findIndex((s) => s.source === 'web');
         r.clipEmbedding = { image: base64(img.value), text: web >= 0 ? base64(textEmb[next - texts[j].length + web]) : null };
       }
-      const decidedByFilter = r.status !== 'pending';
-      const clipRule = f.clipMinScore !== null && f.clipMinScore !== undefined;
-      if (decidedByFilter || clipRule) decideRow(r, f);
+      decide.push(r);
     });
+  }
+  const fraction = c.topFraction;
+  let threshold: number | null = null;
+  if (fraction !== null) {
+    // After the whole shard is scored: one round trip adds its texts and reads the run's threshold.
+    const hist = await sketchFor(ctx, state.shard.runId).add(state.shard.shardId, rankedScores(decide));
+    threshold = hist.topThreshold(fraction);
+  }
+  const options: FilterOptions = { ...f, clipTopThreshold: threshold };
+  const clipRule = (f.clipMinScore !== null && f.clipMinScore !== undefined) || threshold !== null;
+  for (const r of decide) {
+    if (threshold !== null) r.clipTop = { threshold, provisional: true };
+    const decidedByFilter = r.status !== 'pending';
+    if (decidedByFilter || clipRule) decideRow(r, options);
   }
 }
 

@@ -3,6 +3,7 @@ import type { CapfiltConfig } from '../../config/schema.ts';
 import type { DuplicateIndex } from '../../io/duplicates.ts';
 import type { OutputColumn } from '../../io/writers/columns.ts';
 import type { StagingStore } from '../staging/types.ts';
+import type { TopFractionSketch } from '../top-fraction.ts';
 
 /**
  * The contract between the queue wiring (src/workers) and the stage logic (src/pipeline/stages).
@@ -37,6 +38,8 @@ export interface StageRunContext<S extends ConfigSection = never> {
   signal: AbortSignal;
   /** The run's exact-duplicate index, shared by every worker of the run (download stage). */
   duplicateIndex?: DuplicateIndex | null;
+  /** The run's CLIP-score histogram for clip.topFraction, shared by every worker of the run (clip stage). */
+  topFractionSketch?: TopFractionSketch | null;
   /** The parquet's stage columns, from the table the chain runs (write stage). */
   columns?: readonly OutputColumn[];
 }

@@ -107,6 +107,16 @@ describe('CapFilt decisions', () => {
       expect(byClip.find((x) => x.text === 'a')!.rejectedBy).toEqual(['top']);
     });
 
+    it('applies the top-fraction threshold as one more rule (top_fraction), combined with minScore and ITM', () => {
+      const s = decideTexts([withClip(web(0.9), 0.35), withClip(web(0.9), 0.3), withClip(web(0.3), 0.4), withClip(web(0.9), 0.25)], f({ clipMinScore: 0.28, clipTopThreshold: 0.32 }));
+      expect(s.map((x) => x.kept)).toEqual([true, false, false, false]);
+      expect(s.map((x) => x.rejectedBy)).toEqual([[], ['top_fraction'], ['itm'], ['clip', 'top_fraction']]);
+      expect(decideTexts([withClip(web(0.9), 0.32)], f({ clipTopThreshold: 0.32 }))[0].kept).toBe(true);
+      const r = row([clipOnly('web', 'web', 0.3)]);
+      decideRow(r, f({ clipTopThreshold: 0.3125 }));
+      expect(r).toMatchObject({ status: 'filtered', reasonDetail: 'best TOP_FRACTION 0.300 (web) < 0.3125' });
+    });
+
     it('explains a filtered row by the best text\'s failed rules', () => {
       const r = row([withClip(web(0.9), 0.1), withClip(syn('a', 0.2), 0.5)]);
       decideRow(r, f({ clipMinScore: 0.28 }));

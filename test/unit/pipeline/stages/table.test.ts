@@ -41,7 +41,7 @@ describe('the stage table', () => {
       'http_status:int32', 'final_url:string', 'download_bytes:int64', 'download_attempts:int32', 'download_ms:int32',
       'captions:list<string>',
       'score_text:list<string>', 'score_source:list<string>', 'score_itm:list<double>', 'score_itc:list<double>', 'score_kept:list<boolean>', 'score_rejected_by:list<string>', 'web_itm:double', 'web_itc:double',
-      'score_clip:list<double>', 'web_clip:double', 'labels:list<string>', 'label_probs:list<double>',
+      'score_clip:list<double>', 'web_clip:double', 'labels:list<string>', 'label_probs:list<double>', 'clip_top_threshold:double', 'clip_top_provisional:boolean',
     ]);
     expect(scoreNames()).toEqual([...SCORE_NAMES, 'clip']);
     expect(Object.fromEntries(STAGE_TABLE.map((s) => [s.name, s.role]))).toEqual({ download: null, caption: 'captioner', filter: 'imageTextScorer', clip: 'embedder', write: null });
