@@ -9,7 +9,7 @@ const FLOORS = [
   ['config'],
   ['io', 'models', 'demo'],
   ['telemetry'],
-  ['pipeline'],
+  ['pipeline', 'report'],
   ['workers'],
   ['run'],
   ['cli', 'dashboard'],

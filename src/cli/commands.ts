@@ -14,6 +14,7 @@ import { register as rethreshold } from './rethreshold.ts';
 import { register as retryFailed } from './retry-failed.ts';
 import { registerTokenize as tokenize } from './tokenize.ts';
 import { register as label } from './label.ts';
+import { register as report } from './report.ts';
 
 /**
  * Every CLI command module exports `register(program)`; this list is the CLI's table of
@@ -37,4 +38,5 @@ export const commands: RegisterCommand[] = [
   retryFailed,
   tokenize,
   label,
+  report,
 ];

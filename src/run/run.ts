@@ -11,6 +11,7 @@ import { StageQueues } from '../workers/queues.ts';
 import { resolveRedis, type RedisEndpoint } from '../workers/redis-setup.ts';
 import { feed } from './feeder.ts';
 import { countRows, listInputFiles, readRows } from '../pipeline/input.ts';
+import { writeRunReport } from '../report/index.ts';
 import { preflight } from './preflight.ts';
 import { createProgress, type ProgressMode } from './progress.ts';
 import { finishedShardCounts } from '../pipeline/resume.ts';
@@ -224,6 +225,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     }
     const modelHost = host ?? o.host;
     if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null);
+    if (!interrupted) await writeRunReport(out, o.log);
     return summary;
   } catch (e) {
     // After REDIS_LOST nothing can be recorded (and the lock expires by itself).
