@@ -85,7 +85,13 @@ export async function runBlipParity(vectorsDir: string, print: (line: string) =>
       const [B] = tf.input_ids.shape;
       const { heads, hiddenSize, layers } = cap.cfg.text;
       const cross = await cap.sessions.cross_kv.run({ image_embeds: embeds.captioner });
-      const feeds: Record<string, ort.Tensor> = { input_ids: tensor(tf.input_ids), attention_mask: tensor(tf.attention_mask) };
+      const [, S] = tf.input_ids.shape;
+      // No cache (capacity 0): the graph's mask is then the padding mask itself.
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: tensor(tf.input_ids),
+        position_ids: i64(Array.from({ length: B * S }, (_, i) => i % S), [B, S]),
+        attention_mask: tensor(tf.attention_mask),
+      };
       for (let l = 0; l < layers; l++) {
         feeds[`past_key_${l}`] = f32(new Float32Array(0), [B, heads, 0, hiddenSize / heads]);
         feeds[`past_value_${l}`] = f32(new Float32Array(0), [B, heads, 0, hiddenSize / heads]);

@@ -1,14 +1,21 @@
-import type * as ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-node';
 import { CapfiltError } from '../../core/errors.ts';
 import type { BlipConfig } from './config.ts';
-import { GraphSession, f32, i64, type Feeds } from '../runtime/sessions.ts';
+import { GraphSession, f32, type Feeds } from '../runtime/sessions.ts';
 import type { DecoderSession } from '../runtime/generation/types.ts';
 
 /**
  * The captioner's DecoderSession over the `cross_kv` and `decoder` graphs (see graph/text.ts).
  *
- * Opening runs `cross_kv` once for the images. Rows start as one per image. Each `step` feeds
- * the self-attention cache of the previous step back in; `select` re-indexes that cache.
+ * Opening runs `cross_kv` once for the images. Rows start as one per image.
+ *
+ * Self-attention cache: per layer one K and one V buffer [rows, N, cap, D] owned here. The
+ * decoder reads it as it is (empty slots masked) and returns only the step's new K/V, which
+ * are written into their slots; so a step copies nothing that grows with the length, and
+ * `cap` is reserved once (`reserve`, from generate's max length) instead of growing per step.
+ * Outputs go into buffers allocated here once per shape (ORT writes them in place).
+ * `select` gathers rows into a second set of buffers (only the filled slots) and swaps.
+ *
  * Cross-attention K/V stay per image: when rows come in equal contiguous runs per image (the
  * usual layout for greedy, beams and K samples) the decoder reads the image K/V as they are;
  * only an irregular layout makes a per-run copy, once per `select`, not per step.
@@ -16,11 +23,17 @@ import type { DecoderSession } from '../runtime/generation/types.ts';
 export class OrtDecoderSession implements DecoderSession {
   readonly vocabSize: number;
   private rowImage: number[];
-  private past: ort.Tensor[];
+  private cache: Float32Array[];
+  private spare: Float32Array[] = [];
+  private cap = 0;
   private pastLen = 0;
+  private reserved = 0;
   private crossFeed: ort.Tensor[];
   private crossKey = '';
   private closed = false;
+  private outputs: { key: string; logits: Float32Array; fetches: Record<string, ort.Tensor> } | null = null;
+  private readonly N: number;
+  private readonly D: number;
 
   private constructor(
     private readonly cfg: BlipConfig,
@@ -30,8 +43,10 @@ export class OrtDecoderSession implements DecoderSession {
     images: number,
   ) {
     this.vocabSize = cfg.text.vocabSize;
+    this.N = cfg.text.heads;
+    this.D = cfg.text.hiddenSize / this.N;
     this.rowImage = Array.from({ length: images }, (_, i) => i);
-    this.past = this.emptyPast(images);
+    this.cache = Array.from({ length: 2 * cfg.text.layers }, () => new Float32Array(0));
     this.crossFeed = crossAll;
     this.crossKey = this.rowImage.join(',');
   }
@@ -48,16 +63,41 @@ export class OrtDecoderSession implements DecoderSession {
     return this.rowImage.length;
   }
 
-  private headDims(): [number, number] {
-    const N = this.cfg.text.heads;
-    return [N, this.cfg.text.hiddenSize / N];
+  reserve(length: number): void {
+    this.reserved = Math.max(this.reserved, length);
   }
 
-  private emptyPast(rows: number): ort.Tensor[] {
-    const [N, D] = this.headDims();
-    return Array.from({ length: 2 * this.cfg.text.layers }, () => f32(new Float32Array(0), [rows, N, 0, D]));
+  /** Makes room for `needed` positions: at least the reserved length, doubling past it. */
+  private ensureCapacity(needed: number): void {
+    if (needed <= this.cap) return;
+    const cap = Math.max(needed, this.reserved, 2 * this.cap);
+    const rows = this.rows;
+    const per = this.pastLen * this.D;
+    this.cache = this.cache.map((old) => {
+      const fresh = new Float32Array(rows * this.N * cap * this.D);
+      for (let rh = 0; rh < rows * this.N && per > 0; rh++) fresh.set(old.subarray(rh * this.cap * this.D, rh * this.cap * this.D + per), rh * cap * this.D);
+      return fresh;
+    });
+    this.spare = [];
+    this.cap = cap;
   }
 
+  /** Output buffers for [rows, seq], allocated once per shape and reused. */
+  private outputBuffers(rows: number, seq: number): { logits: Float32Array; fetches: Record<string, ort.Tensor> } {
+    const key = `${rows}x${seq}`;
+    if (this.outputs?.key === key) return this.outputs;
+    const H = this.cfg.text.hiddenSize;
+    const logits = new Float32Array(rows * seq * this.vocabSize);
+    const fetches: Record<string, ort.Tensor> = { logits: f32(logits, [rows, seq, this.vocabSize]) };
+    for (let l = 0; l < this.cfg.text.layers; l++) {
+      fetches[`new_key_${l}`] = f32(new Float32Array(rows * seq * H), [rows, seq, H]);
+      fetches[`new_value_${l}`] = f32(new Float32Array(rows * seq * H), [rows, seq, H]);
+    }
+    this.outputs = { key, logits, fetches };
+    return this.outputs;
+  }
+
+  /** Returns each row's last-position logits [rows, V]; the array is reused by the next step. */
   async step(tokens: number[][]): Promise<Float32Array> {
     if (this.closed) throw new CapfiltError('SESSION_RUN_FAILED', 'decoder session used after close');
     const rows = this.rows;
@@ -65,25 +105,47 @@ export class OrtDecoderSession implements DecoderSession {
     if (tokens.length !== rows || seq === 0 || tokens.some((t) => t.length !== seq)) {
       throw new CapfiltError('SESSION_INPUT_MISMATCH', `decoder step: expected ${rows} rows of equal non-zero length, got ${tokens.length} rows of lengths ${[...new Set(tokens.map((t) => t.length))].join('/')}`, { rows });
     }
-    const total = this.pastLen + seq;
+    const past = this.pastLen;
+    this.ensureCapacity(past + seq);
+    const { cap, N, D } = this;
+    const ids = new BigInt64Array(rows * seq);
+    const positions = new BigInt64Array(rows * seq);
+    const mask = new BigInt64Array(rows * (cap + seq));
+    for (let r = 0; r < rows; r++) {
+      for (let s = 0; s < seq; s++) {
+        ids[r * seq + s] = BigInt(tokens[r][s]);
+        positions[r * seq + s] = BigInt(past + s);
+      }
+      // Generation attends to every filled position, as HF generate does (mask all ones).
+      mask.fill(1n, r * (cap + seq), r * (cap + seq) + past);
+      mask.fill(1n, r * (cap + seq) + cap, (r + 1) * (cap + seq));
+    }
     const feeds: Feeds = {
-      input_ids: i64(tokens.flat(), [rows, seq]),
-      // Generation attends to every position, as HF generate does (mask all ones).
-      attention_mask: i64(new Array<number>(rows * total).fill(1), [rows, total]),
+      input_ids: new ort.Tensor('int64', ids, [rows, seq]),
+      position_ids: new ort.Tensor('int64', positions, [rows, seq]),
+      attention_mask: new ort.Tensor('int64', mask, [rows, cap + seq]),
     };
-    for (let l = 0; l < this.cfg.text.layers; l++) {
-      feeds[`past_key_${l}`] = this.past[2 * l];
-      feeds[`past_value_${l}`] = this.past[2 * l + 1];
+    const layers = this.cfg.text.layers;
+    for (let l = 0; l < layers; l++) {
+      feeds[`past_key_${l}`] = f32(this.cache[2 * l], [rows, N, cap, D]);
+      feeds[`past_value_${l}`] = f32(this.cache[2 * l + 1], [rows, N, cap, D]);
       feeds[`cross_key_${l}`] = this.crossFeed[2 * l];
       feeds[`cross_value_${l}`] = this.crossFeed[2 * l + 1];
     }
-    const out = await this.decoder.run(feeds);
-    for (let l = 0; l < this.cfg.text.layers; l++) {
-      this.past[2 * l] = out[`present_key_${l}`];
-      this.past[2 * l + 1] = out[`present_value_${l}`];
+    const { logits, fetches } = this.outputBuffers(rows, seq);
+    await this.decoder.run(feeds, fetches);
+    // New K/V [rows, seq, N·D] into slots past..past+seq-1 of [rows, N, cap, D].
+    for (let c = 0; c < 2 * layers; c++) {
+      const fresh = fetches[`${c % 2 ? 'new_value' : 'new_key'}_${c >> 1}`].data as Float32Array;
+      const dst = this.cache[c];
+      for (let r = 0; r < rows; r++) {
+        for (let s = 0; s < seq; s++) {
+          const src = (r * seq + s) * N * D;
+          for (let n = 0; n < N; n++) dst.set(fresh.subarray(src + n * D, src + (n + 1) * D), ((r * N + n) * cap + past + s) * D);
+        }
+      }
     }
-    this.pastLen = total;
-    const logits = out.logits.data as Float32Array;
+    this.pastLen = past + seq;
     if (seq === 1) return logits;
     const V = this.vocabSize;
     const last = new Float32Array(rows * V);
@@ -98,7 +160,17 @@ export class OrtDecoderSession implements DecoderSession {
     }
     if (indices.length === old && indices.every((i, k) => i === k)) return;
     this.rowImage = indices.map((i) => this.rowImage[i]);
-    this.past = this.past.map((t) => gatherRows(t, indices));
+    const { N, D, cap } = this;
+    const size = indices.length * N * cap * D;
+    const filled = this.pastLen * D;
+    this.cache = this.cache.map((src, c) => {
+      const dst = this.spare[c]?.length === size ? this.spare[c] : new Float32Array(size);
+      indices.forEach((from, to) => {
+        for (let n = 0; n < N; n++) dst.set(src.subarray((from * N + n) * cap * D, (from * N + n) * cap * D + filled), (to * N + n) * cap * D);
+      });
+      this.spare[c] = src;
+      return dst;
+    });
     this.updateCross();
   }
 
@@ -121,7 +193,9 @@ export class OrtDecoderSession implements DecoderSession {
 
   close(): void {
     this.closed = true;
-    this.past = [];
+    this.cache = [];
+    this.spare = [];
+    this.outputs = null;
   }
 }
 

@@ -19,7 +19,8 @@ import { CheckedWeights, openWeightFolder } from '../runtime/weights/source.ts';
  * built in memory from the checkpoint at load time).
  */
 
-export const MANIFEST_FORMAT = 'capfilt-blip-onnx/1';
+/** /2: the decoder reads a fixed-capacity self-attention cache and returns only each step's K/V. */
+export const MANIFEST_FORMAT = 'capfilt-blip-onnx/2';
 
 export interface LoadedModel {
   dir: string;

@@ -119,10 +119,14 @@ export class GraphSession {
     }
   }
 
-  async run(feeds: Feeds, outputs?: string[]): Promise<Fetches> {
+  /**
+   * `outputs`: the names to fetch, or preallocated output tensors by name, which ORT writes in
+   * place (no per-run allocation and no copy of the result into a fresh JS buffer).
+   */
+  async run(feeds: Feeds, outputs?: string[] | Fetches): Promise<Fetches> {
     this.check(feeds);
     try {
-      const res = outputs ? await this.session.run(feeds, outputs) : await this.session.run(feeds);
+      const res = outputs ? await this.session.run(feeds, outputs as ort.InferenceSession.FetchesType) : await this.session.run(feeds);
       return res as Fetches;
     } catch (e) {
       throw new CapfiltError('SESSION_RUN_FAILED', `graph ${this.name}: run failed with inputs ${describeFeeds(feeds)}: ${(e as Error).message}`, { graph: this.name }, { cause: e });

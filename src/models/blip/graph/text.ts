@@ -1,7 +1,7 @@
 import type { BlipConfig } from '../config.ts';
 import { LM_HEAD } from '../weights/names.ts';
 import { GraphBuilder } from '../../runtime/graph/builder.ts';
-import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from '../../runtime/graph/layers.ts';
+import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, packedLinear, skipLayerNorm, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from '../../runtime/graph/layers.ts';
 
 /**
  * BLIP text graphs (BERT, post-LN, cross-attention to image embeddings).
@@ -12,16 +12,23 @@ import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize,
  *
  * cross_kv (captioner, once per image):
  *   in:  image_embeds  float32 [images, Tv, Hv]
- *   out: cross_key_{l}    float32 [images, N, D, Tv]   (keys pre-transposed for q·kᵀ)
- *        cross_value_{l}  float32 [images, N, Tv, D]   l = 0..layers-1
+ *   out: cross_key_{l}, cross_value_{l}  float32 [images, N, Tv, D]   l = 0..layers-1
  *
- * decoder (captioner, every step):
+ * decoder (captioner, every step): hidden states stay [rows·seq, H] (2-D, so every linear is
+ * one Gemm and every residual + LayerNorm one SkipLayerNormalization); cross-attention is ORT's
+ * MultiHeadAttention. The self-attention cache has a fixed capacity `cap` that the caller
+ * fills in place (decoder-session.ts): the graph reads it as it is (one softmax over cache
+ * slots and new tokens) and returns only this step's keys/values, so no step copies the
+ * cache, in the graph or out.
  *   in:  input_ids       int64   [rows, seq]
- *        attention_mask  int64   [rows, past + seq]   (1 = token, 0 = padding)
- *        past_key_{l}, past_value_{l}    float32 [rows, N, past, D]   (past may be 0)
- *        cross_key_{l} [images, N, D, Tv], cross_value_{l} [images, N, Tv, D]  float32
- *   out: logits          float32 [rows, seq, V]   positions start at `past`
- *        present_key_{l}, present_value_{l}  float32 [rows, N, past + seq, D]
+ *        position_ids    int64   [rows, seq]          (past length + 0..seq-1)
+ *        attention_mask  int64   [rows, cap + seq]    (1 = attend: the filled cache slots and
+ *                                                      the new tokens; 0 = empty slot/padding)
+ *        past_key_{l}, past_value_{l}    float32 [rows, N, cap, D]   (cap may be 0)
+ *        cross_key_{l}, cross_value_{l}  float32 [images, N, Tv, D]
+ *   out: logits          float32 [rows, seq, V]
+ *        new_key_{l}, new_value_{l}  float32 [rows, seq, H]   (this step's K/V, heads side by side)
+ *   Causality: query i sees cache slots (masked by attention_mask) and new tokens j ≤ i.
  *
  * text_filter (filter):
  *   in:  input_ids int64 [rows, seq], attention_mask int64 [rows, seq], image_embeds float32 [images, Tv, Hv]
@@ -70,28 +77,21 @@ interface LayerIO {
   mask: string;
   /** Raw 0/1 padding mask int32 [rows, seq] for the fused Attention node (encoder only). */
   maskIndex?: string;
-  past?: [string, string];
   cross?: [string, string];
 }
 
-/** One BertLayer; returns the new hidden state and this step's self-attention K/V. */
-function textLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, io: LayerIO, opts: LayerOptions): { x: string; k: string; v: string } {
+/** One encoder BertLayer (the filter's text side; no cache); returns the new hidden state. */
+function textLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, io: LayerIO, opts: LayerOptions): { x: string } {
   const d = dims(cfg);
   const eps = cfg.text.eps;
   const { x } = io;
   let ctx: string;
-  let k = '';
-  let v = '';
-  if (opts.fusedAttention && !opts.int8 && !io.past && io.maskIndex) {
+  if (opts.fusedAttention && !opts.int8 && io.maskIndex) {
     ctx = fusedSelfAttention(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, d.N, io.maskIndex);
   } else {
     const q = splitHeads(g, linear(g, w, `${l}.attention.self.query`, x, opts), d.N, d.D);
-    k = splitHeads(g, linear(g, w, `${l}.attention.self.key`, x, opts), d.N, d.D);
-    v = splitHeads(g, linear(g, w, `${l}.attention.self.value`, x, opts), d.N, d.D);
-    if (io.past) {
-      k = g.o('Concat', [io.past[0], k], { axis: 2 });
-      v = g.o('Concat', [io.past[1], v], { axis: 2 });
-    }
+    const k = splitHeads(g, linear(g, w, `${l}.attention.self.key`, x, opts), d.N, d.D);
+    const v = splitHeads(g, linear(g, w, `${l}.attention.self.value`, x, opts), d.N, d.D);
     ctx = mergeHeads(g, attend(g, q, k, v, d.D, io.mask), d.H);
   }
   let h = layerNorm(g, w, `${l}.attention.output.LayerNorm`, g.o('Add', [linear(g, w, `${l}.attention.output.dense`, ctx, opts), x]), eps);
@@ -102,7 +102,7 @@ function textLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string,
   }
   const inter = activation(g, linear(g, w, `${l}.intermediate.dense`, h, opts), cfg.text.act);
   const out = layerNorm(g, w, `${l}.output.LayerNorm`, g.o('Add', [linear(g, w, `${l}.output.dense`, inter, opts), h]), eps);
-  return { x: out, k, v };
+  return { x: out };
 }
 
 export function buildCrossKVGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerOptions = {}): GraphBuilder {
@@ -110,11 +110,44 @@ export function buildCrossKVGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
   const g = new GraphBuilder('blip_decoder_cross_kv');
   const image = g.input('image_embeds', 'float32', ['images', cfg.vision.seqLen, cfg.text.encoderHiddenSize]);
   for (let i = 0; i < cfg.text.layers; i++) {
-    const [k, v] = imageKV(g, w, `text_decoder.bert.encoder.layer.${i}`, image, d, opts);
-    g.output(k, `cross_key_${i}`, 'float32', ['images', d.N, d.D, cfg.vision.seqLen]);
+    const l = `text_decoder.bert.encoder.layer.${i}`;
+    const k = splitHeads(g, linear(g, w, `${l}.crossattention.self.key`, image, opts), d.N, d.D);
+    const v = splitHeads(g, linear(g, w, `${l}.crossattention.self.value`, image, opts), d.N, d.D);
+    g.output(k, `cross_key_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D]);
     g.output(v, `cross_value_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D]);
   }
   return g;
+}
+
+/**
+ * One decoder BertLayer over x [rows·seq, H]: self-attention over the cache and the new
+ * tokens, cross-attention to the row's image (rows grouped by image, see the file comment),
+ * FFN. Returns the new hidden state and this step's K/V [rows, seq, H].
+ */
+function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, x: string, io: { rowsSeqH: string; mask: string; split: string; past: [string, string]; cross: [string, string] }, opts: LayerOptions): { x: string; k: string; v: string } {
+  const d = dims(cfg);
+  const eps = cfg.text.eps;
+  const mha = { num_heads: d.N };
+  const qkv = packedLinear(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, opts);
+  const [q, k, v] = g.op('Split', [qkv, g.i64([d.H, d.H, d.H])], { axis: 1 }, { count: 3 }).map((t) => g.o('Reshape', [t, io.rowsSeqH]));
+  // softmax over [cache slots | new tokens] without concatenating the cache: the two score
+  // blocks are joined (small), and the context is the sum of both blocks' products.
+  const qh = g.o('Mul', [splitHeads(g, q, d.N, d.D), g.f32(1 / Math.sqrt(d.D))]);
+  const scores = g.o('Concat', [
+    g.o('MatMul', [qh, g.o('Transpose', [io.past[0]], { perm: [0, 1, 3, 2] })]),
+    g.o('MatMul', [qh, splitHeadsTransposed(g, k, d.N, d.D)]),
+  ], { axis: -1 });
+  const [pCache, pNew] = g.op('Split', [g.o('Softmax', [g.o('Add', [scores, io.mask])], { axis: -1 }), io.split], { axis: -1 }, { count: 2 });
+  const ctx = g.o('Add', [g.o('MatMul', [pCache, io.past[1]]), g.o('MatMul', [pNew, splitHeads(g, v, d.N, d.D)])]);
+  const self = mergeHeads(g, ctx, d.H);
+  const flat = g.i64([-1, d.H]);
+  let h = skipLayerNorm(g, w, `${l}.attention.output.LayerNorm`, linear(g, w, `${l}.attention.output.dense`, g.o('Reshape', [self, flat]), opts), x, eps);
+  // Each image's G·seq queries attend to its keys as one block (cross-attention has no mask).
+  const cq = g.o('Reshape', [linear(g, w, `${l}.crossattention.self.query`, h, opts), g.o('Concat', [dim(g, io.cross[0], 0), g.i64([-1, d.H])], { axis: 0 })]);
+  const cross = g.o('MultiHeadAttention', [cq, io.cross[0], io.cross[1]], mha, 'com.microsoft');
+  h = skipLayerNorm(g, w, `${l}.crossattention.output.LayerNorm`, linear(g, w, `${l}.crossattention.output.dense`, g.o('Reshape', [cross, flat]), opts), h, eps);
+  const inter = activation(g, linear(g, w, `${l}.intermediate.dense`, h, opts), cfg.text.act);
+  return { x: skipLayerNorm(g, w, `${l}.output.LayerNorm`, linear(g, w, `${l}.output.dense`, inter, opts), h, eps), k, v };
 }
 
 export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerOptions = {}): GraphBuilder {
@@ -122,37 +155,39 @@ export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
   const t = cfg.text;
   const g = new GraphBuilder('blip_text_decoder');
   const ids = g.input('input_ids', 'int64', ['rows', 'seq']);
+  const positions = g.input('position_ids', 'int64', ['rows', 'seq']);
   const mask = g.input('attention_mask', 'int64', ['rows', 'total']);
   const pasts: [string, string][] = [];
   const crosses: [string, string][] = [];
   for (let i = 0; i < t.layers; i++) {
-    pasts.push([g.input(`past_key_${i}`, 'float32', ['rows', d.N, 'past', d.D]), g.input(`past_value_${i}`, 'float32', ['rows', d.N, 'past', d.D])]);
+    pasts.push([g.input(`past_key_${i}`, 'float32', ['rows', d.N, 'cap', d.D]), g.input(`past_value_${i}`, 'float32', ['rows', d.N, 'cap', d.D])]);
   }
   for (let i = 0; i < t.layers; i++) {
-    crosses.push([g.input(`cross_key_${i}`, 'float32', ['images', d.N, d.D, cfg.vision.seqLen]), g.input(`cross_value_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D])]);
+    crosses.push([g.input(`cross_key_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D]), g.input(`cross_value_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D])]);
   }
-  // Positions continue after the cache: [past, past + seq).
-  const past = g.o('Squeeze', [dim(g, pasts[0][0], 2), g.i64([0])]);
+  const rowsSeq = g.o('Shape', [ids]);
+  const rowsSeqH = g.o('Concat', [rowsSeq, g.i64([d.H])], { axis: 0 });
+  // Additive bias [rows, 1, seq, cap + seq]: slot j < cap is visible where the mask says so,
+  // new token j − cap to query i where j − cap ≤ i and the mask says so.
+  const cap = g.o('Squeeze', [dim(g, pasts[0][0], 2), g.i64([0])]);
   const seq = g.o('Squeeze', [dim(g, ids, 1), g.i64([0])]);
-  const total = g.o('Add', [past, seq]);
-  const positions = g.o('Range', [past, total, g.i64([1], [])]);
-  const keyPositions = g.o('Range', [g.i64([0], []), total, g.i64([1], [])]);
-  const causal = g.o('Cast', [g.o('LessOrEqual', [g.o('Unsqueeze', [keyPositions, g.i64([0])]), g.o('Unsqueeze', [positions, g.i64([1])])])], { to: 1 });
-  const pad = g.o('Unsqueeze', [g.o('Cast', [mask], { to: 1 }), g.i64([1, 2])]);
-  const additive = additiveMask(g, g.o('Mul', [causal, pad]));
-
-  let x = embeddings(g, w, 'text_decoder.bert', ids, positions, t.eps);
+  const keyPos = g.o('Sub', [g.o('Range', [g.i64([0], []), g.o('Add', [cap, seq]), g.i64([1], [])]), cap]);
+  const queryPos = g.o('Range', [g.i64([0], []), seq, g.i64([1], [])]);
+  const causal = g.o('Cast', [g.o('LessOrEqual', [g.o('Unsqueeze', [keyPos, g.i64([0])]), g.o('Unsqueeze', [queryPos, g.i64([1])])])], { to: 1 });
+  const split = g.o('Concat', [dim(g, pasts[0][0], 2), dim(g, ids, 1)], { axis: 0 });
+  const keyMask = additiveMask(g, g.o('Mul', [causal, g.o('Unsqueeze', [g.o('Cast', [mask], { to: 1 }), g.i64([1, 2])])]));
+  let x = g.o('Reshape', [embeddings(g, w, 'text_decoder.bert', ids, positions, t.eps), g.i64([-1, d.H])]);
   for (let i = 0; i < t.layers; i++) {
-    const r = textLayer(g, w, cfg, `text_decoder.bert.encoder.layer.${i}`, { x, mask: additive, past: pasts[i], cross: crosses[i] }, opts);
+    const r = decoderLayer(g, w, cfg, `text_decoder.bert.encoder.layer.${i}`, x, { rowsSeqH, mask: keyMask, split, past: pasts[i], cross: crosses[i] }, opts);
     x = r.x;
-    g.output(r.k, `present_key_${i}`, 'float32', ['rows', d.N, 'total', d.D]);
-    g.output(r.v, `present_value_${i}`, 'float32', ['rows', d.N, 'total', d.D]);
+    g.output(r.k, `new_key_${i}`, 'float32', ['rows', 'seq', d.H]);
+    g.output(r.v, `new_value_${i}`, 'float32', ['rows', 'seq', d.H]);
   }
   const tr = activation(g, linear(g, w, `${LM_HEAD.transform}.dense`, x, opts), t.act);
   const normed = layerNorm(g, w, `${LM_HEAD.transform}.LayerNorm`, tr, t.eps);
   // The LM head stays fp32 under int8: argmax decisions are the most quantisation-sensitive step.
   const logits = linearNamed(g, w, LM_HEAD.decoderWeight, LM_HEAD.bias, normed, { ...opts, int8: false });
-  g.output(logits, 'logits', 'float32', ['rows', 'seq', t.vocabSize]);
+  g.output(g.o('Reshape', [logits, g.o('Concat', [rowsSeq, g.i64([t.vocabSize])], { axis: 0 })]), 'logits', 'float32', ['rows', 'seq', t.vocabSize]);
   return g;
 }
 

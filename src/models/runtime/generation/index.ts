@@ -26,6 +26,7 @@ export async function generate(
 ): Promise<number[][][]> {
   validate(session, prefix, options, sampleKeys);
   if (prefix.length === 0) return [];
+  session.reserve?.(options.maxLength);
   return options.method === 'beam' ? beamSearch(session, prefix, options, special) : decodeRows(session, prefix, options, special, sampleKeys);
 }
 

@@ -16,9 +16,15 @@ export interface DecoderSession {
   readonly rows: number;
   /**
    * Append tokens to every row (same count per row: the whole prefix on the first call, one
-   * token afterwards) and return the logits of each row's last position, [rows, vocabSize].
+   * token afterwards) and return the logits of each row's last position, [rows, vocabSize]
+   * (valid until the next call: an implementation may reuse the buffer).
    */
   step(tokens: number[][]): Promise<Float32Array>;
+  /**
+   * Optional hint before the first step: sequences will reach at most `length` positions, so
+   * a cache can be sized once.
+   */
+  reserve?(length: number): void;
   /** Re-index rows: new row i continues old row `indices[i]` (beam reordering, expansion). */
   select(indices: number[]): void;
   close(): void;

@@ -101,6 +101,38 @@ export function linearNamed(g: GraphBuilder, w: WeightGetter, weightName: string
   return biasName ? g.o('Add', [y, vector(g, w, biasName)]) : y;
 }
 
+/**
+ * Several HF linears over the same input (`parts`, weights [out_k, in]) as one projection
+ * [.., Σ out_k]: one weight read and one kernel instead of one per part (a decode step is
+ * bound by reading weights and by per-kernel dispatch). int8 quantises the packed weight per
+ * output column, so each column is the same as in the separate int8 projections.
+ */
+export function packedLinear(g: GraphBuilder, w: WeightGetter, parts: string[], x: string, opts: LayerOptions = {}): string {
+  const base = parts[0].replace(/\.[^.]+$/, `.${parts.map((p) => p.slice(p.lastIndexOf('.') + 1)).join('_')}_packed`);
+  const bName = `${base}.bias`;
+  if (opts.int8) {
+    const qn = `${base}.weight_int8`;
+    const sn = `${base}.weight_scale`;
+    const zn = `${base}.weight_zero_point`;
+    if (!g.has(qn)) {
+      const p = packProjections(w, parts);
+      const { q, scale } = quantizeColumns(p.weight, p.inDim, p.outDim);
+      g.weight(qn, q, [p.inDim, p.outDim], 'int8');
+      g.weight(sn, scale, [p.outDim]);
+      g.weight(zn, new Int8Array(p.outDim), [p.outDim], 'int8');
+      g.weight(bName, p.bias, [p.outDim]);
+    }
+    return g.o('DynamicQuantizeMatMul', [x, qn, sn, zn, bName], {}, 'com.microsoft');
+  }
+  const wName = `${base}.weight`;
+  if (!g.has(wName)) {
+    const p = packProjections(w, parts);
+    g.weight(wName, p.weight, [p.inDim, p.outDim]);
+    g.weight(bName, p.bias, [p.outDim]);
+  }
+  return g.o('Add', [g.o('MatMul', [x, wName]), bName]);
+}
+
 /** A 1-D parameter (bias, LayerNorm scale) as an initializer, registered once. */
 function vector(g: GraphBuilder, w: WeightGetter, name: string): string {
   if (g.has(name)) return name;
