@@ -17,7 +17,8 @@ import type { StageRunContext } from './types.ts';
  * Output: a `clip` score on each ScoredText (texts the filter did not score are added), then the
  * decision again with every rule (BLIP's and `clip.minScore`; all must pass) and keep-top ranked
  * by `caption.selectBy`. Rows the filter did not decide and no CLIP rule judges stay pending (the
- * writer keeps them unfiltered); an image CLIP cannot use fails its row alone.
+ * writer keeps them unfiltered), except that with a CLIP rule a row with no text at all is
+ * filtered; an image CLIP cannot use fails its row alone.
  * With `clip.topFraction`, the shard's scores are added to the run's shared histogram
  * (`ctx.topFractionSketch`, src/pipeline/top-fraction.ts) once every batch is scored, and its rows
  * are decided with the merged histogram's threshold, marked provisional (`clipTop`); the run's
@@ -129,5 +130,7 @@ export async function clipShard(state: ShardState, ctx: StageRunContext<'clip' |
     const decidedByFilter = r.status !== 'pending';
     if (decidedByFilter || clipRule) decideRow(r, options);
   }
+  // A row without any text cannot pass a CLIP rule: filtered ("the row has no text to score").
+  if (clipRule || fraction !== null) for (const r of rows) if (r.status === 'pending' && scoredTexts(r).length === 0) decideRow(r, options);
 }
 
