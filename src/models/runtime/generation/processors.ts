@@ -61,27 +61,32 @@ export function topK(k: number): LogitsProcessor | null {
 export function topP(p: number): LogitsProcessor | null {
   if (p >= 1) return null;
   return (scores) => {
-    const probs = softmax(scores);
-    let threshold = 1e-4;
-    for (;;) {
-      const candidates: number[] = [];
-      for (let i = 0; i < probs.length; i++) if (probs[i] > 0 && probs[i] >= threshold) candidates.push(i);
-      candidates.sort((a, b) => probs[b] - probs[a] || a - b);
-      let cum = 0;
-      let keep = 0;
-      while (keep < candidates.length && (keep === 0 || cum < p)) {
-        cum += probs[candidates[keep]];
-        keep++;
-      }
-      if (cum >= p || threshold === 0) {
-        const kept = new Uint8Array(scores.length);
-        for (let k = 0; k < keep; k++) kept[candidates[k]] = 1;
-        for (let i = 0; i < scores.length; i++) if (!kept[i]) scores[i] = -Infinity;
-        return;
-      }
-      threshold = threshold > 1e-12 ? threshold / 100 : 0;
-    }
+    const { kept } = topPKept(scores, p);
+    const keep = new Uint8Array(scores.length);
+    for (const i of kept) keep[i] = 1;
+    for (let i = 0; i < scores.length; i++) if (!keep[i]) scores[i] = -Infinity;
   };
+}
+
+/** The tokens topP keeps (most likely first) and the scores' maximum; `scores` is not changed. */
+export function topPKept(scores: Float32Array, p: number): { kept: number[]; max: number } {
+  const probs = softmax(scores);
+  let max = -Infinity;
+  for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
+  let threshold = 1e-4;
+  for (;;) {
+    const candidates: number[] = [];
+    for (let i = 0; i < probs.length; i++) if (probs[i] > 0 && probs[i] >= threshold) candidates.push(i);
+    candidates.sort((a, b) => probs[b] - probs[a] || a - b);
+    let cum = 0;
+    let keep = 0;
+    while (keep < candidates.length && (keep === 0 || cum < p)) {
+      cum += probs[candidates[keep]];
+      keep++;
+    }
+    if (cum >= p || threshold === 0) return { kept: candidates.slice(0, keep), max };
+    threshold = threshold > 1e-12 ? threshold / 100 : 0;
+  }
 }
 
 export function applyAll(processors: (LogitsProcessor | null)[], scores: Float32Array, row: RowState): void {

@@ -6,7 +6,7 @@
  * counts the prefix (bos + prompt), and at least one token is generated, as in HF.
  */
 import type { DecoderSession, GenerationOptions, SpecialIds } from './types.ts';
-import { applyAll, argmax, minLength, repetitionPenalty, softmax, temperature, topK, topP, type LogitsProcessor } from './processors.ts';
+import { applyAll, argmax, minLength, repetitionPenalty, softmax, temperature, topK, topPKept, type LogitsProcessor } from './processors.ts';
 import { sampleRng, type Rng } from './rng.ts';
 
 interface Row {
@@ -25,7 +25,8 @@ export async function decodeRows(
   const sampling = options.method === 'nucleus';
   const k = sampling ? options.numReturnSequences : 1;
   const processors: (LogitsProcessor | null)[] = [repetitionPenalty(options.repetitionPenalty), minLength(options.minLength, special.eos)];
-  if (sampling) processors.push(temperature(options.temperature), topK(options.topK), topP(options.topP));
+  if (sampling) processors.push(temperature(options.temperature), topK(options.topK));
+  const pick = (scores: Float32Array, rng: Rng): number => (options.topP < 1 ? sampleTopP(scores, options.topP, rng) : sample(scores, rng));
 
   const rows: Row[] = [];
   for (let i = 0; i < prefix.length; i++) {
@@ -44,7 +45,7 @@ export async function decodeRows(
       const at = logitsRow(j);
       const scores = logits.slice(at * v, (at + 1) * v);
       applyAll(processors, scores, row);
-      row.tokens.push(row.rng ? sample(scores, row.rng) : argmax(scores));
+      row.tokens.push(row.rng ? pick(scores, row.rng) : argmax(scores));
     }
     const keep: number[] = [];
     for (let j = 0; j < active.length; j++) {
@@ -78,4 +79,32 @@ function sample(scores: Float32Array, rng: Rng): number {
     if (u < cum) return i;
   }
   return last;
+}
+
+/**
+ * topP then sample, as the topP processor followed by `sample` computes them (the same
+ * float32 probabilities, sums in the same order, so the same token), without a second
+ * softmax over the vocabulary or writing −inf into it: after the nucleus is chosen only its
+ * tokens are visited.
+ */
+function sampleTopP(scores: Float32Array, p: number, rng: Rng): number {
+  const { kept, max } = topPKept(scores, p);
+  kept.sort((a, b) => a - b);
+  let sum = 0;
+  for (const i of kept) sum += Math.exp(scores[i] - max);
+  const u = rng.next();
+  let cum = 0;
+  const f = new Float32Array(1);
+  for (const i of kept) {
+    f[0] = Math.exp(scores[i] - max);
+    f[0] = f[0] / sum;
+    if (f[0] === 0) continue;
+    cum += f[0];
+    if (u < cum) return i;
+  }
+  for (let k = kept.length - 1; k >= 0; k--) {
+    f[0] = Math.exp(scores[kept[k]] - max);
+    if (f[0] / sum !== 0) return kept[k];
+  }
+  return kept[kept.length - 1];
 }

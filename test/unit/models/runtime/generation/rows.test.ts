@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { generate } from '../../../../../src/models/runtime/generation/index.ts';
 import type { GenerationOptions, SpecialIds } from '../../../../../src/models/runtime/generation/types.ts';
 import { TableLM, hashedLM, lastTokenTable } from '../../../../helpers/fake-lm.ts';
+import { applyAll, minLength, repetitionPenalty, softmax, temperature, topK, topP } from '../../../../../src/models/runtime/generation/processors.ts';
+import { sampleRng } from '../../../../../src/models/runtime/generation/rng.ts';
 
 // vocab: 0 pad, 1 cls, 2 sep (= eos), 3 bos, 4.. words
 const special: SpecialIds = { pad: 0, cls: 1, sep: 2, eos: 2, bos: 3 };
@@ -106,6 +108,34 @@ describe('nucleus sampling', () => {
     expect(freq[0]).toBeCloseTo(0.5, 1);
     expect(freq[1]).toBeCloseTo(0.3, 1);
     expect(freq[2]).toBeCloseTo(0.2, 1);
+  });
+
+  it('samples the tokens the topP processor followed by a softmax over the whole vocabulary gives', async () => {
+    const V = 3000;
+    const fn = hashedLM(V, special.eos, -1);
+    const o = { ...opts, topP: 0.8, topK: 0, temperature: 0.7, repetitionPenalty: 1.2, maxLength: 9, minLength: 4, numReturnSequences: 3 };
+    const [got] = await generate(new TableLM(V, 1, fn), [[3, 9]], o, special, ['ref']);
+    const processors = [repetitionPenalty(o.repetitionPenalty), minLength(o.minLength, special.eos), temperature(o.temperature), topK(o.topK), topP(o.topP)];
+    const want = [0, 1, 2].map((r) => {
+      const rng = sampleRng(o.seed, 'ref', r);
+      const tokens = [3, 9];
+      while (tokens[tokens.length - 1] !== special.eos && tokens.length < o.maxLength) {
+        const scores = Float32Array.from(fn(0, tokens));
+        applyAll(processors, scores, { tokens });
+        const probs = softmax(scores);
+        const u = rng.next();
+        let cum = 0;
+        let pick = -1;
+        for (let i = 0; i < V && pick < 0; i++) {
+          if (probs[i] === 0) continue;
+          cum += probs[i];
+          if (u < cum) pick = i;
+        }
+        tokens.push(pick);
+      }
+      return tokens;
+    });
+    expect(got).toEqual(want);
   });
 
   it('never samples outside top-p and top-k', async () => {
