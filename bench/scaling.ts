@@ -12,7 +12,7 @@
  * (temp dir, free port) holds the queues, so the shared Redis is not disturbed and its counters
  * belong to this benchmark alone. Images: 640×480 photo-like JPEGs (gradients, soft blobs, sensor
  * noise) served from 127.0.0.1, each URL unique bytes (8 bytes after the JPEG end marker) so the
- * run-wide duplicate index holds one key per row, as on real data.
+ * run-wide duplicate index holds one record per row, as on real data.
  *
  * Per level: the missing worker processes start (processes are kept from level to level, as
  * scaling out adds workers to a running deployment), a small run warms them (models loaded),
@@ -37,7 +37,6 @@
  * ratios, not the absolute rows/s.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, existsSync, cpSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -488,7 +487,8 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
       peakUsedMemoryAboveBaselineMB: round((peak.redis - baseline) / 2 ** 20, 2),
       // Approximate: the peak less what does not scale with shards in flight (end-of-run sizes).
       perInFlightShardKB: round((peak.redis - baseline - dup.bytes - stats.bytes - runKeys.bytes - doneHash.bytes) / Math.max(1, peak.inFlight) / 1024, 1),
-      duplicateIndex: { keys: dup.keys, bytesPerKey: round(dup.perKey, 1), MB: round(dup.bytes / 2 ** 20, 3) },
+      // MEMORY USAGE of the bucket strings (bench:dup-index measures used_memory at 10M rows).
+      duplicateIndex: { buckets: dup.keys, bytesPerRow: round(dup.bytes / rows, 1), MB: round(dup.bytes / 2 ** 20, 3) },
       runKeysExceptDuplicateIndexKB: round(runKeys.bytes / 1024, 1),
       doneHashBytesPerShard: round(doneHash.bytes / Math.max(1, shards), 1),
       statsKeysKB: round(stats.bytes / 1024, 1),
@@ -510,47 +510,6 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
 }
 
 type Level = Awaited<ReturnType<typeof measureLevel>>;
-
-/**
- * Memory per entry of the run-wide duplicate index (the one Redis structure that grows with the
- * row count), in Redis's used_memory: the current layout (one string key per sha256, `SET NX
- * GET EX`) against a bucketed layout (hash per 5-hex-digit prefix; field = 16 raw bytes of the
- * sha256, value = row key; ~100 entries per hash stay in Redis's compact listpack encoding).
- */
-async function duplicateIndexLayouts(redisUrl: string, entries = 100_000) {
-  const redis = new Redis(redisUrl);
-  await redis.flushall();
-  const runPrefix = `${PREFIX}:run:0123456789abcdef`;
-  const used = async () => Number((await info(redis, 'memory')).used_memory);
-  const sha = (i: number) => createHash('sha256').update(String(i)).digest();
-  const rowKey = (i: number) => String(i).padStart(11, '0');
-  const measure = async (add: (p: ReturnType<Redis['pipeline']>, i: number) => void) => {
-    await redis.flushall();
-    const before = await used();
-    for (let i = 0; i < entries; i += 1000) {
-      const p = redis.pipeline();
-      for (let j = i; j < Math.min(entries, i + 1000); j++) add(p, j);
-      await p.exec();
-    }
-    return round((await used() - before) / entries, 1);
-  };
-  const buckets = Math.max(1, Math.round(entries / 100));
-  const stringKeys = await measure((p, i) => p.call('SET', `${runPrefix}:dup:${sha(i).toString('hex')}`, rowKey(i), 'NX', 'GET', 'EX', String(7 * 24 * 3600)));
-  const bucketed = await measure((p, i) => {
-    const h = sha(i);
-    const key = Buffer.from(`${runPrefix}:dupb:${h.readUInt32BE(0) % buckets}`);
-    p.hsetnx(key, h.subarray(16), rowKey(i));
-    if (i % 100 === 0) p.expire(key, 7 * 24 * 3600);
-  });
-  await redis.flushall();
-  redis.disconnect();
-  return {
-    entries,
-    bytesPerEntry: { stringKeyPerHash: stringKeys, bucketedHashListpack: bucketed },
-    bucketedEntriesPerHash: round(entries / buckets, 1),
-    note: 'used_memory delta per entry; row keys of 11 digits (100M rows); the bucketed layout is a proposal, not what the pipeline does',
-  };
-}
 
 /** N=1 with the Redis staging backend, and with 4× larger shards (per-shard vs per-row costs). */
 async function runExtras(redisUrl: string, images: Awaited<ReturnType<typeof imageServer>>, model: string, base: Level) {
@@ -617,7 +576,6 @@ try {
     cpuUtilisation: l.cpuUtilisation,
   }));
   if (extras) result.extras = extras;
-  result.duplicateIndexLayouts = await duplicateIndexLayouts(redisServer.url);
   result.totalSeconds = round((performance.now() - started) / 1000, 1);
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } finally {
