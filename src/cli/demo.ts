@@ -6,6 +6,8 @@ import { COMMON_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../co
 import { parseSetArgs, type Override } from '../config/load.ts';
 import { CapfiltError } from '../core/errors.ts';
 import { logger } from '../core/logger.ts';
+import type { DemoClipQuality, DemoRuleQuality } from '../run/demo.ts';
+import type { RunSummary } from '../run/summary.ts';
 import { interruptSignal, quietUnderBar } from './run.ts';
 
 function int(flag: string, v: unknown, min: number, max: number): number {
@@ -16,16 +18,46 @@ function int(flag: string, v: unknown, min: number, max: number): number {
 
 const pct = (x: number | null) => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
+const fixed = (x: number | null) => (x === null ? 'n/a' : x.toFixed(3));
+const counts = (o: Record<string, number>) => Object.entries(o).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+
+/** CLIP's figures beside BLIP's: each rule alone on the web texts, and the run's decision. */
+export function clipLines(q: DemoClipQuality, run: RunSummary): string[] {
+  const cols = [
+    ['BLIP ITM', q.rules.itm, q.itmThreshold],
+    ['CLIP', q.rules.clip, q.clipMinScore],
+    ['decision', q.rules.decision, null],
+  ] as const;
+  const shown = cols.filter(([, rule]) => rule !== null);
+  const head = shown.map(([name, , t]) => (t === null ? name : `${name} ≥ ${t}`).padStart(16)).join('');
+  const row = (label: string, pick: (x: DemoRuleQuality) => number | null) => `    ${label.padEnd(19)}${shown.map(([, rule]) => pct(pick(rule!)).padStart(16)).join('')}`;
+  const noise = Object.keys(q.rules.decision.rejected);
+  const m = q.meanScore;
+  return [
+    `  web texts, by rule   ${head}  (each rule alone; decision = all rules, the run's)`,
+    row('kept', (x) => x.kept),
+    row('precision', (x) => x.precision),
+    row('recall', (x) => x.recall),
+    ...noise.map((l) => row(`rejected ${l}`, (x) => x.rejected[l] ?? null)),
+    `  CLIP score mean      web ${fixed(m.web)} (${Object.entries(m.byNoise).map(([l, v]) => `${l} ${fixed(v)}`).join(', ')}), synthetic ${fixed(m.synthetic)}`,
+    `  rejected by rule     ${counts(run.rejectedBy ?? {})}  (texts)`,
+    ...(q.labels
+      ? [`  zero-shot labels     ${counts(q.labels.counts)}  (top label names a shape of the scene: ${pct(q.labels.topInScene)}; one-shape scenes: ${pct(q.labels.oneShapeAccuracy)})`]
+      : []),
+  ];
+}
+
 export function register(program: Command): void {
   const cmd = program
     .command('demo')
-    .description('the whole pipeline on generated noisy image-text pairs with the bundled demo model; prints filter precision/recall and captioner accuracy');
+    .description('the whole pipeline on generated noisy image-text pairs with the bundled demo models (BLIP and CLIP); prints filter precision/recall, captioner accuracy and CLIP\'s figures beside BLIP\'s');
   addConfigFlags(cmd, [...WORKER_FLAGS, ...COMMON_FLAGS])
     .option('--rows <n>', 'pairs to generate', '2000')
     .option('--out <dir>', 'output folder (default: a new temporary folder)')
     .option('--seed <n>', 'dataset seed (the default was used neither to train nor to validate the demo model)', '20261129')
     .option('--size <px>', 'rendered image side', '160')
     .option('--dashboard-port <port>', 'port of the live dashboard on 127.0.0.1 (0: a free port)', '0')
+    .option('--no-clip', 'run BLIP alone, without the clip stage and the bundled demo CLIP')
     .option('--no-dashboard', 'do not start the dashboard')
     .option('--serve', 'keep the dashboard (and a private Redis) running after the run until Ctrl-C')
     .option('--progress <mode>', 'auto, bar, json, none', 'auto')
@@ -62,6 +94,7 @@ export function register(program: Command): void {
         const signal = interruptSignal(() => log.warn('interrupted: draining workers'));
         const s = await runDemo({
           rows, seed, out, size,
+          clip: flags.clip !== false,
           configFile: (flags.config as string | undefined) ?? null,
           overrides, env: process.env, log,
           progress: progressMode(mode as 'auto'),
@@ -80,6 +113,7 @@ export function register(program: Command): void {
           `  filter recall        ${pct(s.quality.filterRecall)}  (web texts describing their image that were kept)`,
           `  captioner accuracy   ${pct(s.quality.captionerAccuracy)}  (synthetic captions that describe their image)`,
           `  key.txt accuracy     ${pct(s.quality.selectedAccuracy)}  (selected captions of kept rows that describe their image)`,
+          ...(s.quality.clip ? clipLines(s.quality.clip, r) : []),
           `  speed                ${r.rowsPerSec.toFixed(1)} rows/s (${r.seconds.toFixed(1)} s)`,
           `  output               ${r.out}`,
           `  dashboard            ${dashboard ? `${dashboard.url}${flags.serve ? ' (serving until Ctrl-C)' : ' (was live during the run; --serve keeps it up)'}` : 'off'}`,

@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { loadConfig, type LoadedConfig, type Override } from '../config/load.ts';
 import { captionMatchesScene, generateDemoPair, renderScene } from '../demo/index.ts';
+import { SHAPE_KINDS } from '../demo/vocab.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
-import type { RowRecord } from '../core/records.ts';
+import { scoreOf, type RowRecord } from '../core/records.ts';
 import { STAGE_ORDER } from '../core/shard.ts';
 import { outputColumns } from '../pipeline/stages/table.ts';
 import type { RedisEndpoint } from '../workers/redis-setup.ts';
@@ -18,12 +19,20 @@ import type { RunSummary } from './summary.ts';
  * `capfilt demo`: the whole pipeline on a generated noisy dataset with known ground truth.
  * Pairs come from the demo generator (src/demo), their images are rendered on request by an
  * HTTP server on 127.0.0.1 (allowlisted in the SSRF guard for this run only), and the run uses
- * the bundled demo model. Afterwards the output parquet is compared with the ground truth:
- * filter precision/recall on the web texts (positive = the web text describes the image) and
- * the share of synthetic captions that describe their image.
+ * the bundled demo models: BLIP (captioner + filter) and, unless `clip` is false, CLIP (the clip
+ * stage, its rule at the model card's threshold, zero-shot labels of the shape kinds).
+ * Afterwards the output parquet is compared with the ground truth: filter precision/recall on
+ * the web texts (positive = the web text describes the image), the share of synthetic captions
+ * that describe their image, and with CLIP each rule alone beside the run's decision.
  */
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DEMO_MODEL_DIR = join(PACKAGE_ROOT, 'models', 'demo');
+export const DEMO_CLIP_DIR = join(PACKAGE_ROOT, 'models', 'demo-clip');
+/**
+ * The demo CLIP's cosine threshold: chosen on a validation seed (424242) that no demo run uses
+ * by default, as models/demo-clip/MODEL_CARD.md records.
+ */
+export const DEMO_CLIP_MIN_SCORE = 0.405;
 
 export interface DemoOptions {
   rows: number;
@@ -31,6 +40,11 @@ export interface DemoOptions {
   out: string;
   /** Image side of the rendered scenes (the demo model was trained at 160 px). */
   size: number;
+  /**
+   * Run the clip stage (default true), with the bundled demo CLIP unless models.clip names
+   * another; false runs BLIP alone.
+   */
+  clip?: boolean;
   /** Config layers from the command line (file, env, flags); the demo adds its own defaults below them. */
   configFile: string | null;
   overrides: Override[];
@@ -53,6 +67,32 @@ export interface DemoQuality {
   webTexts: { correct: number; kept: number; keptCorrect: number };
   captions: number;
   byNoise: Record<string, { rows: number; webKept: number }>;
+  /** With the clip stage: CLIP's figures beside BLIP's; null without it. */
+  clip: DemoClipQuality | null;
+}
+
+/** One decision rule on the web texts against the ground truth. */
+export interface DemoRuleQuality {
+  /** Share of the scored web texts the rule keeps. */
+  kept: number | null;
+  precision: number | null;
+  recall: number | null;
+  /** Share of each noise kind's web texts the rule rejects. */
+  rejected: Record<string, number | null>;
+}
+
+export interface DemoClipQuality {
+  /**
+   * The web texts as each rule alone would decide them — BLIP ITM (filter.itmThreshold) and CLIP
+   * (clip.minScore; null without a CLIP rule) — and the run's decision (all rules).
+   */
+  rules: { itm: DemoRuleQuality | null; clip: DemoRuleQuality | null; decision: DemoRuleQuality };
+  itmThreshold: number | null;
+  clipMinScore: number | null;
+  /** Mean CLIP score of the web texts, by noise kind, and of the synthetic captions. */
+  meanScore: { web: number | null; synthetic: number | null; byNoise: Record<string, number | null> };
+  /** Zero-shot top labels: rows per label and the share whose top label is a shape kind of the scene. */
+  labels: { counts: Record<string, number>; topInScene: number | null; oneShapeAccuracy: number | null } | null;
 }
 
 export interface DemoSummary {
@@ -91,8 +131,77 @@ export function writeDemoInput(file: string, baseUrl: string, seed: number, rows
   writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
-/** Compares the output rows with the generator's ground truth. */
-export function demoQuality(records: RowRecord[], seed: number): DemoQuality {
+function ruleQuality(webs: { label: string; keep: boolean }[]): DemoRuleQuality {
+  const ratio = (a: number, b: number) => (b ? a / b : null);
+  const kept = webs.filter((w) => w.keep);
+  const correct = webs.filter((w) => w.label === 'correct');
+  const labels = [...new Set(webs.map((w) => w.label))].sort();
+  return {
+    kept: ratio(kept.length, webs.length),
+    precision: ratio(kept.filter((w) => w.label === 'correct').length, kept.length),
+    recall: ratio(correct.filter((w) => w.keep).length, correct.length),
+    rejected: Object.fromEntries(labels.filter((l) => l !== 'correct').map((l) => {
+      const of = webs.filter((w) => w.label === l);
+      return [l, ratio(of.filter((w) => !w.keep).length, of.length)];
+    })),
+  };
+}
+
+/** CLIP's figures from the rows' CLIP scores and labels; null when no text has a CLIP score. */
+export function demoClipQuality(records: RowRecord[], seed: number, rules: { itmThreshold: number | null; clipMinScore: number | null }): DemoClipQuality | null {
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  const webs: { label: string; itm: number | undefined; clip: number; kept: boolean }[] = [];
+  const synthetic: number[] = [];
+  const labelCounts: Record<string, number> = {};
+  let labelled = 0;
+  let inScene = 0;
+  let oneShape = 0;
+  let oneShapeRight = 0;
+  for (const r of records) {
+    if (r.status === 'failed') continue;
+    for (const s of r.scores) {
+      const clip = scoreOf(s, 'clip');
+      if (clip === undefined) continue;
+      if (s.source === 'web') webs.push({ label: String(r.extra.noise), itm: scoreOf(s, 'itm'), clip, kept: s.kept });
+      else if (s.source === 'synthetic') synthetic.push(clip);
+    }
+    const top = r.labels?.[0]?.label;
+    if (top === undefined) continue;
+    labelCounts[top] = (labelCounts[top] ?? 0) + 1;
+    const kinds: string[] = generateDemoPair(seed, Number(r.extra.demo_index)).scene.shapes.map((x) => x.kind);
+    labelled++;
+    if (kinds.includes(top)) inScene++;
+    if (kinds.length === 1) {
+      oneShape++;
+      if (kinds[0] === top) oneShapeRight++;
+    }
+  }
+  if (!webs.length && !synthetic.length) return null;
+  const byNoise = [...new Set(webs.map((w) => w.label))].sort();
+  const itm = rules.itmThreshold;
+  const minScore = rules.clipMinScore;
+  return {
+    rules: {
+      itm: itm === null || webs.some((w) => w.itm === undefined) ? null : ruleQuality(webs.map((w) => ({ label: w.label, keep: w.itm! >= itm }))),
+      clip: minScore === null ? null : ruleQuality(webs.map((w) => ({ label: w.label, keep: w.clip >= minScore }))),
+      decision: ruleQuality(webs.map((w) => ({ label: w.label, keep: w.kept }))),
+    },
+    itmThreshold: itm,
+    clipMinScore: minScore,
+    meanScore: {
+      web: mean(webs.map((w) => w.clip)),
+      synthetic: mean(synthetic),
+      byNoise: Object.fromEntries(byNoise.map((l) => [l, mean(webs.filter((w) => w.label === l).map((w) => w.clip))])),
+    },
+    labels: labelled ? { counts: labelCounts, topInScene: inScene / labelled, oneShapeAccuracy: oneShape ? oneShapeRight / oneShape : null } : null,
+  };
+}
+
+/**
+ * Compares the output rows with the generator's ground truth. `rules` (the run's ITM threshold
+ * and CLIP rule) adds CLIP's figures when the rows carry CLIP scores.
+ */
+export function demoQuality(records: RowRecord[], seed: number, rules?: { itmThreshold: number | null; clipMinScore: number | null }): DemoQuality {
   const ratio = (a: number, b: number) => (b ? a / b : null);
   let correct = 0;
   let kept = 0;
@@ -134,19 +243,31 @@ export function demoQuality(records: RowRecord[], seed: number): DemoQuality {
     webTexts: { correct, kept, keptCorrect },
     captions,
     byNoise,
+    clip: rules ? demoClipQuality(records, seed, rules) : null,
   };
 }
 
-export function demoConfig(o: DemoOptions, input: string, imagesUrl: string): LoadedConfig {
+/** The demo's zero-shot classes: the shape kinds of the demo domain, one a line. */
+export function writeDemoLabels(file: string): void {
+  writeFileSync(file, `${SHAPE_KINDS.join('\n')}\n`);
+}
+
+export function demoConfig(o: DemoOptions, input: string, imagesUrl: string, labelsFile?: string): LoadedConfig {
   const d = (path: string, value: unknown): Override => ({ path, value, source: 'capfilt demo' });
   // The demo's own settings sit between default.yaml and the user's layers: a user's file, env
   // or flag still wins, except the input, output and the loopback allowlist the demo needs.
   const probe = loadConfig({ file: o.configFile, env: o.env, overrides: o.overrides });
-  // Every stage, CLIP's when a CLIP model is configured (--clip-model / models.clip).
+  // Every stage; CLIP's unless turned off, with the bundled demo CLIP unless the user names one.
+  const clip = o.clip !== false;
+  const demoClip = clip && !probe.isExplicit('models.clip');
   const demoDefaults: Override[] = [
     d('models.captioner', DEMO_MODEL_DIR), d('models.filter', DEMO_MODEL_DIR),
     d('image.size', o.size), d('shards.rows', Math.max(50, Math.min(250, Math.ceil(o.rows / 8)))),
-    d('input.saveAdditionalColumns', ['noise', 'demo_index']), d('pipeline.stages', STAGE_ORDER.filter((s) => s !== 'clip' || probe.config.models.clip !== null)),
+    d('input.saveAdditionalColumns', ['noise', 'demo_index']), d('pipeline.stages', STAGE_ORDER.filter((s) => s !== 'clip' || clip)),
+    // The demo CLIP's rule at its model card's threshold and its zero-shot labels (a user's CLIP
+    // model gets neither: the threshold and the classes belong to this model and domain).
+    ...(demoClip ? [d('models.clip', DEMO_CLIP_DIR), d('clip.minScore', DEMO_CLIP_MIN_SCORE)] : []),
+    ...(demoClip && labelsFile ? [d('clip.labels', labelsFile)] : []),
   ].filter((x) => !probe.isExplicit(x.path));
   const allow = [...new Set([...probe.config.download.ssrfAllowlist, new URL(imagesUrl).hostname])];
   return loadConfig({
@@ -162,7 +283,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   try {
     const input = join(o.out, 'demo-input.jsonl');
     writeDemoInput(input, images.url, o.seed, o.rows);
-    const loaded = demoConfig(o, input, images.url);
+    const labels = join(o.out, 'demo-labels.txt');
+    if (o.clip !== false) writeDemoLabels(labels);
+    const loaded = demoConfig(o, input, images.url, o.clip !== false ? labels : undefined);
     const run = await runPipeline({
       loaded,
       workers: true,
@@ -174,7 +297,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     });
     const parquets = readdirSync(o.out).filter((f) => /^\d{5}\.parquet$/.test(f)).sort();
     const records = (await Promise.all(parquets.map((f) => readShardParquet(join(o.out, f), outputColumns())))).flat();
-    return { run, quality: demoQuality(records, o.seed), input };
+    const c = loaded.config;
+    const rules = c.pipeline.stages.includes('clip')
+      ? { itmThreshold: c.pipeline.stages.includes('filter') ? c.filter.itmThreshold : null, clipMinScore: c.clip.minScore }
+      : undefined;
+    return { run, quality: demoQuality(records, o.seed, rules), input };
   } finally {
     await images.close();
   }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError, isCapfiltError } from '../core/errors.ts';
+import { sumShardStats } from '../io/writers/stats.ts';
 import { StatsWriter } from '../telemetry/stats.ts';
 import { RedisOutage, checkEvictionPolicy, openRedis, settlesWithin, workerConnection } from '../workers/connection.ts';
 import { WorkerHost } from '../workers/host.ts';
@@ -108,6 +109,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       runId, input: inputRoot, out, totalRows, totalShards: shards.length, stages: config.pipeline.stages,
       queuePrefix: config.redis.prefix, queues: Object.fromEntries(config.pipeline.stages.map((s) => [s, s])),
       itmThreshold: config.filter.itmThreshold, itcThreshold: config.filter.itcThreshold, labels: o.labels ?? {}, state: 'running', startedAt: t0,
+      ...(config.pipeline.stages.includes('clip') ? { clipMinScore: config.clip.minScore } : {}),
     });
     o.log.info({ runId, input: inputRoot, out, files: files.length, totalRows, shards: shards.length, stages: config.pipeline.stages, redis: endpoint.url, staging: config.staging.backend }, 'run planned');
     await o.onPlanned?.({ runId, redisUrl: endpoint.url, totalRows, totalShards: shards.length, config });
@@ -222,6 +224,12 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
         if (dir) for (const d of [join(dir, runId), dir]) await rmdir(d).catch(() => undefined);
       };
       await tidyStaging();
+    }
+    if (!interrupted && config.pipeline.stages.includes('clip')) {
+      const c = await sumShardStats(out, shards.map((x) => x.outputName));
+      summary.rejectedBy = c.rejectedBy;
+      if (config.clip.labels) summary.labelCounts = c.labelCounts ?? {};
+      if (config.clip.saveEmbeddings) summary.embeddingsWritten = c.embeddingsWritten ?? 0;
     }
     const modelHost = host ?? o.host;
     if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null);

@@ -37,6 +37,14 @@ export interface RunSummary {
    * beside the shared histogram's threshold over the same texts (`sketchThreshold`).
    */
   clipTopFraction?: TopFractionSummary & { sketchThreshold: number | null };
+  /**
+   * With the clip stage in the run only: texts rejected per decision rule, rows per top zero-shot
+   * label (with clip.labels) and rows written to embeddings/ (with clip.saveEmbeddings), summed
+   * over the shards' _stats.json.
+   */
+  rejectedBy?: Record<string, number>;
+  labelCounts?: Record<string, number>;
+  embeddingsWritten?: number;
 }
 
 export function publicSummary(s: RunSummary): Omit<RunSummary, 'config'> {

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { RowStatus } from '../core/records.ts';
 import {
-  DEFAULT_PREFIX, HISTOGRAMS, STAGES, keys,
+  CLIP_HISTOGRAM, DEFAULT_PREFIX, HISTOGRAMS, STAGES, keys,
   type HistogramSpec, type RunMeta, type SampleEntry, type ScoreName, type WorkerInfo,
 } from './stats-schema.ts';
 
@@ -32,6 +32,11 @@ export interface RunCounters {
   texts: Record<string, TextCounts>;
   imagesScored: number;
   imagesAnyKept: number;
+  /** Texts rejected per decision rule (itm, itc, clip, top). */
+  rejectedBy: Record<string, number>;
+  /** Rows per top zero-shot label. */
+  labels: Record<string, number>;
+  embeddingsWritten: number;
 }
 
 export interface HistogramSet {
@@ -44,6 +49,8 @@ export interface RunSnapshot {
   meta: RunMeta;
   counters: RunCounters;
   histograms: Record<ScoreName, HistogramSet>;
+  /** CLIP scores of the texts by decision (counts `kept`, `dropped`); null when no text has one. */
+  clipHistogram: HistogramSet | null;
   /** Stage → [bucket start (unix s), rows/s in that bucket], oldest first. */
   series: Record<string, Array<[number, number]>>;
   /** Rows/s finishing the run's last stage over the last minute. */
@@ -114,7 +121,9 @@ export class StatsReader {
     for (const s of stages) p.hgetall(this.k.series(runId, s));
     const res = (await p.exec()) ?? [];
     const counters = decodeCounters((res[0]?.[1] ?? {}) as Record<string, string>);
-    const histograms = decodeHistograms((res[1]?.[1] ?? {}) as Record<string, string>);
+    const rawHist = (res[1]?.[1] ?? {}) as Record<string, string>;
+    const histograms = decodeHistograms(rawHist);
+    const clipHistogram = decodeClipHistogram(rawHist);
     const series: Record<string, Array<[number, number]>> = {};
     stages.forEach((s, i) => {
       const raw = (res[2 + i]?.[1] ?? {}) as Record<string, string>;
@@ -126,7 +135,7 @@ export class StatsReader {
     const remaining = meta.totalRows === null ? null : Math.max(0, meta.totalRows - counters.done);
     const etaSec = remaining === null || meta.state !== 'running' ? null
       : remaining === 0 ? 0 : rowsPerSec > 0 ? remaining / rowsPerSec : null;
-    return { meta, counters, histograms, series, rowsPerSec, etaSec, updatedAt: rawMeta.updatedAt ? Number(rawMeta.updatedAt) : null };
+    return { meta, counters, histograms, clipHistogram, series, rowsPerSec, etaSec, updatedAt: rawMeta.updatedAt ? Number(rawMeta.updatedAt) : null };
   }
 
   async samples(runId: string, q: SampleQuery = {}): Promise<SampleEntry[]> {
@@ -185,6 +194,7 @@ export function decodeMeta(runId: string, raw: Record<string, string>): RunMeta 
     queues: j(raw.queues, {} as Record<string, string>),
     itmThreshold: n(raw.itmThreshold),
     itcThreshold: n(raw.itcThreshold),
+    clipMinScore: n(raw.clipMinScore),
     out: raw.out || null,
     labels: j(raw.labels, {} as Record<string, string>),
     bucketSec: n(raw.bucketSec) ?? 5,
@@ -195,6 +205,7 @@ export function decodeCounters(raw: Record<string, string>): RunCounters {
   const c: RunCounters = {
     done: 0, shardsDone: 0, final: { kept: 0, filtered: 0, failed: 0 }, stages: {},
     failedReasons: {}, filteredReasons: {}, texts: {}, imagesScored: 0, imagesAnyKept: 0,
+    rejectedBy: {}, labels: {}, embeddingsWritten: 0,
   };
   const stage = (s: string) => (c.stages[s] ??= { rows: 0, shards: 0, statuses: {} });
   for (const [field, v] of Object.entries(raw)) {
@@ -204,6 +215,9 @@ export function decodeCounters(raw: Record<string, string>): RunCounters {
       case 'done': c.done = n; break;
       case 'shards': c.shardsDone = n; break;
       case 'images': if (parts[1] === 'scored') c.imagesScored = n; else c.imagesAnyKept = n; break;
+      case 'rule': c.rejectedBy[parts.slice(1).join(':')] = n; break;
+      case 'label': c.labels[parts.slice(1).join(':')] = n; break;
+      case 'embeddings': c.embeddingsWritten = n; break;
       case 'final': if (parts[1] in c.final) c.final[parts[1] as keyof RunCounters['final']] = n; break;
       case 'reason': {
         const reason = parts.slice(2).join(':');
@@ -243,4 +257,16 @@ export function decodeHistograms(raw: Record<string, string>): Record<ScoreName,
     if (b >= 0 && b < arr.length) arr[b] = Number(v);
   }
   return out;
+}
+
+export function decodeClipHistogram(raw: Record<string, string>): HistogramSet | null {
+  const counts: Record<string, number[]> = {};
+  for (const [field, v] of Object.entries(raw)) {
+    const [score, decision, bucket] = field.split(':');
+    if (score !== 'clip') continue;
+    const arr = (counts[decision] ??= new Array<number>(CLIP_HISTOGRAM.buckets).fill(0));
+    const b = Number(bucket);
+    if (b >= 0 && b < arr.length) arr[b] = Number(v);
+  }
+  return Object.keys(counts).length ? { spec: CLIP_HISTOGRAM, counts } : null;
 }

@@ -10,7 +10,8 @@
  *   P:runs                       ZSET   runId → startedAt (ms)
  *   P:run:<id>:meta              HASH   RunMeta fields (strings; JSON for arrays)
  *   P:run:<id>:c                 HASH   counters (see `counterFields`)
- *   P:run:<id>:h                 HASH   "<score>:<source>:<bucket>" → count
+ *   P:run:<id>:h                 HASH   "<score>:<source>:<bucket>" → count; CLIP scores as
+ *                                       "clip:<kept|dropped>:<bucket>" (the text's decision)
  *   P:run:<id>:ts:<stage>        HASH   "<bucket start, unix s>" → rows finished in that bucket
  *   P:run:<id>:samples           LIST   SampleEntry JSON, newest first
  *   P:run:<id>:shards:<stage>    SET    shard ids already counted (makes retries idempotent)
@@ -43,6 +44,9 @@ export const HISTOGRAMS: Record<ScoreName, HistogramSpec> = {
   itm: { min: 0, max: 1, buckets: 50 },
   itc: { min: -1, max: 1, buckets: 100 },
 };
+
+/** The CLIP score (a cosine, the clip stage's) by decision: the same buckets as ITC. */
+export const CLIP_HISTOGRAM: HistogramSpec = { min: -1, max: 1, buckets: 100 };
 
 /** Bucket of a value; thresholds use the same function so that "≥ t" matches bucket edges. */
 export function bucketOf(spec: HistogramSpec, value: number): number {
@@ -90,6 +94,12 @@ export const counterFields = {
   final: (status: RowStatus) => `final:${status}`,
   reason: (status: RowStatus, reason: string) => `reason:${status}:${reason}`,
   texts: (source: TextSource, kept: boolean) => `texts:${source}:${kept ? 'kept' : 'dropped'}`,
+  /** Texts the named decision rule rejected (itm, itc, clip, top): per-rule filter rates. */
+  rule: (rule: string) => `rule:${rule}`,
+  /** Rows whose top zero-shot label is this (clip.labels). */
+  label: (label: string) => `label:${label}`,
+  /** Kept rows written to embeddings/ (clip.saveEmbeddings). */
+  embeddingsWritten: 'embeddings:written',
   imagesScored: 'images:scored',
   imagesAnyKept: 'images:anyKept',
   shardsDone: 'shards:done',
@@ -112,6 +122,8 @@ export interface RunMeta {
   queues: Record<string, string>;
   itmThreshold: number | null;
   itcThreshold: number | null;
+  /** clip.minScore of a run with the clip stage (null: no CLIP rule). */
+  clipMinScore: number | null;
   out: string | null;
   /** Free-form labels (model ids, host) shown on the page. */
   labels: Record<string, string>;
@@ -120,7 +132,7 @@ export interface RunMeta {
 }
 
 /** A scored text as the dashboard shows it: text, source, every score by name, kept. */
-export type SampleScore = { text: string; source: TextSource } & Record<ScoreName, number> & { kept: boolean };
+export type SampleScore = { text: string; source: TextSource } & Record<ScoreName, number> & { kept: boolean; clip?: number };
 
 export interface SampleEntry {
   key: string;
@@ -136,6 +148,8 @@ export interface SampleEntry {
   captions: string[];
   scores: SampleScore[];
   selected: string | null;
+  /** Zero-shot labels, best first, when the run labels images (clip.labels). */
+  labels?: { label: string; prob: number }[];
   /** `data:image/jpeg;base64,...`, at most THUMBNAIL_MAX_BYTES of JPEG; null without an image. */
   thumb: string | null;
   width: number | null;

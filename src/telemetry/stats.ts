@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { realClock, type Clock } from '../core/clock.ts';
-import { SCORE_NAMES, type RowRecord, type RowStatus } from '../core/records.ts';
+import { SCORE_NAMES, scoreOf, type RowRecord, type RowStatus } from '../core/records.ts';
 import type { CapfiltMetrics } from './metrics.ts';
 import {
-  DEFAULT_PREFIX, HISTOGRAMS, bucketOf, counterFields, keys,
+  CLIP_HISTOGRAM, DEFAULT_PREFIX, HISTOGRAMS, bucketOf, counterFields, keys,
   type RunMeta, type SampleEntry, type SampleScore, type WorkerInfo,
 } from './stats-schema.ts';
 import { thumbnailDataUrl } from './thumbnail.ts';
@@ -215,6 +215,7 @@ export class StatsWriter {
       queues: input.queues ?? {},
       itmThreshold: input.itmThreshold ?? null,
       itcThreshold: input.itcThreshold ?? null,
+      clipMinScore: input.clipMinScore ?? null,
       out: input.out ?? null,
       labels: input.labels ?? {},
       bucketSec: this.o.seriesBucketSec,
@@ -270,9 +271,17 @@ export class StatsWriter {
         inc(counterFields.final(r.status));
         if (r.status !== 'kept' && r.status !== 'pending') inc(counterFields.reason(r.status, r.reason ?? 'UNKNOWN'));
         if (r.scores.length) inc(counterFields.imagesScored);
+        if (r.labels?.length) inc(counterFields.label(r.labels[0].label));
+        if (r.status === 'kept' && r.clipEmbedding) inc(counterFields.embeddingsWritten);
         if (r.scores.some((s) => s.kept)) inc(counterFields.imagesAnyKept);
         for (const s of r.scores) {
           inc(counterFields.texts(s.source, s.kept));
+          for (const rule of s.rejectedBy ?? []) inc(counterFields.rule(rule));
+          const clip = scoreOf(s, 'clip');
+          if (clip !== undefined && Number.isFinite(clip)) {
+            const f = `clip:${s.kept ? 'kept' : 'dropped'}:${bucketOf(CLIP_HISTOGRAM, clip)}`;
+            hist.set(f, (hist.get(f) ?? 0) + 1);
+          }
           for (const score of SCORE_NAMES) {
             const v = s[score];
             if (!Number.isFinite(v)) continue;
@@ -325,8 +334,12 @@ export class StatsWriter {
         noise: noiseOf(r),
         text: r.text,
         captions: r.captions,
-        scores: r.scores.map((s) => ({ text: s.text, source: s.source, ...Object.fromEntries(SCORE_NAMES.map((n) => [n, s[n]])), kept: s.kept }) as SampleScore),
+        scores: r.scores.map((s) => {
+          const clip = scoreOf(s, 'clip');
+          return { text: s.text, source: s.source, ...Object.fromEntries(SCORE_NAMES.map((n) => [n, s[n]])), kept: s.kept, ...(clip === undefined ? {} : { clip }) } as SampleScore;
+        }),
         selected: r.selected,
+        ...(r.labels?.length ? { labels: r.labels } : {}),
         thumb,
         width: r.image?.originalWidth ?? null,
         height: r.image?.originalHeight ?? null,

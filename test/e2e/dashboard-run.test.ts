@@ -113,6 +113,10 @@ describe('dashboard during a real pipeline run', () => {
     });
     expect(decoded).toBeGreaterThan(3);
     expect(await page.locator('#gallery .noise').allTextContents()).not.toHaveLength(0);
+    // A run without the clip stage shows no CLIP panels and no CLIP score or label in the gallery.
+    expect(await page.locator('#clip-view').isHidden()).toBe(true);
+    expect(await page.locator('#gallery .top-label').count()).toBe(0);
+    expect(await page.locator('#gallery .scores').allTextContents()).not.toContainEqual(expect.stringContaining('CLIP'));
     await page.screenshot({ path: artifactPath('dashboard-real-run.png'), fullPage: true });
   });
 });

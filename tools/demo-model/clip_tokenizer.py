@@ -34,7 +34,7 @@ import regex as re  # noqa: E402  (Debian: python3-regex; the reference needs \p
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
 PATTERN = re.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", re.IGNORECASE)
 
-# Words of the zero-shot prompts (tools/eval-clip.ts): templates and class names.
+# Words of the zero-shot prompts (src/demo/evaluate-clip.ts): templates and class names.
 PROMPT_WORDS = ["a", "an", "the", "of", "photo", "picture", "image", "drawing", "rendering", "simple", "shape",
                 "on", "background", "small", "big", "plain", "colour", "color"]
 

@@ -35,6 +35,10 @@
     rate: CapfiltCharts.rateChart($('#chart-rate')),
     itm: CapfiltCharts.histChart($('#chart-itm')),
     itc: CapfiltCharts.histChart($('#chart-itc')),
+    clip: CapfiltCharts.histChart($('#chart-clip'), {
+      shareOfAll: true,
+      series: [{ key: 'kept', label: 'kept texts', colour: '#16a34a' }, { key: 'dropped', label: 'filtered texts', colour: '#d97706' }],
+    }),
   };
 
   // ---- live connection -------------------------------------------------------------------
@@ -78,6 +82,7 @@
       if (!state.moved[score]) state.thresholds[score] = fromRun;
       renderHistogram(score, run);
     }
+    renderClip(run);
     renderWorkers(o);
     maybeLoadSamples(run);
   }
@@ -209,6 +214,34 @@
     $(`#whatif-${score}`).innerHTML = parts.join('') || '<div class="muted">No scored texts yet</div>';
   }
 
+  // ---- CLIP (runs with the clip stage only) ---------------------------------------------
+  function barList(entries, total, emptyText) {
+    if (!entries.length) return `<li class="none">${esc(emptyText)}</li>`;
+    const max = Math.max(...entries.map(([, v]) => v));
+    return entries.map(([k, v]) =>
+      `<li><div><span class="mono">${esc(k)}</span><div class="r-bar"><i style="width:${(100 * v) / max}%"></i></div></div><span class="r-n">${n(v)} <span class="muted">(${pct(v, total)})</span></span></li>`).join('');
+  }
+
+  function renderClip(run) {
+    const on = run.meta.stages.includes('clip');
+    $('#clip-view').hidden = !on;
+    if (!on) return;
+    const c = run.counters;
+    const hist = run.clipHistogram || { spec: { min: -1, max: 1, buckets: 100 }, counts: {} };
+    charts.clip.update(hist, run.meta.clipMinScore, 'No CLIP scores yet');
+    const total = (k) => (hist.counts[k] || []).reduce((a, b) => a + b, 0);
+    const kept = total('kept'), dropped = total('dropped');
+    $('#clip-summary').innerHTML = `<div class="w"><div class="muted">CLIP rule</div><b>${run.meta.clipMinScore == null ? 'none (scores only)' : `≥ ${run.meta.clipMinScore.toFixed(3)}`}</b></div>` +
+      `<div class="w"><div class="muted">texts kept, all rules</div><b>${pct(kept, kept + dropped)}</b></div>`;
+    const scored = Object.values(c.texts).reduce((a, t) => a + t.total, 0);
+    $('#rules').innerHTML = barList(Object.entries(c.rejectedBy).sort((a, b) => b[1] - a[1]), scored, 'No text rejected yet');
+    const labels = Object.entries(c.labels).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    const labelled = labels.reduce((a, [, v]) => a + v, 0);
+    $('#label-dist').innerHTML = barList(labels.slice(0, 12), labelled, 'This run labels no images (--labels)');
+    $('#embeddings-written').textContent = n(c.embeddingsWritten);
+    $('#labelled-images').textContent = n(labelled);
+  }
+
   function renderWorkers(o) {
     const live = o.workers.filter((w) => w.live).length;
     $('#workers-sum').textContent = `${live} live${o.workers.length > live ? `, ${o.workers.length - live} lost` : ''}`;
@@ -253,9 +286,14 @@
   }
 
   function textRow(s) {
+    // A run without the filter stage (CLIP only) has no ITM/ITC; one without CLIP has no CLIP score.
+    const scores = [['ITM', s.itm], ['ITC', s.itc], ['CLIP', s.clip]].filter(([, v]) => typeof v === 'number')
+      .map(([name, v]) => `${name} <b>${v.toFixed(2)}</b> · `).join('');
     return `<div class="text-row ${s.kept ? 'kept' : 'dropped'}"><span class="src ${s.source}" title="${s.source}"></span>` +
-      `<div><span class="t">${esc(s.text || '∅ (empty)')}</span><span class="scores">ITM <b>${s.itm.toFixed(2)}</b> · ITC <b>${s.itc.toFixed(2)}</b> · ${s.kept ? 'kept' : 'dropped'}</span></div></div>`;
+      `<div><span class="t">${esc(s.text || '∅ (empty)')}</span><span class="scores">${scores}${s.kept ? 'kept' : 'dropped'}</span></div></div>`;
   }
+
+  const topLabel = (s) => (s.labels && s.labels.length ? s.labels[0] : null);
 
   function sampleTexts(s) {
     if (s.scores.length) return s.scores.map(textRow).join('');
@@ -270,7 +308,8 @@
     if (!state.samples.length) { g.innerHTML = '<div class="none">No samples match.</div>'; return; }
     g.innerHTML = state.samples.map((s, i) => `<div class="sample" data-i="${i}" tabindex="0">` +
       `<div class="thumb">${s.thumb ? `<img src="${s.thumb}" alt="sample ${esc(s.key)}">` : `<div class="noimg">no image<br>${esc(s.reason || '')}</div>`}` +
-      `<span class="badge ${s.status}">${s.status}</span>${s.noise ? `<span class="noise">${esc(s.noise)}</span>` : ''}</div>` +
+      `<span class="badge ${s.status}">${s.status}</span>${s.noise ? `<span class="noise">${esc(s.noise)}</span>` : ''}` +
+      `${topLabel(s) ? `<span class="top-label" title="top zero-shot label">${esc(topLabel(s).label)} ${(100 * topLabel(s).prob).toFixed(0)}%</span>` : ''}</div>` +
       `<div class="body">${sampleTexts(s)}${s.status === 'failed' ? `<div class="reason">${esc(s.reason)}</div>` : ''}</div></div>`).join('');
   }
 
@@ -280,6 +319,7 @@
       `<div><span class="badge ${s.status}" style="position:static">${s.status}</span> ${s.noise ? `<span class="tag">noise: ${esc(s.noise)}</span>` : ''}</div>` +
       `<h2 class="mono">${esc(s.key)}</h2>${sampleTexts(s)}` +
       (s.selected ? `<div class="kv">selected caption: <b>${esc(s.selected)}</b></div>` : '') +
+      (s.labels && s.labels.length ? `<div class="kv">zero-shot labels: ${s.labels.map((l) => `<b>${esc(l.label)}</b> ${(100 * l.prob).toFixed(1)}%`).join(', ')}</div>` : '') +
       (s.reason ? `<div class="reason">${esc(s.reason)}${s.reasonDetail ? ` — ${esc(s.reasonDetail)}` : ''}</div>` : '') +
       `<div class="kv">${s.url ? `url: ${esc(s.url)}<br>` : ''}${s.width ? `original size: ${s.width}×${s.height}<br>` : ''}shard: ${esc(s.shardId || '–')}</div>` +
       `</div></div>`;

@@ -60,12 +60,21 @@
     };
   }
 
+  const SOURCE_SERIES = [
+    { key: 'web', label: 'web texts', colour: SOURCE_COLOURS.web },
+    { key: 'synthetic', label: 'synthetic captions', colour: SOURCE_COLOURS.synthetic },
+    { key: 'trusted', label: 'trusted', colour: SOURCE_COLOURS.trusted },
+  ];
+
   /**
-   * Histogram of one score (itm | itc) as share of texts per bucket, web vs synthetic, stepped
-   * and filled; the region below the threshold is shaded and the threshold drawn as a line.
-   * update(hist: {spec, counts: {source: number[]}}, threshold)
+   * Histogram of one score as share of texts per bucket, one stepped and filled series per key of
+   * `counts` (by default the text sources, web vs synthetic, each as a share of its own texts;
+   * `shareOfAll` makes every series a share of all texts, for parts of one whole such as kept vs
+   * filtered); the region below the threshold is shaded and the threshold drawn as a line.
+   * update(hist: {spec, counts: {key: number[]}}, threshold)
    */
-  function histChart(el) {
+  function histChart(el, opts = {}) {
+    const seriesDefs = opts.series || SOURCE_SERIES;
     let plot = null;
     let key = '';
     let threshold = null;
@@ -94,7 +103,9 @@
       update(hist, th, emptyText) {
         threshold = th;
         const spec = hist.spec;
-        const sources = ['web', 'synthetic', 'trusted'].filter((s) => hist.counts[s] && hist.counts[s].some((n) => n > 0));
+        const defs = seriesDefs.filter((d) => hist.counts[d.key] && hist.counts[d.key].some((n) => n > 0));
+        const sources = defs.map((d) => d.key);
+        const allTotal = sources.reduce((a, s) => a + hist.counts[s].reduce((x, y) => x + y, 0), 0) || 1;
         if (!sources.length) { el.innerHTML = `<div class="muted" style="padding:80px 0;text-align:center">${emptyText || 'No scored texts yet'}</div>`; plot = null; key = ''; return; }
         const w = (spec.max - spec.min) / spec.buckets;
         const edges = Array.from({ length: spec.buckets + 1 }, (_, i) => +(spec.min + i * w).toFixed(6));
@@ -108,7 +119,7 @@
         range = [Math.max(spec.min, lo), Math.min(spec.max, hi)];
         const data = [edges, ...sources.map((s) => {
           const c = hist.counts[s];
-          const total = c.reduce((a, b) => a + b, 0) || 1;
+          const total = opts.shareOfAll ? allTotal : c.reduce((a, b) => a + b, 0) || 1;
           const pct = c.map((n) => (100 * n) / total);
           return [...pct, pct[pct.length - 1]];
         })];
@@ -122,9 +133,9 @@
             legend: { live: false },
             scales: { x: { time: false, range: () => range }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
             axes: [{ ...axis }, { ...axis, size: 44, values: (u, vals) => vals.map((v) => `${v}%`) }],
-            series: [{ label: 'score', value: (u, v) => (v == null ? '–' : v.toFixed(2)) }, ...sources.map((s) => ({
-              label: s === 'web' ? 'web texts' : s === 'synthetic' ? 'synthetic captions' : 'trusted',
-              stroke: SOURCE_COLOURS[s], width: 1.5, fill: alpha(SOURCE_COLOURS[s], 0.22),
+            series: [{ label: 'score', value: (u, v) => (v == null ? '–' : v.toFixed(2)) }, ...defs.map((d) => ({
+              label: d.label,
+              stroke: d.colour, width: 1.5, fill: alpha(d.colour, 0.22),
               paths: uPlot.paths.stepped({ align: 1 }),
               points: { show: false },
               value: (u, v) => (v == null ? '–' : `${v.toFixed(1)}%`),

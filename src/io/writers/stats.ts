@@ -1,3 +1,6 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CapfiltError } from '../../core/errors.ts';
 import type { RowRecord } from '../../core/records.ts';
 
 /**
@@ -49,6 +52,8 @@ export interface ShardStats {
    * between kept and filtered.
    */
   top_fraction?: { threshold: number; provisional: boolean; fraction: number | null; rows_moved: number | null };
+  /** Rows written to embeddings/ (kept rows with CLIP embeddings), when the run saves them (clip.saveEmbeddings). */
+  embeddings?: number;
 }
 
 export function shardStats(
@@ -101,6 +106,7 @@ export function shardStats(
       const t = (s.top_fraction ??= { threshold: r.clipTop.threshold, provisional: false, fraction: times.topFraction?.fraction ?? null, rows_moved: times.topFraction?.rowsMoved ?? null });
       t.provisional ||= r.clipTop.provisional;
     }
+    if (r.clipEmbedding) s.embeddings = (s.embeddings ?? 0) + (r.status === 'kept' ? 1 : 0);
     for (const t of r.scores) {
       for (const rule of t.rejectedBy ?? []) inc(s.rejected_by, rule);
       if (t.source === 'web') {
@@ -121,4 +127,45 @@ export function shardStats(
   s.filter.synthetic_kept_rate = rate(s.filter.synthetic_kept, s.filter.synthetic_scored);
   s.filter.rows_kept_rate = rate(s.kept, s.kept + s.filtered);
   return s;
+}
+
+/** The CLIP stage's counts of a run, summed over its shards' `NNNNN_stats.json`. */
+export interface RunClipCounts {
+  /** Texts each decision rule rejected (itm, itc, clip, top). */
+  rejectedBy: Record<string, number>;
+  /** Rows per top zero-shot label; null when no shard labelled its images. */
+  labelCounts: Record<string, number> | null;
+  /** Rows written to embeddings/; null when no shard saved embeddings. */
+  embeddingsWritten: number | null;
+}
+
+/**
+ * Sums the per-shard counts of the named shards in `outDir` (shards skipped on resume count,
+ * as their files are part of the output; a shard without a stats file, e.g. a failed one, adds nothing).
+ */
+export async function sumShardStats(outDir: string, names: readonly string[]): Promise<RunClipCounts> {
+  const out: RunClipCounts = { rejectedBy: {}, labelCounts: null, embeddingsWritten: null };
+  const add = (to: Record<string, number>, from: Record<string, number> | undefined) => {
+    for (const [k, v] of Object.entries(from ?? {})) to[k] = (to[k] ?? 0) + v;
+  };
+  for (const name of names) {
+    const file = join(outDir, `${name}_stats.json`);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new CapfiltError('OUTPUT_SHARD_INVALID', `${file}: ${(e as Error).message}`, { file }, { cause: e });
+    }
+    let s: ShardStats;
+    try {
+      s = JSON.parse(text) as ShardStats;
+    } catch (e) {
+      throw new CapfiltError('OUTPUT_SHARD_INVALID', `${file} is not JSON: ${(e as Error).message}`, { file }, { cause: e });
+    }
+    add(out.rejectedBy, s.rejected_by);
+    if (s.labels) add((out.labelCounts ??= {}), s.labels);
+    if (s.embeddings !== undefined) out.embeddingsWritten = (out.embeddingsWritten ?? 0) + s.embeddings;
+  }
+  return out;
 }

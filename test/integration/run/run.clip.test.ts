@@ -87,7 +87,7 @@ describe('the clip stage', () => {
   });
 
   it('BLIP and CLIP together: both rules must pass, the parquet names the rule that dropped each text', async () => {
-    const { summary, rows } = await run('both', 'download,caption,filter,clip,write', { 'filter.itmThreshold': 0.5, 'clip.minScore': 0.4, 'caption.k': 2 });
+    const { summary, rows, out } = await run('both', 'download,caption,filter,clip,write', { 'filter.itmThreshold': 0.5, 'clip.minScore': 0.4, 'caption.k': 2 });
     expect(summary).toMatchObject({ status: 'done', reconciled: true, rows: 40 });
     for (const r of rows.filter((x) => x.status !== 'failed')) {
       expect(r.scores.map((s) => s.source)).toEqual(['web', 'synthetic', 'synthetic']);
@@ -100,6 +100,14 @@ describe('the clip stage', () => {
       }
       expect(r.status).toBe(r.scores.some((t) => t.kept) ? 'kept' : 'filtered');
     }
+    // run.json: the texts each rule rejected, summed over the run; no labels or embeddings asked for.
+    const rejected: Record<string, number> = {};
+    for (const t of rows.flatMap((r) => r.scores)) for (const rule of t.rejectedBy ?? []) rejected[rule] = (rejected[rule] ?? 0) + 1;
+    expect(summary.rejectedBy).toEqual(rejected);
+    const runJson = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+    expect(runJson.rejectedBy).toEqual(rejected);
+    expect(runJson).not.toHaveProperty('labelCounts');
+    expect(runJson).not.toHaveProperty('embeddingsWritten');
   });
 
   it('ranks synthetic captions by CLIP for keep-top (BLIP-2: --k 3 --keep-top 1 --select-by clip)', async () => {
@@ -143,6 +151,7 @@ print(json.dumps({"dtype": str(i.dtype), "shape": list(i.shape), "tshape": list(
       seen += meta.length;
     }
     expect(seen).toBe(kept.size);
+    expect(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')).embeddingsWritten).toBe(kept.size);
   });
 
   it('labels every scored image zero-shot, with either template set; counts the top labels in _stats.json', async () => {
@@ -161,6 +170,8 @@ print(json.dumps({"dtype": str(i.dtype), "shape": list(i.shape), "tshape": list(
         for (const [k, v] of Object.entries(JSON.parse(readFileSync(join(out, f), 'utf8')).labels ?? {})) counts[k] = (counts[k] ?? 0) + (v as number);
       }
       expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(scored.length);
+      // run.json sums the shards' label counts.
+      expect(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')).labelCounts).toEqual(counts);
     }
   });
 

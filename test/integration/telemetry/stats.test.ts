@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { StatsReader, StatsWriter, keptAtThreshold, THUMBNAIL_MAX_BYTES } from '../../../src/telemetry/stats.ts';
+import { scoreOf } from '../../../src/core/records.ts';
 import { createMetrics } from '../../../src/telemetry/metrics.ts';
 import { DemoStatsProducer, demoRecord } from '../../helpers/dashboard-fixtures.ts';
 import { ManualClock } from '../../helpers/manual-clock.ts';
@@ -74,6 +75,11 @@ describe('StatsWriter + StatsReader on real Redis', () => {
     expect(keptAtThreshold(snap!.histograms.itm.spec, itmWeb, 0.7).kept).toBe(at07);
     expect(snap!.histograms.itc.counts.synthetic.reduce((a, b) => a + b, 0)).toBe(c.texts.synthetic.total);
 
+    // A run without the clip stage: no CLIP histogram, rules, labels or embeddings.
+    expect(snap!.clipHistogram).toBeNull();
+    expect([c.rejectedBy, c.labels, c.embeddingsWritten]).toEqual([{}, {}, 0]);
+    expect(snap!.meta.clipMinScore).toBeNull();
+
     expect(snap!.series.write.reduce((a, [, r]) => a + r * snap!.meta.bucketSec, 0)).toBe(120);
     expect(snap!.rowsPerSec).toBeGreaterThan(0);
     expect(snap!.etaSec).toBe(0);
@@ -81,6 +87,52 @@ describe('StatsWriter + StatsReader on real Redis', () => {
     const text = await metrics.registry.metrics();
     expect(text).toContain(`capfilt_rows_total{stage="write",status="kept"} ${c.final.kept}`);
     expect(text).toMatch(/capfilt_kept_ratio\{source="web"\} 0\.\d+/);
+  });
+
+  it('counts the clip stage\'s figures: CLIP scores by decision, texts per rejecting rule, top labels, embeddings written; samples carry them', async () => {
+    const prefix = fresh();
+    const writer = new StatsWriter({ redis, prefix, samplesPerShard: 40, maxSamples: 40 });
+    const reader = new StatsReader(redis, prefix);
+    await writer.registerRun({ runId: 'rc', input: 'x.csv', totalRows: 30, stages: ['download', 'clip', 'write'], clipMinScore: 0.3 });
+    const recs = Array.from({ length: 30 }, (_, i) => demoRecord(5, i).record).map((r, i) => {
+      if (r.status === 'failed') return r;
+      const clip = -0.5 + i / 30;
+      const scores = r.scores.slice(0, 1).map((s) => ({ ...s, clip, kept: clip >= 0.3, rejectedBy: clip >= 0.3 ? [] : ['clip', ...(i % 3 ? [] : ['itm'])] }));
+      const kept = scores[0].kept;
+      return {
+        ...r, scores, status: kept ? 'kept' as const : 'filtered' as const,
+        labels: [{ label: i % 2 ? 'circle' : 'red: square', prob: 0.8 }, { label: 'star', prob: 0.2 }],
+        clipEmbedding: { image: 'AAAAAA==', text: null },
+      };
+    });
+    await writer.recordRows('rc', 'write', recs, { shardId: 's0' });
+    const snap = (await reader.run('rc'))!;
+    const scored = recs.filter((r) => r.status !== 'failed');
+    const texts = scored.flatMap((r) => r.scores);
+    const hist = snap.clipHistogram!;
+    expect(hist.spec).toEqual({ min: -1, max: 1, buckets: 100 });
+    expect(hist.counts.kept.reduce((a, b) => a + b, 0)).toBe(texts.filter((t) => t.kept).length);
+    expect(hist.counts.dropped.reduce((a, b) => a + b, 0)).toBe(texts.filter((t) => !t.kept).length);
+    // 0.3 is a bucket edge: every kept score lies at or above it, every dropped one below.
+    expect(hist.counts.kept.slice(0, 65).every((n) => n === 0)).toBe(true);
+    expect(hist.counts.dropped.slice(65).every((n) => n === 0)).toBe(true);
+    const c = snap.counters;
+    expect(c.rejectedBy).toEqual({
+      clip: texts.filter((t) => t.rejectedBy!.includes('clip')).length,
+      itm: texts.filter((t) => t.rejectedBy!.includes('itm')).length,
+    });
+    expect(c.labels).toEqual({
+      circle: scored.filter((r) => r.labels![0].label === 'circle').length,
+      'red: square': scored.filter((r) => r.labels![0].label === 'red: square').length,
+    });
+    expect(c.embeddingsWritten).toBe(scored.filter((r) => r.status === 'kept').length);
+    expect(snap.meta.clipMinScore).toBe(0.3);
+    const samples = await reader.samples('rc');
+    const sample = samples.find((x) => x.status !== 'failed')!;
+    const rec = recs.find((r) => r.key === sample.key)!;
+    expect(sample.scores[0].clip).toBe(scoreOf(rec.scores[0], 'clip'));
+    expect(sample.labels).toEqual(rec.labels);
+    expect(samples.find((x) => x.status === 'failed')?.labels).toBeUndefined();
   });
 
   it('is idempotent per shard: a retried job does not count twice', async () => {

@@ -1,9 +1,15 @@
+import { captionMatchesScene, captionSemantics, sceneSemantics } from './captions.ts';
+import { generateDemoPair, type DemoPair, type NoiseLabel } from './pairs.ts';
+import { renderScene } from './render.ts';
+import type { Scene } from './scene.ts';
+import { COLOUR_NAMES, SHAPE_KINDS } from './vocab.ts';
+import type { ImageTextEmbedder, ImageTextScorer } from '../models/roles.ts';
+import type { ImageInput } from '../models/runtime/types.ts';
+
 /**
- * Quality of the bundled demo CLIP (models/demo-clip) through the TypeScript runtime, on fresh
- * demo scenes:
- *   npx tsx tools/eval-clip.ts [--n 500] [--seed 20261206] [--val-n 1000] [--val-seed 424242]
- *       [--zs-n 500] [--model models/demo-clip] [--blip models/demo | --no-blip] [--no-int8] [--threads 1]
- *
+ * Quality of a CLIP on fresh demo scenes, through the runtime's ImageTextEmbedder (the calls the
+ * clip stage makes); `npm run eval:demo` runs it on the bundled models/demo-clip beside the BLIP
+ * evaluation (evaluate.ts). Fractions in 0–1.
  * - zero-shot classification of one-shape scenes: the shape's kind (5 classes), its colour (8,
  *   class name "<colour> shape") and the background colour (8, "<colour> background"), with the
  *   single template "a photo of a {}." and with a template ensemble (each filled template embedded
@@ -15,23 +21,11 @@
  *   lowest of (kept correct, rejected mismatched, rejected junk) there; swapped texts take no part
  *   in the choice. Precision / recall of "correct" among kept, rejection per noise kind, retrieval
  *   top-1 among 100 ground-truth captions;
- * - BLIP ITM (models/demo filter, P(match) ≥ 0.5, as src/demo/evaluate.ts) on the same rows, and
- *   the agreement of the two filters' decisions;
- * - int8 (convertClip(…, 'int8')) against fp32: keep/drop agreement at the same threshold.
- * Prints one JSON object (fractions 0–1). Seeds: training used 7, its validation 4242.
+ * - BLIP ITM (a BLIP filter, P(match) ≥ 0.5, as evaluate.ts) on the same rows, and the agreement
+ *   of the two filters' decisions;
+ * - int8 against fp32 (the same model converted to int8): keep/drop agreement at the same threshold.
+ * Seeds: the demo CLIP's training used 7, its validation 4242.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
-import { captionMatchesScene, captionSemantics, generateDemoPair, renderScene, sceneSemantics, type DemoPair, type NoiseLabel, type Scene } from '../src/demo/index.ts';
-import { COLOUR_NAMES, SHAPE_KINDS } from '../src/demo/vocab.ts';
-import { loadBlip } from '../src/models/blip/index.ts';
-import { convertClip } from '../src/models/clip/convert.ts';
-import { loadClip } from '../src/models/clip/index.ts';
-import type { ImageTextEmbedder } from '../src/models/roles.ts';
-import type { ImageInput } from '../src/models/runtime/types.ts';
 
 export const SINGLE_TEMPLATE = 'a photo of a {}.';
 export const TEMPLATES = [
@@ -40,17 +34,21 @@ export const TEMPLATES = [
 ];
 const LABELS: NoiseLabel[] = ['correct', 'mismatched', 'swapped', 'junk'];
 
+export interface ClipEvalModels {
+  /** The CLIP under test (fp32). */
+  embedder: ImageTextEmbedder;
+  /** The same CLIP at int8, for the decision agreement; null to skip it. */
+  int8: ImageTextEmbedder | null;
+  /** A BLIP filter for the ITM comparison on the same rows; null to skip it. */
+  itm: ImageTextScorer | null;
+}
+
 export interface ClipEvalOptions {
-  model: string;
   n: number;
   seed: number;
   valN: number;
   valSeed: number;
   zsN: number;
-  /** BLIP folder for the ITM comparison, or null to skip it. */
-  blip: string | null;
-  int8: boolean;
-  threads: number;
   onProgress?: (phase: string) => void;
 }
 
@@ -182,16 +180,13 @@ function zeroShot(img: Float32Array[], classes: Float32Array[], truth: number[],
   }));
 }
 
-export async function evaluateDemoClip(o: ClipEvalOptions) {
+export async function evaluateDemoClip(models: ClipEvalModels, o: ClipEvalOptions) {
   const clock = () => performance.now() / 1000;
   const seconds: Record<string, number> = {};
-  let t = clock();
-  const runtime = { device: 'cpu' as const, threads: o.threads, precision: 'fp32' as const };
-  const { embedder } = await loadClip(o.model, runtime);
-  seconds.load = clock() - t;
+  const { embedder } = models;
 
   // Threshold on the validation seed.
-  t = clock();
+  let t = clock();
   o.onProgress?.('validation');
   const valPairs = Array.from({ length: o.valN }, (_, i) => generateDemoPair(o.valSeed, i));
   const valImages = await Promise.all(valPairs.map(async (p) => ({ key: p.key, bytes: await render(p.scene) })));
@@ -268,65 +263,47 @@ export async function evaluateDemoClip(o: ClipEvalOptions) {
     templates: TEMPLATES,
   };
   seconds.zero_shot = clock() - t;
-  await embedder.close();
 
   // BLIP ITM on the same rows.
   let blip: (Rates & { agreement_with_clip: Record<string, number> }) | null = null;
-  if (o.blip) {
+  if (models.itm) {
     t = clock();
     o.onProgress?.('blip');
-    const models = await loadBlip(o.blip, runtime);
-    try {
-      const itm: number[] = [];
-      for (let s = 0; s < pairs.length; s += 16) {
-        const res = await models.filter!.score(pairs.slice(s, s + 16).map((p, k) => ({ image: images[s + k], texts: [p.webText] })));
-        for (const r of res) {
-          if (!r.ok) throw new Error(`${r.key}: ${r.code} ${r.message}`);
-          itm.push(r.value[0].itm);
-        }
+    const itm: number[] = [];
+    for (let s = 0; s < pairs.length; s += 16) {
+      const res = await models.itm.score(pairs.slice(s, s + 16).map((p, k) => ({ image: images[s + k], texts: [p.webText] })));
+      for (const r of res) {
+        if (!r.ok) throw new Error(`${r.key}: ${r.code} ${r.message}`);
+        itm.push(r.value[0].itm);
       }
-      const blipKeep = itm.map((p) => p >= 0.5);
-      const agree = (label?: NoiseLabel) => round(share(pairs.flatMap((p, i) => (label === undefined || p.label === label ? [blipKeep[i] === keep[i]] : []))));
-      blip = { ...rates(blipKeep, pairs), agreement_with_clip: { all: agree(), ...Object.fromEntries(LABELS.map((l) => [l, agree(l)])) } };
-    } finally {
-      await models.captioner?.close();
-      await models.filter?.close();
     }
+    const blipKeep = itm.map((p) => p >= 0.5);
+    const agree = (label?: NoiseLabel) => round(share(pairs.flatMap((p, i) => (label === undefined || p.label === label ? [blipKeep[i] === keep[i]] : []))));
+    blip = { ...rates(blipKeep, pairs), agreement_with_clip: { all: agree(), ...Object.fromEntries(LABELS.map((l) => [l, agree(l)])) } };
     seconds.blip = clock() - t;
   }
 
   // int8 against fp32.
-  let int8: Record<string, unknown> | null = null;
-  if (o.int8) {
+  let int8: (Rates & { decision_agreement: number; max_abs_cosine_diff: number }) | null = null;
+  if (models.int8) {
     t = clock();
     o.onProgress?.('int8');
-    const dir = await mkdtemp(join(tmpdir(), 'eval-clip-int8-'));
-    try {
-      await convertClip(o.model, dir, 'int8');
-      const q = (await loadClip(dir, { ...runtime, precision: 'int8' })).embedder;
-      try {
-        const qImg = await embedImages(q, images);
-        const qTxt = await q.embedTexts(pairs.map((p) => p.webText));
-        const qCos = qImg.map((v, i) => dot(v, qTxt[i]));
-        const qKeep = qCos.map((c) => c >= threshold);
-        int8 = {
-          decision_agreement: round(share(qKeep.map((k, i) => k === keep[i]))),
-          max_abs_cosine_diff: round(Math.max(...qCos.map((c, i) => Math.abs(c - cos[i]))), 5),
-          ...rates(qKeep, pairs),
-        };
-      } finally {
-        await q.close();
-      }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const q = models.int8;
+    const qImg = await embedImages(q, images);
+    const qTxt = await q.embedTexts(pairs.map((p) => p.webText));
+    const qCos = qImg.map((v, i) => dot(v, qTxt[i]));
+    const qKeep = qCos.map((c) => c >= threshold);
+    int8 = {
+      decision_agreement: round(share(qKeep.map((k, i) => k === keep[i]))),
+      max_abs_cosine_diff: round(Math.max(...qCos.map((c, i) => Math.abs(c - cos[i]))), 5),
+      ...rates(qKeep, pairs),
+    };
     seconds.int8 = clock() - t;
   }
 
   const counts = Object.fromEntries(LABELS.map((l) => [l, pairs.filter((p) => p.label === l).length]));
   const clip = { ...rates(keep, pairs), mean_cosine: meanCos, retrieval_top1_100: round(share(hits)) };
   return {
-    model: o.model,
     seed: o.seed,
     n: o.n,
     counts,
@@ -342,42 +319,8 @@ export async function evaluateDemoClip(o: ClipEvalOptions) {
       kept_correct_ge_0_95: clip.kept_correct >= 0.95,
       rejected_mismatched_ge_0_95: clip.rejected_mismatched >= 0.95,
       rejected_junk_ge_0_95: clip.rejected_junk >= 0.95,
-      int8_agreement_ge_0_99: int8 ? (int8.decision_agreement as number) >= 0.99 : null,
+      int8_agreement_ge_0_99: int8 ? int8.decision_agreement >= 0.99 : null,
     },
     seconds: Object.fromEntries(Object.entries(seconds).map(([k, v]) => [k, round(v, 1)])),
   };
 }
-
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      n: { type: 'string', default: '500' },
-      seed: { type: 'string', default: '20261206' },
-      'val-n': { type: 'string', default: '1000' },
-      'val-seed': { type: 'string', default: '424242' },
-      'zs-n': { type: 'string', default: '500' },
-      model: { type: 'string', default: 'models/demo-clip' },
-      blip: { type: 'string', default: 'models/demo' },
-      'no-blip': { type: 'boolean', default: false },
-      'no-int8': { type: 'boolean', default: false },
-      threads: { type: 'string', default: '1' },
-      quiet: { type: 'boolean', default: false },
-    },
-  });
-  const started = performance.now();
-  const result = await evaluateDemoClip({
-    model: resolve(values.model),
-    n: Number(values.n),
-    seed: Number(values.seed),
-    valN: Number(values['val-n']),
-    valSeed: Number(values['val-seed']),
-    zsN: Number(values['zs-n']),
-    blip: values['no-blip'] ? null : resolve(values.blip),
-    int8: !values['no-int8'],
-    threads: Number(values.threads),
-    onProgress: values.quiet ? undefined : (phase) => process.stderr.write(`eval-clip: ${phase}\n`),
-  });
-  process.stdout.write(`${JSON.stringify({ ...result, model: values.model, total_seconds: round((performance.now() - started) / 1000, 1) })}\n`);
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) await main();
