@@ -1,8 +1,10 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { COMMON_FLAGS, RUN_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { RunSummary } from '../run/summary.ts';
-import { logger } from '../core/logger.ts';
+import { logger, setLogLevel } from '../core/logger.ts';
 
 /** Stops on the first SIGINT/SIGTERM (drain and exit), and hard on the second. */
 export function interruptSignal(onFirst?: () => void): AbortSignal {
@@ -17,9 +19,12 @@ export function interruptSignal(onFirst?: () => void): AbortSignal {
   return ctrl.signal;
 }
 
-/** Info logs would tear the progress bar apart; keep warnings unless a level was asked for. */
+/**
+ * Under the bar a terminal shows warnings and errors only (printed above the bar), unless a level
+ * was asked for (CAPFILT_LOG_LEVEL); worker threads started later inherit the level.
+ */
 export function quietUnderBar(mode: string): void {
-  if (mode === 'bar' && !process.env.CAPFILT_LOG_LEVEL) logger().level = 'warn';
+  if (mode === 'bar' && !process.env.CAPFILT_LOG_LEVEL) setLogLevel('warn');
 }
 
 export function printSummary(s: RunSummary, json: boolean): void {
@@ -33,6 +38,7 @@ export function printSummary(s: RunSummary, json: boolean): void {
     `  speed      ${s.rowsPerSec.toFixed(1)} rows/s over ${s.seconds.toFixed(1)} s`,
     `  output     ${s.out}`,
   ];
+  if (existsSync(join(s.out, 'report.html'))) lines.push(`  report     ${join(s.out, 'report.html')}`);
   const failedShards = Object.entries(s.failedShards);
   if (failedShards.length) lines.push(`  FAILED SHARDS (${s.rowsInFailedShards} rows not written): ${failedShards.map(([k, v]) => `${k}: ${v}`).join('; ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -14,7 +14,7 @@ import { feed } from './feeder.ts';
 import { countRows, listInputFiles, readRows } from '../pipeline/input.ts';
 import { writeRunReport } from '../report/index.ts';
 import { preflight } from './preflight.ts';
-import { createProgress, type ProgressMode } from './progress.ts';
+import { createProgress, stageRowsOf, type ProgressMode } from './progress.ts';
 import { finishedShardCounts } from '../pipeline/resume.ts';
 import { RunState, type RunTotals } from '../pipeline/run-state.ts';
 import { planShards, runIdFor } from '../pipeline/shards.ts';
@@ -124,7 +124,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     const sketch = config.clip.topFraction !== null ? new RedisTopFractionSketch(redis, topFractionKey(config.redis.prefix, runId)) : null;
     await sketch?.reset();
     await run.update({ status: 'running' });
-    progress = createProgress(o.progress, totalRows, o.log);
+    progress = createProgress(o.progress, totalRows, o.log, undefined, undefined, config.pipeline.stages);
 
     let skippedShards = 0;
     let skippedRows = 0;
@@ -153,7 +153,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     let failedShards: Record<string, string> = {};
     for (;;) {
       const now = await outage
-        .run('following progress', async () => ({ totals: await run.totals(), failed: await run.failedShards(), inFlight: await run.inFlight() }))
+        .run('following progress', async () => ({ totals: await run.totals(), failed: await run.failedShards(), inFlight: await run.inFlight(), stages: await stageRowsOf(redis, config.redis.prefix, runId) }))
         .catch((e: unknown) => {
           // Interrupted while Redis is away: stop following and report what is known.
           if (ctrl.signal.aborted) return null;
@@ -162,7 +162,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       if (now) {
         totals = now.totals;
         failedShards = now.failed;
-        progress.update(totals, { inFlight: now.inFlight, skippedRows });
+        progress.update(totals, { inFlight: now.inFlight, skippedRows, stages: now.stages });
       }
       if (ctrl.signal.aborted) break;
       if (fed) throw fed;

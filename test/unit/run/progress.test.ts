@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { RunTotals } from '../../../src/pipeline/run-state.ts';
-import { createProgress } from '../../../src/run/progress.ts';
+import { StageRates, createProgress, stageLine } from '../../../src/run/progress.ts';
 import { ManualClock } from '../../helpers/manual-clock.ts';
 
 function capture() {
@@ -41,5 +41,29 @@ describe('run progress (json)', () => {
     p.update(totals(120), { inFlight: 1, skippedRows: 100 });
     // 20 rows in 4 s; the 80 left at 5 rows/s.
     expect(lines[0].progress).toMatchObject({ rows: 120, rowsPerSec: 5, etaSec: 16 });
+  });
+});
+
+describe('per-stage rates', () => {
+  it('are each stage\'s rows/s over the last 10 s window, in the run\'s stage order', async () => {
+    const clock = new ManualClock(0);
+    const r = new StageRates(clock);
+    await clock.advance(2000);
+    expect(r.add({ download: 40, write: 0 })).toEqual({ download: 20, write: 0 });
+    await clock.advance(8000);
+    expect(r.add({ download: 100, write: 50 })).toEqual({ download: 10, write: 5 });
+    // The window slides: the first samples drop out, so a stage that stopped falls to 0.
+    await clock.advance(10_000);
+    expect(r.add({ download: 100, write: 150 })).toEqual({ download: 0, write: 10 });
+    expect(stageLine(['download', 'caption', 'filter', 'write'], { write: 1.25, download: 3, filter: 2 })).toBe('download 3.0/s · filter 2.0/s · write 1.3/s');
+  });
+
+  it('go into the JSON progress lines when the run passes stage counts', async () => {
+    const clock = new ManualClock(0);
+    const { log, lines } = capture();
+    const p = createProgress('json', 100, log, 2000, clock, ['download', 'write']);
+    await clock.advance(4000);
+    p.update(totals(20), { inFlight: 1, skippedRows: 0, stages: { download: 40, write: 20 } });
+    expect(lines[0].progress).toMatchObject({ rows: 20, stageRowsPerSec: { download: 10, write: 5 } });
   });
 });
