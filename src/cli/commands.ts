@@ -11,6 +11,7 @@ import { register as worker } from './worker.ts';
 import { register as status } from './status.ts';
 import { register as demo } from './demo.ts';
 import { register as rethreshold } from './rethreshold.ts';
+import { register as dedup } from './dedup.ts';
 import { register as retryFailed } from './retry-failed.ts';
 import { registerTokenize as tokenize } from './tokenize.ts';
 import { register as label } from './label.ts';
@@ -35,6 +36,7 @@ export const commands: RegisterCommand[] = [
   status,
   demo,
   rethreshold,
+  dedup,
   retryFailed,
   tokenize,
   label,

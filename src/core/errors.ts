@@ -90,9 +90,15 @@ export const ERROR_CODES = {
   OUTPUT_UNWRITABLE: permanent('the output folder cannot be created or written (no permission, not a folder, read-only file system)'),
   REPORT_FAILED: permanent('the run report cannot be built from the output folder (no finished shard, unreadable run.json or shard files)'),
 
-  // filter decisions (row reasons written by the filter stage and by rethreshold)
+  // filter decisions (row reasons written by the filter stage, by rethreshold and by dedup)
   FILTER_NO_TEXT_KEPT: permanent('no text of the row (web or synthetic) passed the filter thresholds'),
   RETHRESHOLD_IMAGE_MISSING: permanent('a row passes the new thresholds but the old output has no image for it (written without filtered images)'),
+  NEAR_DUPLICATE: permanent('capfilt dedup: the image embedding is a near-duplicate (cosine at or above --semantic) of a kept row of the same cluster, named in near_duplicate_of'),
+
+  // embeddings output (read back by capfilt dedup)
+  EMBEDDINGS_MISSING: permanent('the output has no embeddings for its kept rows (written without --save-embeddings / clip.saveEmbeddings)'),
+  EMBEDDINGS_INVALID: permanent('an embeddings file is unreadable or disagrees with its shard (npy header, row count, keys)'),
+  EMBEDDINGS_DIMS_MISMATCH: permanent('embeddings of one output have different dimensions (shards written by different models)'),
 
   // dashboard and telemetry
   DASHBOARD_TOKEN_REQUIRED: permanent('the dashboard binds a non-loopback address but no token was given'),

@@ -92,4 +92,9 @@ export interface RowRecord {
    * one of the final pass.
    */
   clipTop?: { threshold: number; provisional: boolean };
+  /**
+   * Set by `capfilt dedup` on a row it filtered (reason NEAR_DUPLICATE): the kept row whose image
+   * embedding this one's reaches, and their cosine.
+   */
+  nearDuplicate?: { of: string; cosine: number };
 }

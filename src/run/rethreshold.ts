@@ -102,7 +102,8 @@ function filterOptions(o: RethresholdOptions, clipTopThreshold: number | null): 
 }
 
 function rethresholdRow(r: RowRecord, f: FilterOptions, hasImage: (ref: string) => boolean): void {
-  if (r.status === 'failed' || r.trusted || r.scores.length === 0) return;
+  // A near-duplicate (capfilt dedup) was dropped for its image, not its scores: it stays dropped.
+  if (r.status === 'failed' || r.trusted || r.scores.length === 0 || r.nearDuplicate) return;
   decideRow(r, f);
   if (f.clipTopThreshold !== null && f.clipTopThreshold !== undefined) r.clipTop = { threshold: f.clipTopThreshold, provisional: false };
   else delete r.clipTop;

@@ -118,6 +118,20 @@ export const CLIP_TOP_COLUMNS: readonly OutputColumn[] = [
   { name: 'clip_top_provisional', type: 'boolean', value: (r) => (r.clipTop ? r.clipTop.provisional : null) },
 ];
 
+/** Semantic near-duplicates (`capfilt dedup`): the kept row this row duplicates, and their image cosine. */
+export const NEAR_DUPLICATE_COLUMNS: readonly OutputColumn[] = [
+  {
+    name: 'near_duplicate_of',
+    type: 'string',
+    value: (r) => r.nearDuplicate?.of ?? null,
+    restore: (r, row) => {
+      const of = str(row, 'near_duplicate_of');
+      if (of !== null) r.nearDuplicate = { of, cosine: num(row, 'near_duplicate_cosine') ?? Number.NaN };
+    },
+  },
+  { name: 'near_duplicate_cosine', type: 'double', value: (r) => r.nearDuplicate?.cosine ?? null },
+];
+
 /** The text a row's web-side score belongs to: the web text, or a trusted pair's text. */
 export function webScore(r: RowRecord): ScoredText | undefined {
   return r.scores.find((s) => s.source === 'web' || s.source === 'trusted');
@@ -190,4 +204,4 @@ export function scoreNamesIn(columnNames: readonly string[]): string[] {
  * (`outputColumns` in src/pipeline/stages/table.ts); a table test checks that the built-in
  * table's columns are these, in this order.
  */
-export const RECORD_COLUMNS: readonly OutputColumn[] = [...IMAGE_COLUMNS, ...FETCH_COLUMNS, ...CAPTION_COLUMNS, ...scoredTextColumns(SCORE_NAMES), perTextScoreColumn('clip'), webScoreColumn('clip'), ...LABEL_COLUMNS, ...CLIP_TOP_COLUMNS];
+export const RECORD_COLUMNS: readonly OutputColumn[] = [...IMAGE_COLUMNS, ...FETCH_COLUMNS, ...CAPTION_COLUMNS, ...scoredTextColumns(SCORE_NAMES), perTextScoreColumn('clip'), webScoreColumn('clip'), ...LABEL_COLUMNS, ...CLIP_TOP_COLUMNS, ...NEAR_DUPLICATE_COLUMNS];

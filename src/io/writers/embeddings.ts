@@ -1,10 +1,11 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { fileWriter, parquetWrite } from 'hyparquet-writer';
 import { CapfiltError } from '../../core/errors.ts';
 import type { RowRecord } from '../../core/records.ts';
 import { commitFile, tempPathFor } from './atomic.ts';
-import { writeNpy } from './npy.ts';
+import { decodeNpy, writeNpy, type NpyMatrix } from './npy.ts';
 
 /**
  * The kept rows' CLIP embeddings in clip-retrieval's layout, so its index builder (autofaiss)
@@ -57,4 +58,53 @@ export async function writeEmbeddings(outDir: string, name: string, records: Row
   }
   await commitFile(tmp, p.metadata);
   return rows.length;
+}
+
+/** One shard's stored embeddings: the metadata keys in npy row order and the two matrices. */
+export interface ShardEmbeddings {
+  keys: string[];
+  image: NpyMatrix;
+  /** Read only when asked (readEmbeddings `text: true`). */
+  text: NpyMatrix | null;
+}
+
+const exists = (f: string) => access(f).then(() => true, () => false);
+
+async function readMatrix(file: string): Promise<NpyMatrix> {
+  try {
+    return decodeNpy(await readFile(file));
+  } catch (e) {
+    throw new CapfiltError('EMBEDDINGS_INVALID', `${file}: ${(e as Error).message}`, { file }, { cause: e });
+  }
+}
+
+/**
+ * Reads a shard's triple back (null when the shard has none: it kept no row with embeddings).
+ * Checks what the writer guarantees: all three files present, as many npy rows as metadata rows,
+ * and the same dim in both matrices.
+ */
+export async function readEmbeddings(outDir: string, name: string, o: { text?: boolean } = {}): Promise<ShardEmbeddings | null> {
+  const p = embeddingPaths(outDir, name);
+  const present = await Promise.all([p.img, p.text, p.metadata].map(exists));
+  if (!present.some(Boolean)) return null;
+  if (!present[0] || !present[2]) {
+    throw new CapfiltError('EMBEDDINGS_INVALID', `${outDir}: shard ${name} has an incomplete embeddings triple (${[p.img, p.text, p.metadata].filter((_, i) => !present[i]).join(', ')} missing)`, { dir: outDir, shard: name });
+  }
+  let keys: string[];
+  try {
+    const rows = await parquetReadObjects({ file: await asyncBufferFromFile(p.metadata), columns: ['key'] });
+    keys = rows.map((r) => String(r.key));
+  } catch (e) {
+    throw new CapfiltError('EMBEDDINGS_INVALID', `${p.metadata}: not a readable metadata parquet (${(e as Error).message})`, { file: p.metadata }, { cause: e });
+  }
+  const image = await readMatrix(p.img);
+  if (image.rows !== keys.length) throw new CapfiltError('EMBEDDINGS_INVALID', `${p.img} has ${image.rows} rows but ${p.metadata} lists ${keys.length} keys`, { file: p.img });
+  let text: NpyMatrix | null = null;
+  if (o.text && present[1]) {
+    text = await readMatrix(p.text);
+    if (text.rows !== image.rows || text.dim !== image.dim) {
+      throw new CapfiltError('EMBEDDINGS_INVALID', `${p.text} is (${text.rows}, ${text.dim}) but ${p.img} is (${image.rows}, ${image.dim})`, { file: p.text });
+    }
+  }
+  return { keys, image, text };
 }

@@ -73,3 +73,60 @@ export function encodeNpy(rows: readonly Float32Array[], dim: number, dtype: Npy
 export async function writeNpy(file: string, rows: readonly Float32Array[], dim: number, dtype: NpyDtype = 'float16'): Promise<void> {
   await writeFileAtomic(file, encodeNpy(rows, dim, dtype));
 }
+
+/** The float value of every binary16 bit pattern (index = the 16 bits), for decoding whole matrices. */
+let halfTable: Float32Array | null = null;
+export function float16Table(): Float32Array {
+  if (halfTable) return halfTable;
+  halfTable = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    halfTable[h] = exp === 0 ? sign * mant * 2 ** -24 : exp === 0x1f ? (mant ? NaN : sign * Infinity) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return halfTable;
+}
+
+export interface NpyMatrix {
+  dtype: NpyDtype;
+  rows: number;
+  dim: number;
+  /** float16: the raw binary16 bits (decode with float16Table); float32: the values. */
+  data: Uint16Array | Float32Array;
+}
+
+/**
+ * Reads a 2-d float16/float32 C-order matrix from .npy bytes (format 1.0, 2.0 or 3.0). Throws a
+ * plain Error naming what is wrong; callers wrap it with the file's name.
+ */
+export function decodeNpy(bytes: Uint8Array): NpyMatrix {
+  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
+  if (bytes.length < 10 || magic.some((b, i) => bytes[i] !== b)) throw new Error('not a .npy file (no \\x93NUMPY magic)');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const major = bytes[6];
+  if (major < 1 || major > 3) throw new Error(`unsupported .npy version ${major}.${bytes[7]}`);
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const start = major === 1 ? 10 : 12;
+  if (start + headerLen > bytes.length) throw new Error('.npy header runs past the end of the file');
+  const header = new TextDecoder().decode(bytes.subarray(start, start + headerLen));
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
+  const dtype = (Object.keys(DESCR) as NpyDtype[]).find((k) => DESCR[k] === descr);
+  if (!dtype) throw new Error(`.npy dtype ${descr ?? '(none)'} is not ${Object.values(DESCR).join(' or ')}`);
+  if (fortran !== 'False') throw new Error('.npy matrix is not in C order');
+  const dims = (shape ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (dims.length !== 2 || dims.some((d) => !Number.isInteger(d) || d < 0)) throw new Error(`.npy shape (${shape ?? ''}) is not (rows, dim)`);
+  const [rows, dim] = dims;
+  const bytesPer = dtype === 'float16' ? 2 : 4;
+  const offset = start + headerLen;
+  const length = rows * dim * bytesPer;
+  if (bytes.length - offset !== length) throw new Error(`.npy data is ${bytes.length - offset} bytes, shape (${rows}, ${dim}) needs ${length}`);
+  // Typed views need aligned offsets; a pooled or sliced Buffer may not give one, so copy then.
+  const aligned = (bytes.byteOffset + offset) % bytesPer === 0;
+  const src = aligned ? bytes : bytes.slice();
+  const at = aligned ? bytes.byteOffset + offset : offset;
+  const data = dtype === 'float16' ? new Uint16Array(src.buffer, at, rows * dim) : new Float32Array(src.buffer, at, rows * dim);
+  return { dtype, rows, dim, data };
+}

@@ -89,6 +89,7 @@ function sample(r: RowRecord, bytes: Uint8Array): TarSample {
     original_height: r.image!.originalHeight,
     sha256: r.image!.sha256,
     duplicate_of: r.image!.duplicateOf ?? null,
+    ...(r.nearDuplicate ? { near_duplicate_of: r.nearDuplicate.of, near_duplicate_cosine: r.nearDuplicate.cosine } : {}),
     extra: r.extra,
   };
   return {

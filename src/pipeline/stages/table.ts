@@ -3,7 +3,7 @@ import { CapfiltError } from '../../core/errors.ts';
 import type { ScoreName } from '../../core/records.ts';
 import { STAGE_ORDER, type ShardState } from '../../core/shard.ts';
 import type { Captioner, ImageTextEmbedder, ImageTextScorer } from '../../models/roles.ts';
-import { CAPTION_COLUMNS, CLIP_TOP_COLUMNS, LABEL_COLUMNS, FETCH_COLUMNS, IMAGE_COLUMNS, perTextScoreColumn, scoredTextColumns, webScoreColumn, type OutputColumn } from '../../io/writers/columns.ts';
+import { CAPTION_COLUMNS, CLIP_TOP_COLUMNS, LABEL_COLUMNS, FETCH_COLUMNS, IMAGE_COLUMNS, NEAR_DUPLICATE_COLUMNS, perTextScoreColumn, scoredTextColumns, webScoreColumn, type OutputColumn } from '../../io/writers/columns.ts';
 import type { ConfigSection, StageRunContext } from './types.ts';
 
 /**
@@ -103,7 +103,8 @@ const clipStage = defineStage({
   config: ['clip', 'filter', 'caption'],
   role: 'embedder',
   scores: ['clip'],
-  columns: [...scoreColumns('clip'), ...LABEL_COLUMNS, ...CLIP_TOP_COLUMNS],
+  // near_duplicate_*: filled by `capfilt dedup` from the embeddings this stage saves.
+  columns: [...scoreColumns('clip'), ...LABEL_COLUMNS, ...CLIP_TOP_COLUMNS, ...NEAR_DUPLICATE_COLUMNS],
   load: async () => ({ run: (await import('./clip.ts')).clipShard }),
 });
 

@@ -42,6 +42,7 @@ describe('the stage table', () => {
       'captions:list<string>',
       'score_text:list<string>', 'score_source:list<string>', 'score_itm:list<double>', 'score_itc:list<double>', 'score_kept:list<boolean>', 'score_rejected_by:list<string>', 'web_itm:double', 'web_itc:double',
       'score_clip:list<double>', 'web_clip:double', 'labels:list<string>', 'label_probs:list<double>', 'clip_top_threshold:double', 'clip_top_provisional:boolean',
+      'near_duplicate_of:string', 'near_duplicate_cosine:double',
     ]);
     expect(scoreNames()).toEqual([...SCORE_NAMES, 'clip']);
     expect(Object.fromEntries(STAGE_TABLE.map((s) => [s.name, s.role]))).toEqual({ download: null, caption: 'captioner', filter: 'imageTextScorer', clip: 'embedder', write: null });
