@@ -96,7 +96,8 @@ export const modelsSchema = z.strictObject({
   clip: z.string().min(1).nullable(),
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, '"cpu" or "cuda:N"'),
   threads: nonNegInt,
-  precision: z.enum(['fp32', 'fp16', 'int8']),
+  /** auto: int8 on cpu, fp32 on cuda (src/models/runtime/precision.ts). */
+  precision: z.enum(['auto', 'fp32', 'fp16', 'int8']),
 });
 
 export const captionSchema = z.strictObject({

@@ -5,7 +5,7 @@ import { CapfiltError } from '../core/errors.ts';
 import { openThreaded } from '../models/families.ts';
 import type { Captioner, ImageTextEmbedder, ImageTextScorer } from '../models/roles.ts';
 import type { InferenceThread } from '../models/runtime/inference/client.ts';
-import type { RuntimeOptions } from '../models/runtime/types.ts';
+import { runtimeFromConfig, type ModelRole, type RoleRuntime, type RuntimeSetting } from '../models/runtime/precision.ts';
 import { processMetrics } from '../telemetry/metrics.ts';
 
 /**
@@ -21,18 +21,25 @@ export class ModelCache {
   /** One embedder per folder, so per-model caches keyed by it (zero-shot class embeddings) hold across jobs. */
   private readonly embedders = new Map<string, Promise<ImageTextEmbedder>>();
 
-  constructor(
-    private readonly runtime: RuntimeOptions,
-    private readonly log: Logger,
-  ) {}
+  private readonly runtime: RoleRuntime;
 
-  private load(dir: string): Promise<InferenceThread> {
-    const key = resolve(dir);
+  /** `runtime`: the models config's options (precision auto resolves per role), or options per role. */
+  constructor(
+    runtime: RuntimeSetting | RoleRuntime,
+    private readonly log: Logger,
+  ) {
+    this.runtime = typeof runtime === 'function' ? runtime : runtimeFromConfig(runtime);
+  }
+
+  private load(dir: string, role: ModelRole): Promise<InferenceThread> {
+    const opts = this.runtime(role);
+    const path = resolve(dir);
+    const key = `${path}\n${opts.precision}`;
     let p = this.loads.get(key);
     if (!p) {
       const t0 = performance.now();
-      p = openThreaded(key, this.runtime).then((m) => {
-        this.log.info({ dir: key, roles: Object.keys(m.roles), ms: Math.round(performance.now() - t0), device: this.runtime.device }, 'models loaded');
+      p = openThreaded(path, opts).then((m) => {
+        this.log.info({ dir: path, roles: Object.keys(m.roles), ms: Math.round(performance.now() - t0), device: opts.device, precision: opts.precision }, 'models loaded');
         return m;
       });
       p.catch(() => this.loads.delete(key));
@@ -51,14 +58,14 @@ export class ModelCache {
   }
 
   async captioner(dir: string): Promise<Captioner> {
-    const c = (await this.load(this.roleDir(dir, 'captioner'))).role<Captioner>('captioner');
+    const c = (await this.load(this.roleDir(dir, 'captioner'), 'captioner')).role<Captioner>('captioner');
     if (!c) throw new CapfiltError('MODEL_DIR_INVALID', `models.captioner ${dir} holds no captioner (BlipForConditionalGeneration)`, { dir });
     const metrics = processMetrics();
     return { caption: (images, options) => metrics.timeModel('captioner', 'caption', () => c.caption(images, options)), close: () => c.close() };
   }
 
   async filter(dir: string): Promise<ImageTextScorer> {
-    const f = (await this.load(this.roleDir(dir, 'filter'))).role<ImageTextScorer>('imageTextScorer');
+    const f = (await this.load(this.roleDir(dir, 'filter'), 'filter')).role<ImageTextScorer>('imageTextScorer');
     if (!f) throw new CapfiltError('MODEL_DIR_INVALID', `models.filter ${dir} holds no filter (BlipForImageTextRetrieval)`, { dir });
     const metrics = processMetrics();
     return { score: (items) => metrics.timeModel('filter', 'score', () => f.score(items)), close: () => f.close() };
@@ -76,7 +83,7 @@ export class ModelCache {
   }
 
   private async openEmbedder(dir: string): Promise<ImageTextEmbedder> {
-    const e = (await this.load(dir)).role<ImageTextEmbedder>('embedder');
+    const e = (await this.load(dir, 'embedder')).role<ImageTextEmbedder>('embedder');
     if (!e) throw new CapfiltError('MODEL_DIR_INVALID', `${dir} holds no image-text embedder (CLIPModel)`, { dir });
     const metrics = processMetrics();
     return {
@@ -90,7 +97,7 @@ export class ModelCache {
 
   /** run.json's record of the model serving `role` (BLIP folders report per role). */
   async info(dir: string, role: 'captioner' | 'filter' | 'embedder'): Promise<Record<string, unknown> | null> {
-    const info = (await this.load(role === 'embedder' ? dir : this.roleDir(dir, role))).info;
+    const info = (await this.load(role === 'embedder' ? dir : this.roleDir(dir, role), role)).info;
     return role === 'embedder' ? info : ((info[role] as Record<string, unknown> | null | undefined) ?? null);
   }
 

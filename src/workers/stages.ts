@@ -3,7 +3,7 @@ import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { DuplicateIndex } from '../io/duplicates.ts';
 import type { TopFractionSketch } from '../pipeline/top-fraction.ts';
-import type { RuntimeOptions } from '../models/runtime/types.ts';
+import type { RoleRuntime, RuntimeSetting } from '../models/runtime/precision.ts';
 import { STAGE_TABLE, checkTable, configFor, outputColumns, stageDef, type RoleModels, type RoleName, type StageImpl, type StageTable } from '../pipeline/stages/table.ts';
 import type { StageFn } from './processor.ts';
 import { ModelCache } from './models.ts';
@@ -16,7 +16,8 @@ import { ModelCache } from './models.ts';
  * workers' processors and `capfilt retry-failed` both run stages through this registry.
  */
 export interface StageRegistryOptions {
-  runtime: RuntimeOptions;
+  /** The models config's device/threads/precision (auto resolves per role), or options per role. */
+  runtime: RuntimeSetting | RoleRuntime;
   log: Logger;
   /** The stages this process can run (default: the built-in table). */
   table?: StageTable;

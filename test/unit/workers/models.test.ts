@@ -8,6 +8,7 @@ import { CLIP_SIZES, writeRandomClip } from '../../../bench/random-clip.ts';
 import type { GenerationOptions } from '../../../src/models/runtime/generation/types.ts';
 import { processMetrics } from '../../../src/telemetry/metrics.ts';
 import { ModelCache } from '../../../src/workers/models.ts';
+import { runtimeFromConfig } from '../../../src/models/runtime/precision.ts';
 
 const fixtures = fileURLToPath(new URL('../../fixtures/parity/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-model-cache-'));
@@ -47,6 +48,17 @@ describe('ModelCache', () => {
     expect(a.dim).toBe(b.dim);
     expect(await cache.info(join(dir, 'clip'), 'embedder')).toMatchObject({ architecture: 'CLIPModel' });
     expect(await cache.info(join(dir, 'blip'), 'filter')).toMatchObject({ architecture: 'BlipForImageTextRetrieval' });
+  });
+
+  it('builds each role at its own precision under models.precision auto (int8 filter and embedder, fp32 captioner on the CPU)', async () => {
+    const auto = new ModelCache(runtimeFromConfig({ device: 'cpu', threads: 1, precision: 'auto' }), pino({ level: 'silent' }));
+    try {
+      expect(await auto.info(join(dir, 'blip'), 'captioner')).toMatchObject({ precision: 'fp32' });
+      expect(await auto.info(join(dir, 'blip'), 'filter')).toMatchObject({ precision: 'int8' });
+      expect(await auto.info(join(dir, 'clip'), 'embedder')).toMatchObject({ precision: 'int8' });
+    } finally {
+      await auto.close();
+    }
   });
 
   it('names the missing role with a coded error', async () => {

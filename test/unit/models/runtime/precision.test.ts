@@ -1,0 +1,15 @@
+import { describe, expect, it } from 'vitest';
+import { resolvePrecision, runtimeFromConfig } from '../../../../src/models/runtime/precision.ts';
+
+describe('resolvePrecision', () => {
+  it('auto: int8 filter and embedder, fp32 captioner on the CPU; fp32 for every role on CUDA', () => {
+    expect(['captioner', 'filter', 'embedder'].map((r) => resolvePrecision('cpu', 'auto', r as 'filter'))).toEqual(['fp32', 'int8', 'int8']);
+    expect(['captioner', 'filter', 'embedder'].map((r) => resolvePrecision('cuda:0', 'auto', r as 'filter'))).toEqual(['fp32', 'fp32', 'fp32']);
+  });
+
+  it('an explicit precision (the --precision fp32 opt-out) applies to every role', () => {
+    const rt = runtimeFromConfig({ device: 'cpu', threads: 2, precision: 'fp32' });
+    expect([rt('captioner'), rt('filter'), rt('embedder')]).toEqual(Array(3).fill({ device: 'cpu', threads: 2, precision: 'fp32' }));
+    expect(runtimeFromConfig({ device: 'cpu', threads: 0, precision: 'int8' })('captioner').precision).toBe('int8');
+  });
+});
