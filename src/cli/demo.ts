@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { COMMON_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
-import { parseSetArgs, type Override } from '../config/load.ts';
-import { CapfiltError } from '../core/errors.ts';
+import { parseSetArgs, type LoadedConfig, type Override } from '../config/load.ts';
+import { CapfiltError, isCapfiltError } from '../core/errors.ts';
 import { logger } from '../core/logger.ts';
 import type { DemoClipQuality, DemoRuleQuality } from '../run/demo.ts';
 import type { RunSummary } from '../run/summary.ts';
@@ -71,7 +71,16 @@ export function register(program: Command): void {
       const mode = String(flags.progress);
       if (!['auto', 'bar', 'json', 'none'].includes(mode)) throw new CapfiltError('CLI_USAGE', `--progress expects auto, bar, json or none, got "${mode}"`);
       // Validate the user's layers once up front (errors name the option), then let the demo add its defaults.
-      const loaded = loadFromFlags(flags, [...WORKER_FLAGS, ...COMMON_FLAGS]);
+      const { demoStageDefaults } = await import('../run/demo.ts');
+      const specs = [...WORKER_FLAGS, ...COMMON_FLAGS];
+      let loaded: LoadedConfig;
+      try {
+        loaded = loadFromFlags(flags, specs);
+      } catch (e) {
+        // A CLIP option (say --set clip.minScore=0.3) is valid with the clip stage the demo adds.
+        if (!isCapfiltError(e, 'CONFIG_INVALID') || flags.clip === false) throw e;
+        loaded = loadFromFlags(flags, specs, demoStageDefaults(true));
+      }
       const overrides: Override[] = [];
       for (const [flag, path] of [['device', 'models.device'], ['threads', 'models.threads'], ['precision', 'models.precision'], ['redisUrl', 'redis.url'], ['prefix', 'redis.prefix']] as const) {
         if (flags[flag] !== undefined) overrides.push({ path, value: String(flags[flag]), source: `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` });

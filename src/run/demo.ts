@@ -9,6 +9,7 @@ import { captionMatchesScene, generateDemoPair, renderScene } from '../demo/inde
 import { SHAPE_KINDS } from '../demo/vocab.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import { scoreOf, type RowRecord } from '../core/records.ts';
+import { isCapfiltError } from '../core/errors.ts';
 import { STAGE_ORDER } from '../core/shard.ts';
 import { outputColumns } from '../pipeline/stages/table.ts';
 import type { RedisEndpoint } from '../workers/redis-setup.ts';
@@ -252,13 +253,40 @@ export function writeDemoLabels(file: string): void {
   writeFileSync(file, `${SHAPE_KINDS.join('\n')}\n`);
 }
 
+const DEMO_SOURCE = 'capfilt demo';
+
+/**
+ * The stages (and CLIP model) the demo adds, for judging the user's layers alone: a user's CLIP
+ * option (say clip.minScore) is valid only with the clip stage, which is the demo's default.
+ */
+export function demoStageDefaults(clip: boolean): Override[] {
+  return [
+    { path: 'pipeline.stages', value: STAGE_ORDER.filter((s) => s !== 'clip' || clip), source: DEMO_SOURCE },
+    ...(clip ? [{ path: 'models.clip', value: DEMO_CLIP_DIR, source: DEMO_SOURCE }] : []),
+  ];
+}
+
+/**
+ * The user's layers (file, env, flags) on their own; when they are valid only with the demo's
+ * stages, with those below the flags (then the user's file cannot pick the stages).
+ */
+export function loadUserLayers(sources: { file: string | null; env: Record<string, string | undefined>; overrides: Override[] }, clip: boolean): LoadedConfig {
+  try {
+    return loadConfig(sources);
+  } catch (e) {
+    if (!isCapfiltError(e, 'CONFIG_INVALID')) throw e;
+    return loadConfig({ ...sources, overrides: [...demoStageDefaults(clip), ...sources.overrides] });
+  }
+}
+
 export function demoConfig(o: DemoOptions, input: string, imagesUrl: string, labelsFile?: string): LoadedConfig {
-  const d = (path: string, value: unknown): Override => ({ path, value, source: 'capfilt demo' });
+  const d = (path: string, value: unknown): Override => ({ path, value, source: DEMO_SOURCE });
   // The demo's own settings sit between default.yaml and the user's layers: a user's file, env
   // or flag still wins, except the input, output and the loopback allowlist the demo needs.
-  const probe = loadConfig({ file: o.configFile, env: o.env, overrides: o.overrides });
   // Every stage; CLIP's unless turned off, with the bundled demo CLIP unless the user names one.
   const clip = o.clip !== false;
+  const loadedUser = loadUserLayers({ file: o.configFile, env: o.env, overrides: o.overrides }, clip);
+  const probe = { ...loadedUser, isExplicit: (path: string) => !['default', DEMO_SOURCE].includes(loadedUser.sourceOf(path)) };
   const demoClip = clip && !probe.isExplicit('models.clip');
   const demoDefaults: Override[] = [
     d('models.captioner', DEMO_MODEL_DIR), d('models.filter', DEMO_MODEL_DIR),

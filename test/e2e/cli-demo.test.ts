@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -27,7 +27,16 @@ interface DemoJson {
     captionerAccuracy: number;
     webTexts: { correct: number; kept: number; keptCorrect: number };
     byNoise: Record<string, { rows: number; webKept: number }>;
+    clip: {
+      rules: Record<'itm' | 'clip' | 'decision', { kept: number; precision: number; recall: number; rejected: Record<string, number> }>;
+      clipMinScore: number;
+      meanScore: { web: number; synthetic: number; byNoise: Record<string, number> };
+      labels: { counts: Record<string, number>; topInScene: number; oneShapeAccuracy: number };
+    };
   };
+  stages: string[];
+  rejectedBy: Record<string, number>;
+  labelCounts: Record<string, number>;
 }
 
 describe('capfilt demo', { timeout: 300_000 }, () => {
@@ -55,5 +64,27 @@ describe('capfilt demo', { timeout: 300_000 }, () => {
     expect(q.byNoise.junk.webKept / q.byNoise.junk.rows).toBeLessThan(q.byNoise.correct.webKept / q.byNoise.correct.rows);
     expect(readdirSync(out).filter((f) => /^\d{5}\.parquet$/.test(f)).length).toBeGreaterThan(1);
     expect(existsSync(join(out, 'run.json'))).toBe(true);
+
+    // BLIP and CLIP together by default: CLIP's figures beside BLIP's, in the terminal and the JSON.
+    expect(s.stages).toContain('clip');
+    expect(demo.stdout()).toMatch(/web texts, by rule +BLIP ITM ≥ 0\.5 +CLIP ≥ 0\.405 +decision/);
+    expect(demo.stdout()).toMatch(/rejected swapped +\d+\.\d% +\d+\.\d% +\d+\.\d%/);
+    expect(demo.stdout()).toMatch(/zero-shot labels +\w+ \d+/);
+    const c = q.clip;
+    expect(c.clipMinScore).toBe(0.405);
+    // The demo CLIP separates correct texts from mismatched and junk ones (its card: 1.00 on fresh seeds) …
+    expect(c.rules.clip.recall).toBeGreaterThan(0.9);
+    expect(c.rules.clip.rejected.mismatched).toBeGreaterThan(0.9);
+    expect(c.rules.clip.rejected.junk).toBeGreaterThan(0.9);
+    // … but not attribute swaps, where BLIP ITM is stronger; the run needs both rules to pass.
+    expect(c.rules.itm.rejected.swapped).toBeGreaterThan(c.rules.clip.rejected.swapped);
+    expect(c.rules.decision.kept).toBeLessThanOrEqual(Math.min(c.rules.itm.kept, c.rules.clip.kept));
+    expect(c.meanScore.byNoise.correct).toBeGreaterThan(c.meanScore.byNoise.mismatched);
+    expect(c.labels.topInScene).toBeGreaterThan(0.8);
+    const runJson = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+    expect(runJson.labelCounts).toEqual(c.labels.counts);
+    expect(Object.values(runJson.labelCounts as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(150);
+    expect(runJson.rejectedBy.clip).toBeGreaterThan(0);
+    expect(s.rejectedBy).toEqual(runJson.rejectedBy);
   });
 });
