@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -125,6 +125,7 @@ export function register(program: Command): void {
           ...(s.quality.clip ? clipLines(s.quality.clip, r) : []),
           `  speed                ${r.rowsPerSec.toFixed(1)} rows/s (${r.seconds.toFixed(1)} s)`,
           `  output               ${r.out}`,
+          ...(existsSync(join(r.out, 'report.html')) ? [`  report               ${join(r.out, 'report.html')}  (open in a browser: filter rates, score histograms, examples)`] : []),
           `  dashboard            ${dashboard ? `${dashboard.url}${flags.serve ? ' (serving until Ctrl-C)' : ' (was live during the run; --serve keeps it up)'}` : 'off'}`,
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
