@@ -169,7 +169,7 @@ function histogramSvg(name: string, h: ScoreHistogram): string {
   }
   const yTicks = [0, 0.5, 1].map((f) => `<text x="${pad.l - 6}" y="${y(f * maxShare) + 4}" text-anchor="end">${(100 * f * maxShare).toFixed(0)}%</text>`).join('');
   const thr = h.threshold !== null
-    ? `<line class="thr" x1="${x(h.threshold)}" x2="${x(h.threshold)}" y1="${pad.t - 4}" y2="${H - pad.b}"/><text class="thr" x="${x(h.threshold) + 4}" y="${pad.t + 8}">${esc(h.thresholdLabel ?? `threshold ${h.threshold}`)}</text>`
+    ? `<line class="thr" x1="${x(h.threshold)}" x2="${x(h.threshold)}" y1="${pad.t - 4}" y2="${H - pad.b}"/><text class="thr" x="${x(h.threshold) + (x(h.threshold) > W * 0.6 ? -4 : 4)}" y="${pad.t + 8}" text-anchor="${x(h.threshold) > W * 0.6 ? 'end' : 'start'}">${esc(h.thresholdLabel ?? `threshold ${h.threshold}`)}</text>`
     : '';
   const legend = sources.map((s) => `<span><span class="dot" style="background:${colorOf(s)}"></span>${esc(s)} (${fmt(totals[s])})</span>`).join(' ');
   return `<figure class="hist" data-score="${esc(name)}"><figcaption>${esc(SCORE_TITLE[name] ?? name)}</figcaption>
