@@ -3,7 +3,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis.ts';
 import { STAGES, type RunMeta } from '../telemetry/stats-schema.ts';
 
 /**
@@ -26,7 +26,7 @@ export class QueueWatcher {
   private readonly queues = new Map<string, { stage: string; queue: Queue }>();
   private board: ReturnType<typeof createBullBoard> | null = null;
 
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly readOnly: boolean) {
+  constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly readOnly: boolean) {
     for (const stage of STAGES) this.ensure(stage, stage);
   }
 

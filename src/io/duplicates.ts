@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis.ts';
 
 /**
  * Exact-duplicate detection within a run, by sha256 of the original bytes. `claim` records the
@@ -128,7 +128,7 @@ export class RedisDuplicateIndex implements DuplicateIndex {
   private readonly ttlSeconds: number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     /** e.g. `${queuePrefix}:run:${runId}:dup`; one prefix per run. */
     private readonly prefix: string,
     private readonly o: RedisDuplicateIndexOptions = {},

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
 
@@ -91,7 +91,7 @@ export class RunState {
   readonly key: string;
 
   constructor(
-    readonly redis: Redis,
+    readonly redis: RedisClient,
     readonly prefix: string,
     readonly runId: string,
   ) {
@@ -223,6 +223,6 @@ export class RunState {
   }
 }
 
-export async function listRuns(redis: Redis, prefix: string, limit = 20): Promise<string[]> {
+export async function listRuns(redis: RedisClient, prefix: string, limit = 20): Promise<string[]> {
   return redis.zrevrange(`${prefix}:runs`, 0, limit - 1);
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis.ts';
 import { scoreOf, type RowRecord } from '../core/records.ts';
 
 /**
@@ -144,7 +144,7 @@ function fromFields(flat: string[]): ScoreHistogram {
 
 export class RedisTopFractionSketch implements TopFractionSketch {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
     /** A finished run's histogram expires by itself (the final pass reads the parquet, not this). */
     private readonly ttlSeconds = 7 * 24 * 3600,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis.ts';
 import type { RowStatus } from '../core/records.ts';
 import {
   CLIP_HISTOGRAM, DEFAULT_PREFIX, HISTOGRAMS, STAGES, keys,
@@ -81,7 +81,7 @@ export class StatsReader {
   readonly prefix: string;
   private readonly k: ReturnType<typeof keys>;
 
-  constructor(private readonly redis: Redis, prefix = DEFAULT_PREFIX, private readonly heartbeatTtlMs = 15_000) {
+  constructor(private readonly redis: RedisClient, prefix = DEFAULT_PREFIX, private readonly heartbeatTtlMs = 15_000) {
     this.prefix = prefix;
     this.k = keys(prefix);
   }

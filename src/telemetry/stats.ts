@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis.ts';
 import { realClock, type Clock } from '../core/clock.ts';
 import { SCORE_NAMES, scoreOf, type RowRecord, type RowStatus } from '../core/records.ts';
 import type { CapfiltMetrics } from './metrics.ts';
@@ -19,7 +19,7 @@ export { StatsReader } from './stats-reader.ts';
  */
 export interface StatsWriterOptions {
   /** Caller-owned connection; the writer never closes it. */
-  redis: Redis;
+  redis: RedisClient;
   /** Deployment prefix (config `redis.prefix`, default `capfilt`); keys go under `<prefix>:stats:`. */
   prefix?: string;
   /** Samples kept per run (newest first); with ≤ 8 KB thumbnails, at most ~1.4 MB per run. Default 120. */
@@ -172,7 +172,7 @@ export function pickSamples(records: readonly RowRecord[], n: number): RowRecord
 
 export class StatsWriter {
   readonly prefix: string;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly k: ReturnType<typeof keys>;
   private readonly o: Required<Omit<StatsWriterOptions, 'redis' | 'prefix' | 'metrics' | 'clock'>>;
   private readonly metrics: CapfiltMetrics | null;

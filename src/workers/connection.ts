@@ -1,7 +1,8 @@
 import type { ConnectionOptions } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { CapfiltError, systemErrorOf } from '../core/errors.ts';
+import type { RedisClient } from '../core/redis.ts';
 
 /**
  * Redis connections. BullMQ workers need `maxRetriesPerRequest: null` (blocking commands must
@@ -10,23 +11,103 @@ import { CapfiltError, systemErrorOf } from '../core/errors.ts';
  * instead (`waitForReconnect`), so that a Redis restart pauses its jobs rather than failing
  * them. Every client gets an `error` listener: without one ioredis prints "[ioredis] Unhandled
  * error event" with a stack for every reconnect attempt.
+ *
+ * A URL names one Redis (`redis://[user:pw@]host:port[/db]`, `rediss://` for TLS) or a Redis
+ * Cluster by some of its nodes (`redis+cluster://[user:pw@]h1:7000,h2:7001[,…]`,
+ * `rediss+cluster://` for TLS); the client learns the other nodes and the slot map from them.
  */
-export function redisOptionsFromUrl(url: string): RedisOptions {
+export type { RedisClient };
+
+export interface RedisEndpoint {
+  cluster: boolean;
+  nodes: { host: string; port: number }[];
+  username?: string;
+  password?: string;
+  db: number;
+  tls: boolean;
+}
+
+const CLUSTER_URL = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]+)\/?$/;
+
+export function isClusterUrl(url: string): boolean {
+  return /^rediss?\+cluster:\/\//.test(url);
+}
+
+export function parseRedisUrl(url: string): RedisEndpoint {
+  const m = CLUSTER_URL.exec(url);
+  if (m) {
+    const [, scheme, auth, hosts] = m;
+    const [user, pass] = auth ? (auth.includes(':') ? [auth.slice(0, auth.indexOf(':')), auth.slice(auth.indexOf(':') + 1)] : ['', auth]) : ['', ''];
+    const nodes = hosts!.split(',').map((h) => {
+      const u = new URL(`redis://${h}`);
+      return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 6379 };
+    });
+    return { cluster: true, nodes, username: user ? decodeURIComponent(user) : undefined, password: pass ? decodeURIComponent(pass) : undefined, db: 0, tls: scheme === 'rediss' };
+  }
   const u = new URL(url);
   const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0;
   return {
-    host: u.hostname.replace(/^\[|\]$/g, ''),
-    port: u.port ? Number(u.port) : 6379,
+    cluster: false,
+    nodes: [{ host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 6379 }],
     username: u.username ? decodeURIComponent(u.username) : undefined,
     password: u.password ? decodeURIComponent(u.password) : undefined,
     db: Number.isFinite(db) ? db : 0,
-    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+    tls: u.protocol === 'rediss:',
   };
 }
 
+/** Options for one node's connection (the single Redis, or each node of a cluster). */
+export function redisOptionsFromUrl(url: string): RedisOptions {
+  const e = parseRedisUrl(url);
+  return {
+    host: e.nodes[0]!.host,
+    port: e.nodes[0]!.port,
+    username: e.username,
+    password: e.password,
+    db: e.db,
+    ...(e.tls ? { tls: {} } : {}),
+  };
+}
+
+/**
+ * A new client for `url`: a Cluster client for a cluster URL. Cluster clients ride out a
+ * master's failover (its replica is promoted): commands to its slots are retried while the
+ * cluster reports it down or moves the slots, and the slot map is refreshed.
+ */
+function newClient(url: string, options: RedisOptions): RedisClient {
+  const e = parseRedisUrl(url);
+  if (!e.cluster) return new Redis({ ...redisOptionsFromUrl(url), ...options });
+  const { host: _h, port: _p, db: _d, ...node } = { ...redisOptionsFromUrl(url), ...options };
+  const cluster: ClusterOptions = {
+    redisOptions: node,
+    enableOfflineQueue: options.enableOfflineQueue ?? true,
+    lazyConnect: options.lazyConnect ?? false,
+    retryDelayOnClusterDown: 300,
+    retryDelayOnFailover: 300,
+    retryDelayOnTryAgain: 300,
+    ...(options.retryStrategy === undefined ? {} : { clusterRetryStrategy: () => null }),
+    ...(options.maxRetriesPerRequest === undefined ? {} : { maxRedirections: 64 }),
+  };
+  return new Cluster(e.nodes, cluster);
+}
+
+/**
+ * BullMQ's connection: options for a single Redis (BullMQ opens its own connections from them),
+ * a Cluster client for a cluster (BullMQ duplicates it for its blocking connection).
+ */
 export function workerConnection(url: string): ConnectionOptions {
+  if (isClusterUrl(url)) return newClient(url, { maxRetriesPerRequest: null }) as Cluster;
   const { host, port, username, password, db, tls } = redisOptionsFromUrl(url);
   return { host, port, username, password, db, tls, maxRetriesPerRequest: null };
+}
+
+/**
+ * BullMQ keeps every key of a queue in one slot only when the queue's name carries a hash tag.
+ * On a cluster each stage queue is named `{<prefix>.<stage>}`: one slot per queue, the
+ * stages' queues spread over the masters. A single Redis keeps the plain stage names.
+ */
+export function queueName(url: string, prefix: string, stage: string): string {
+  return isClusterUrl(url) ? `{${prefix}.${stage}}` : stage;
 }
 
 export interface OpenRedisOptions {
@@ -38,8 +119,8 @@ export interface OpenRedisOptions {
   name?: string;
 }
 
-export function openRedis(url: string, o: OpenRedisOptions = {}): Redis {
-  const r = new Redis({ ...redisOptionsFromUrl(url), maxRetriesPerRequest: o.waitForReconnect ? null : 3 });
+export function openRedis(url: string, o: OpenRedisOptions = {}): RedisClient {
+  const r = newClient(url, { maxRetriesPerRequest: o.waitForReconnect ? null : 3 });
   const report = outageReporter(redisAddress(url), o.name ?? 'redis client', o.log);
   // Commands that fail report the error to their caller; the events only say the link is down.
   r.on('error', report.error);
@@ -50,8 +131,9 @@ export function openRedis(url: string, o: OpenRedisOptions = {}): Redis {
 /** host:port of a Redis URL, without credentials, for logs and error messages. */
 export function redisAddress(url: string): string {
   try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || '6379'}`;
+    const e = parseRedisUrl(url);
+    const first = `${e.nodes[0]!.host}:${e.nodes[0]!.port}`;
+    return e.cluster ? `cluster ${first}${e.nodes.length > 1 ? ` (+${e.nodes.length - 1})` : ''}` : first;
   } catch {
     return 'redis';
   }
@@ -184,10 +266,12 @@ export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<bo
 
 /** True when a Redis answers PING at `url` within `timeoutMs`. */
 export async function redisReachable(url: string, timeoutMs = 1500): Promise<boolean> {
-  const r = new Redis({ ...redisOptionsFromUrl(url), lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: timeoutMs, retryStrategy: () => null, enableOfflineQueue: false });
+  const r = newClient(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: timeoutMs, retryStrategy: () => null, enableOfflineQueue: false });
   r.on('error', () => undefined);
   try {
-    await r.connect();
+    const connected = r.connect();
+    // A cluster client connects when it has the slot map; a dead cluster would make it retry.
+    await (r instanceof Cluster ? Promise.race([connected, new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), timeoutMs))]) : connected);
     return (await r.ping()) === 'PONG';
   } catch {
     return false;
@@ -197,10 +281,15 @@ export async function redisReachable(url: string, timeoutMs = 1500): Promise<boo
 }
 
 /** BullMQ silently stalls or loses jobs when Redis evicts keys; say so before starting. */
-export async function checkEvictionPolicy(redis: Redis): Promise<string | null> {
+export async function checkEvictionPolicy(redis: RedisClient): Promise<string | null> {
   try {
-    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
-    return policy === 'noeviction' ? null : `Redis maxmemory-policy is "${policy}"; BullMQ needs "noeviction" (CONFIG SET maxmemory-policy noeviction)`;
+    // On a cluster, every master holds some of the run's keys: each must be noeviction.
+    const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
+    for (const node of nodes) {
+      const [, policy] = (await node.config('GET', 'maxmemory-policy')) as [string, string];
+      if (policy !== 'noeviction') return `Redis ${nodes.length > 1 ? `node ${node.options.host}:${node.options.port} ` : ''}maxmemory-policy is "${policy}"; BullMQ needs "noeviction" (CONFIG SET maxmemory-policy noeviction)`;
+    }
+    return null;
   } catch {
     return null;
   }

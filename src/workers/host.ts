@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis.ts';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { describeError } from '../core/errors.ts';
@@ -62,7 +62,7 @@ function concurrencyOf(c: CapfiltConfig['pipeline'], stage: string): number {
 }
 
 export class WorkerHost {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly queues: StageQueues;
   private readonly workers: Worker<ShardJobData>[] = [];
   private readonly registry: StageRegistry;

@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../core/redis.ts';
 import type { CapfiltConfig } from '../../config/schema.ts';
 import { CapfiltError } from '../../core/errors.ts';
 import { FsStagingStore } from './fs.ts';
@@ -14,7 +14,7 @@ export function stagingDir(config: CapfiltConfig): string | null {
   return config.output.dir ? join(resolve(config.output.dir), '.staging') : null;
 }
 
-export function openStagingStore(config: CapfiltConfig, redis: Redis): StagingStore {
+export function openStagingStore(config: CapfiltConfig, redis: RedisClient): StagingStore {
   if (config.staging.backend === 'redis') return new RedisStagingStore(redis, config.redis.prefix);
   const dir = stagingDir(config);
   if (!dir) throw new CapfiltError('CONFIG_INVALID', 'option staging.dir: expected a folder (or output.dir to derive <output.dir>/.staging) for staging.backend fs, got null');

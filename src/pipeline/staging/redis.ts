@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../core/redis.ts';
 import { CapfiltError } from '../../core/errors.ts';
 import type { ShardState } from '../../core/shard.ts';
 import type { StagingStore } from './types.ts';
@@ -42,7 +42,7 @@ export class RedisStagingStore implements StagingStore {
   readonly kind = 'redis' as const;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {}
 
