@@ -16,7 +16,8 @@ import { finalizeRecords } from '../pipeline/decisions.ts';
 import { FsStagingStore } from '../pipeline/staging/fs.ts';
 import { STAGE_TABLE, checkChain, outputColumns, type StageTable } from '../pipeline/stages/table.ts';
 import { StageRegistry } from '../workers/stages.ts';
-import { shardImages } from './rethreshold.ts';
+import { MemoryTopFractionSketch } from '../pipeline/top-fraction.ts';
+import { finishTopFraction, shardImages, type TopFractionSummary } from './rethreshold.ts';
 
 /**
  * `capfilt retry-failed <out>` as a library call: find the rows of a finished run that failed
@@ -28,6 +29,8 @@ import { shardImages } from './rethreshold.ts';
  *   for each shard: the run's stages up to write (StageRegistry, as a worker runs them; stages
  *     after the download run only while some row is still pending), finalizeRecords, then
  *   mergeRetriedShard(out, shard, staging) rewrites NNNNN.* atomically instead of the write stage
+ *   with clip.topFraction: the run's final pass again (finishTopFraction), as recovered rows add
+ *     texts to the ranking (their own shard-level decision used only the retried rows' scores)
  */
 
 /** The default reasons: every transient code of the catalogue (src/core/errors.ts). */
@@ -110,6 +113,8 @@ export interface RetryFailedSummary {
   retried: number;
   recovered: number;
   stillFailed: Record<string, number>;
+  /** With clip.topFraction and recovered rows: the final pass over the whole output again. */
+  topFraction?: TopFractionSummary;
 }
 
 export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSummary> {
@@ -127,12 +132,14 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
   const staging = new FsStagingStore(await mkdtemp(join(tmpdir(), 'capfilt-retry-')));
   // Retried rows are checked against every image the run already holds.
   const duplicateIndex = new MemoryDuplicateIndex();
+  const sketch = new MemoryTopFractionSketch();
   for (const [sha, key] of plan.knownImages) await duplicateIndex.claim(sha, key);
   const registry = new StageRegistry({
     runtime: { device: config.models.device, threads: config.models.threads, precision: config.models.precision },
     log,
     table,
     duplicateIndex: () => duplicateIndex,
+    topFractionSketch: () => sketch,
   });
   const signal = new AbortController().signal;
   try {
@@ -165,6 +172,13 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
   } finally {
     await registry.close();
     await rm(staging.dir, { recursive: true, force: true });
+  }
+  if (config.clip.topFraction !== null && summary.recovered > 0) {
+    const pass = await finishTopFraction(out, {
+      itmThreshold: config.filter.itmThreshold, itcThreshold: config.filter.itcThreshold, selection: config.filter.selection,
+      keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore, clipTopFraction: config.clip.topFraction,
+    }, outputColumns(table));
+    summary.topFraction = pass.topFraction;
   }
   return summary;
 }

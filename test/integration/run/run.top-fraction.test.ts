@@ -8,7 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Override } from '../../../src/config/load.ts';
 import { logger } from '../../../src/core/logger.ts';
 import { DEMO_MODEL_DIR, PACKAGE_ROOT, serveDemoImages, writeDemoInput } from '../../../src/run/demo.ts';
-import { finishTopFraction, rethreshold } from '../../../src/run/rethreshold.ts';
+import { finishTopFraction, rethreshold, shardImages } from '../../../src/run/rethreshold.ts';
+import { retryFailed } from '../../../src/run/retry-failed.ts';
+import { listShards, shardPaths, writeShardFiles } from '../../../src/io/writers/shard.ts';
+import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
 import { runPipeline } from '../../../src/run/run.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
@@ -207,5 +210,26 @@ describe('clip.topFraction', () => {
     for (const r of strict.filter((x) => x.status !== 'failed')) r.score_clip.forEach((c, i) => expect(r.score_kept[i]).toBe(c! >= exact10.t));
     expectTarsMatch(copy, strict);
     expect(strict.map((r) => r.key).sort()).toEqual(before.map((r) => r.key).sort());
+  }, 180_000);
+
+  it('retry-failed: recovered rows join the ranking and the final pass runs again', async () => {
+    const { out } = await run('retry', 'download,clip,write', { 'clip.topFraction': 0.3 });
+    // Three scored rows of the first shard fail as if their download had timed out.
+    const [first] = await listShards(out);
+    const records = await readShardParquet(shardPaths(out, first).parquet);
+    const images = await shardImages(out, first);
+    const victims = records.filter((r) => r.status !== 'failed' && r.scores.length > 0).slice(0, 3);
+    for (const r of victims) Object.assign(r, { status: 'failed', reason: 'DOWNLOAD_TIMEOUT', reasonDetail: 'test', image: null, scores: [], selected: null, clipTop: undefined });
+    await writeShardFiles(records, { outDir: out, name: first, images, startTime: Date.now() });
+    const summary = await retryFailed({ out, log });
+    expect(summary).toMatchObject({ retried: 3, recovered: 3 });
+    const rows = await readOut(out);
+    const { t, n } = exactThreshold(rows, 0.3);
+    expect(summary.topFraction).toMatchObject({ threshold: t, texts: n });
+    for (const r of rows.filter((x) => x.status !== 'failed' && x.score_clip.length > 0)) {
+      expect(r).toMatchObject({ clip_top_threshold: t, clip_top_provisional: false });
+      r.score_clip.forEach((c, i) => expect(r.score_kept[i]).toBe(c! >= t));
+    }
+    expectTarsMatch(out, rows);
   }, 180_000);
 });
