@@ -53,13 +53,31 @@ export class StageRates {
     this.samples.push({ t: clock.now(), rows: {} });
   }
 
+  /** Per stage: when it was last seen with no rows, when its count last grew, and that count. */
+  private readonly spans = new Map<string, { from: number; to: number; rows: number }>();
+
   add(rows: Record<string, number>): Record<string, number> {
     const now = this.clock.now();
+    for (const [s, n] of Object.entries(rows)) {
+      const span = this.spans.get(s) ?? { from: this.samples[this.samples.length - 1].t, to: now, rows: 0 };
+      if (n === 0) span.from = now;
+      else if (n > span.rows) span.to = now;
+      span.rows = n;
+      this.spans.set(s, span);
+    }
     this.samples.push({ t: now, rows });
     while (this.samples.length > 2 && this.samples[1].t <= now - this.windowMs) this.samples.shift();
     const first = this.samples[0];
     const secs = Math.max(0.001, (now - first.t) / 1000);
     return Object.fromEntries(Object.entries(rows).map(([s, n]) => [s, Math.max(0, n - (first.rows[s] ?? 0)) / secs]));
+  }
+
+  /**
+   * Each stage's rows/s over the time it was working (from its first rows to its last), which is
+   * what tells the stages apart at the end of a run; a run's plain average is the same for all.
+   */
+  activeRates(): Record<string, number> {
+    return Object.fromEntries([...this.spans].filter(([, v]) => v.rows > 0).map(([s, v]) => [s, v.rows / Math.max(0.001, (v.to - v.from) / 1000)]));
   }
 }
 
@@ -141,12 +159,8 @@ export function createProgress(mode: ProgressMode, totalRows: number, log: Logge
       },
       stop() {
         if (!restore) return;
-        // The last line says what each stage averaged over the run, not its rate at the very end.
-        if (lastStages) {
-          const secs = Math.max(0.001, (clock.now() - t0) / 1000);
-          const avg = Object.fromEntries(Object.entries(lastStages).map(([s, n]) => [s, n / secs]));
-          stagesBar.update(0, { stages: `stages (average): ${stageLine(stageOrder, avg)}` });
-        }
+        // The last line says what each stage averaged while it worked, not its rate at the very end.
+        if (lastStages) stagesBar.update(0, { stages: `stages (average while busy): ${stageLine(stageOrder, stageRates.activeRates())}` });
         bars.stop();
         drawing = false;
         // Lines held since the last redraw go out below the final bar, then the stream is given back.

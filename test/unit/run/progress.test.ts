@@ -55,6 +55,8 @@ describe('per-stage rates', () => {
     // The window slides: the first samples drop out, so a stage that stopped falls to 0.
     await clock.advance(10_000);
     expect(r.add({ download: 100, write: 150 })).toEqual({ download: 0, write: 10 });
+    // While busy: download from 0 s to 10 s (100 rows), write from 2 s (last seen at 0) to 20 s (150 rows).
+    expect(r.activeRates()).toEqual({ download: 10, write: 150 / 18 });
     expect(stageLine(['download', 'caption', 'filter', 'write'], { write: 1.25, download: 3, filter: 2 })).toBe('download 3.0/s · filter 2.0/s · write 1.3/s');
   });
 
