@@ -79,6 +79,8 @@ describe('capfilt rethreshold', () => {
 
   it('refuses bad thresholds with a usage error, and a non-empty or identical target', async () => {
     await expect(capfilt('rethreshold', out, '--itm', '1.5', '--to', join(dir, 'x'))).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--itm must be a number in [0, 1]') });
+    await expect(capfilt('rethreshold', out, '--clip-top-fraction', '0', '--to', join(dir, 'x'))).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--clip-top-fraction must be above 0') });
+    await expect(capfilt('rethreshold', out, '--clip-top-fraction', '1.2', '--to', join(dir, 'x'))).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--clip-top-fraction must be a number in [0, 1]') });
     const o = { itmThreshold: 0.6, itcThreshold: null, selection: 'original-first' as const, keepTop: null };
     await expect(rethreshold(out, join(dir, 'strict'), o)).rejects.toSatisfy((e) => isCapfiltError(e, 'OUTPUT_EXISTS'));
     await expect(rethreshold(out, `${out}/`, o)).rejects.toSatisfy((e) => isCapfiltError(e, 'CLI_USAGE'));

@@ -41,7 +41,7 @@ export interface ShardStats {
     rows_kept_rate: number | null;
   };
   timings_ms: Record<string, number>;
-  /** Texts each decision rule rejected (itm, itc, clip, top): the per-rule filter rates. */
+  /** Texts each decision rule rejected (itm, itc, clip, top_fraction, top): the per-rule filter rates. */
   rejected_by: Record<string, number>;
   /** Rows per top zero-shot label, when the run labels images (clip.labels). */
   labels?: Record<string, number>;
@@ -131,7 +131,7 @@ export function shardStats(
 
 /** The CLIP stage's counts of a run, summed over its shards' `NNNNN_stats.json`. */
 export interface RunClipCounts {
-  /** Texts each decision rule rejected (itm, itc, clip, top). */
+  /** Texts each decision rule rejected (itm, itc, clip, top_fraction, top). */
   rejectedBy: Record<string, number>;
   /** Rows per top zero-shot label; null when no shard labelled its images. */
   labelCounts: Record<string, number> | null;

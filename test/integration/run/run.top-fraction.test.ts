@@ -13,6 +13,7 @@ import { retryFailed } from '../../../src/run/retry-failed.ts';
 import { listShards, shardPaths, writeShardFiles } from '../../../src/io/writers/shard.ts';
 import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
 import { runPipeline } from '../../../src/run/run.ts';
+import { cli } from '../../helpers/cli.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
 /**
@@ -189,6 +190,14 @@ describe('clip.topFraction', () => {
     }
     expectTarsMatch(to, after);
     expect(JSON.parse(readFileSync(join(to, 'run.json'), 'utf8')).clipTopFraction).toMatchObject({ fraction: 0.6, threshold: t });
+
+    // The CLI takes the run's fraction from run.json unless told another.
+    const byCli = cli(['rethreshold', out, '--to', join(dir, 'out-re-cli'), '--clip-top-fraction', '0.6', '--json']);
+    expect((await byCli.exited).code).toBe(0);
+    expect(JSON.parse(byCli.stdout().trim().split('\n').pop()!).topFraction).toMatchObject({ fraction: 0.6, threshold: t });
+    const asRun = cli(['rethreshold', out, '--to', join(dir, 'out-re-cli-default'), '--json']);
+    expect((await asRun.exited).code).toBe(0);
+    expect(JSON.parse(asRun.stdout().trim().split('\n').pop()!).topFraction).toMatchObject({ fraction: 0.3, threshold: exactThreshold(before, 0.3).t });
 
     // Without the rule: the mark is gone, every scored text passes.
     const none = join(dir, 'out-re-none');

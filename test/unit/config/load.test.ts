@@ -132,3 +132,21 @@ describe('errors name the option, what was expected, what was given and where fr
     expect(errorOf(() => loadConfig({ file: list, env: {} })).message).toContain('must hold a mapping of sections');
   });
 });
+
+describe('clip.topFraction', () => {
+  const load = (o: Record<string, unknown>) =>
+    loadConfig({ env: {}, overrides: Object.entries(o).map(([path, value]) => ({ path, value, source: `--set ${path}` })) });
+  const clip = { 'pipeline.stages': 'download,clip,write', 'models.clip': 'models/demo-clip' };
+
+  it('takes a fraction in (0, 1] from a flag string, with the clip stage', () => {
+    expect(load({ ...clip, 'clip.topFraction': '0.3' }).config.clip.topFraction).toBe(0.3);
+    expect(load({ ...clip, 'clip.topFraction': '1' }).config.clip.topFraction).toBe(1);
+    expect(loadConfig({ env: {} }).config.clip.topFraction).toBeNull();
+  });
+
+  it('refuses 0, more than 1, no clip stage, and saveEmbeddings beside it', () => {
+    for (const bad of ['0', '1.5', '-0.3']) expect(errorOf(() => load({ ...clip, 'clip.topFraction': bad })).message).toContain('clip.topFraction');
+    expect(errorOf(() => load({ 'clip.topFraction': '0.3' })).message).toContain('needs the clip stage');
+    expect(errorOf(() => load({ ...clip, 'clip.topFraction': '0.3', 'clip.saveEmbeddings': 'true' })).message).toContain('clip.saveEmbeddings');
+  });
+});
