@@ -39,13 +39,16 @@ export const TOP_FRACTION_BINS = 2000;
 export const TOP_FRACTION_BIN_WIDTH = 2 / TOP_FRACTION_BINS;
 
 /** The bin of a score: [-1 + i·w, -1 + (i+1)·w), scores outside [-1, 1] clamped into the end bins. */
+const BINS_PER_UNIT = TOP_FRACTION_BINS / 2;
+
 export function binOf(score: number): number {
-  const i = Math.floor((score + 1) / TOP_FRACTION_BIN_WIDTH);
+  const i = Math.floor((score + 1) * BINS_PER_UNIT);
   return Math.min(TOP_FRACTION_BINS - 1, Math.max(0, i));
 }
 
+/** The bin's lower edge, as a short decimal (0.547, not 0.5469999999999999). */
 export function binLowerEdge(bin: number): number {
-  return -1 + bin * TOP_FRACTION_BIN_WIDTH;
+  return (bin - BINS_PER_UNIT) / BINS_PER_UNIT;
 }
 
 /** k = ⌈f·N⌉, at least 1 (f·N rounded to 9 places first, so 0.3 × 10 is 3, not 3.0000000000000004). */
