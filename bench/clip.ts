@@ -91,7 +91,10 @@ import type { RuntimeOptions } from '../src/models/runtime/types.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
 import { altTextCaptions } from './captions.ts';
 import { CLIP_SIZES, writeRandomClip } from './random-clip.ts';
-import { round, timeBest } from './timing.ts';
+import { machineCpu, othersShare, round, timeBest } from './timing.ts';
+
+/** Kept here too for the benchmarks that import it from this module. */
+export { othersShare };
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TORCH_SCRIPT = join(ROOT, 'tools', 'reference', 'clip_torch.py');
@@ -117,34 +120,6 @@ export interface ClipBenchOptions {
   keep: boolean;
 }
 
-
-/** Busy and total CPU seconds of the whole machine so far (/proc/stat, USER_HZ = 100). */
-function machineCpu(): { busy: number; total: number } | null {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number); // user … steal (guest is inside user)
-    const idle = f[3] + (f[4] ?? 0);
-    const total = f.reduce((a, b) => a + b, 0);
-    return { busy: (total - idle) / 100, total: total / 100 };
-  } catch {
-    return null;
-  }
-}
-
-/**
- * CPU taken by other processes while `fn` ran, as a share of the machine (0 = this process had
- * the machine to itself, 1 = others kept every core busy): machine busy time less this
- * process's own. This machine is shared: numbers measured at a high share are lower bounds.
- */
-export async function othersShare<T>(fn: () => Promise<T>): Promise<{ value: T; others: number | null }> {
-  const m0 = machineCpu();
-  const u0 = process.cpuUsage();
-  const value = await fn();
-  const m1 = machineCpu();
-  const u = process.cpuUsage(u0);
-  if (!m0 || !m1 || m1.total <= m0.total) return { value, others: null };
-  const others = Math.max(0, m1.busy - m0.busy - (u.user + u.system) / 1e6) / (m1.total - m0.total);
-  return { value, others: round(Math.min(1, others), 2) };
-}
 
 /**
  * Waits until other processes leave the machine mostly idle (their share under 15% for 3 s in a

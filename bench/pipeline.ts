@@ -1,14 +1,21 @@
 /**
  * Pipeline benchmark. Prints one JSON object.
- *   npm run bench:pipeline -- [--rows 400] [--model models/demo] [--flat-rows 10000,50000] [--duplicates mark|off] [--skip-e2e] [--skip-flat]
+ *   npm run bench:pipeline -- [--rows 400] [--model models/demo] [--clip-model models/demo-clip | --no-clip]
+ *       [--base] [--rounds 2] [--flat-rows 10000,50000] [--duplicates mark|off] [--skip-e2e] [--skip-flat]
  *
- * Part 1, orchestration overhead (demo model, demo images served from 127.0.0.1): each stage
+ * Part 1, orchestration overhead (demo models, demo images served from 127.0.0.1): each stage
  * run alone over the same rows, in this process, with the pipeline's own stage functions,
  * concurrency, batch sizes and inference thread; then the whole pipeline through Redis/BullMQ
  * with in-process workers whose models were loaded before timing. Reported: end-to-end rows/s,
  * each stage's rows/s alone, and end-to-end / slowest stage alone. Because caption and filter
  * share one CPU (one inference thread, and here only 2 cores), the ratio against the sum of the
  * stages' times alone (the serial bound on this machine) is reported too.
+ * With CLIP (the default; demo CLIP, its rule at the card's threshold), the pipeline runs
+ * `--rounds` times without and with the clip stage, alternating, on the same warm host: `clip`
+ * holds rows/s side by side, the clip stage's rows/s alone and its share of the stage time
+ * (alone, and inside each real run from the shards' timings_ms), and whether it is the slowest
+ * stage. Every timing records the CPU share other processes took meanwhile (othersCpuShare).
+ * `--base` measures the same at released sizes (random-weight BLIP-base and CLIP ViT-B/32).
  *
  * Part 2, flatness: download+write runs of 10k and 50k rows (unique small JPEGs from 127.0.0.1)
  * against a private redis-server, sampling Redis `used_memory` (INFO memory), the fs staging
@@ -18,7 +25,7 @@
  * samples with thumbnails, and fills up only in the larger run).
  */
 import { setMaxListeners } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -30,7 +37,7 @@ import { loadConfig, type LoadedConfig, type Override } from '../src/config/load
 import type { CapfiltConfig } from '../src/config/schema.ts';
 import { RedisDuplicateIndex } from '../src/io/duplicates.ts';
 import { finalizeRecords } from '../src/pipeline/decisions.ts';
-import { serveDemoImages, writeDemoInput, demoQuality, DEMO_MODEL_DIR } from '../src/run/demo.ts';
+import { serveDemoImages, writeDemoInput, demoQuality, DEMO_CLIP_DIR, DEMO_CLIP_MIN_SCORE, DEMO_MODEL_DIR } from '../src/run/demo.ts';
 import type { InputRow } from '../src/io/readers/types.ts';
 import { recordOf } from '../src/run/feeder.ts';
 import { countRows, readRows } from '../src/pipeline/input.ts';
@@ -42,11 +49,24 @@ import { logger } from '../src/core/logger.ts';
 import { WorkerHost } from '../src/workers/host.ts';
 import { startPrivateRedis } from '../src/workers/private-redis.ts';
 import { StageRegistry } from '../src/workers/stages.ts';
+import { writeRandomBlip } from './random-blip.ts';
+import { CLIP_SIZES, writeRandomClip } from './random-clip.ts';
+import { othersShare } from './timing.ts';
 
 const { values } = parseArgs({
   options: {
     rows: { type: 'string', default: '400' },
     model: { type: 'string', default: DEMO_MODEL_DIR },
+    /** CLIP model of the clip stage; the pipeline runs with and without it, interleaved. */
+    'clip-model': { type: 'string', default: DEMO_CLIP_DIR },
+    'no-clip': { type: 'boolean', default: false },
+    /**
+     * Released sizes instead of the demo models: random-weight BLIP-base (captioner + filter) and
+     * CLIP ViT-B/32, written to a temporary folder (use a small --rows: BLIP-base decodes on CPU).
+     */
+    base: { type: 'boolean', default: false },
+    /** Pipeline runs per variant (with / without CLIP), alternating. */
+    rounds: { type: 'string', default: '2' },
     'flat-rows': { type: 'string', default: '10000,50000' },
     'skip-e2e': { type: 'boolean', default: false },
     'skip-flat': { type: 'boolean', default: false },
@@ -92,19 +112,30 @@ async function orchestrationOverhead(redisUrl: string) {
   const dir = join(work, 'e2e');
   const input = join(work, 'demo-input.jsonl');
   writeDemoInput(input, images.url, seed, rows);
-  const model = resolve(values.model);
-  const loadedFor = (out: string, prefix: string): LoadedConfig =>
+  if (values.base) {
+    writeRandomBlip(join(work, 'blip-base'));
+    writeRandomClip(join(work, 'clip-vit-b-32'), CLIP_SIZES['vit-b-32']);
+  }
+  const model = values.base ? join(work, 'blip-base') : resolve(values.model);
+  const clipModel = values['no-clip'] ? null : values.base ? join(work, 'clip-vit-b-32') : resolve(values['clip-model']);
+  // With CLIP: the clip stage between filter and write, its rule at the demo CLIP's threshold
+  // (another model's scores are only scored, no rule).
+  const clipOverrides = (on: boolean): Override[] => (on && clipModel
+    ? [set('pipeline.stages', ['download', 'caption', 'filter', 'clip', 'write']), set('models.clip', clipModel), set('clip.minScore', clipModel === DEMO_CLIP_DIR ? DEMO_CLIP_MIN_SCORE : null)]
+    : [set('pipeline.stages', ['download', 'caption', 'filter', 'write'])]);
+  const loadedFor = (out: string, prefix: string, clip: boolean): LoadedConfig =>
     loadConfig({
       env: {},
       overrides: [
         set('redis.url', redisUrl), set('redis.prefix', prefix), set('input.path', input), set('input.format', 'jsonl'), set('output.dir', out),
         set('input.saveAdditionalColumns', ['noise', 'demo_index']), set('models.captioner', model), set('models.filter', model),
         set('image.size', 160), set('shards.rows', Math.max(25, Math.ceil(rows / 8))), set('download.ssrfAllowlist', ['127.0.0.1']),
+        ...clipOverrides(clip),
       ],
     });
 
   // Each stage alone, with the workers' own stage bindings (same inference thread, batch sizes).
-  const aloneCfg = loadedFor(join(dir, 'alone'), 'bench-alone').config;
+  const aloneCfg = loadedFor(join(dir, 'alone'), 'bench-alone', clipModel !== null).config;
   const staging = new FsStagingStore(join(dir, 'alone-staging'));
   const redis = new Redis(redisUrl);
   const registry = new StageRegistry({
@@ -113,29 +144,52 @@ async function orchestrationOverhead(redisUrl: string) {
     duplicateIndex: (runId) => new RedisDuplicateIndex(redis, `bench-alone:run:${runId}:dup`),
   });
   const states = await shardStates(aloneCfg, 'alonerun');
-  const alone: Partial<Record<StageName, { seconds: number; rowsPerSec: number }>> = {};
+  const alone: Partial<Record<StageName, { seconds: number; rowsPerSec: number; othersCpuShare: number | null }>> = {};
   const ctrl = new AbortController();
   setMaxListeners(0, ctrl.signal);
   for (const stage of aloneCfg.pipeline.stages) {
     const fn = await registry.get(stage, aloneCfg);
     if (stage === 'write') for (const s of states) finalizeRecords(s.records, aloneCfg.filter.selection);
     const t0 = performance.now();
-    await pool(states, aloneCfg.pipeline.concurrency[stage], (s) => fn(s, { config: aloneCfg, staging, log, signal: ctrl.signal }));
+    const { others } = await othersShare(() => pool(states, aloneCfg.pipeline.concurrency[stage], (s) => fn(s, { config: aloneCfg, staging, log, signal: ctrl.signal })));
     const seconds = (performance.now() - t0) / 1000;
-    alone[stage] = { seconds: round(seconds), rowsPerSec: round(rows / seconds) };
+    alone[stage] = { seconds: round(seconds), rowsPerSec: round(rows / seconds), othersCpuShare: others };
   }
   await registry.close();
   redis.disconnect();
   const quality = demoQuality(states.flatMap((s) => s.records), seed);
 
-  // The whole pipeline, models loaded before the clock starts.
-  const loaded = loadedFor(join(dir, 'out'), 'bench-e2e');
-  const host = new WorkerHost({ config: loaded.config, stages: loaded.config.pipeline.stages, log });
+  // The whole pipeline, models loaded before the clock starts: one host with every stage serves
+  // both variants (a run enqueues only its own stages), which alternate, without CLIP first.
+  const variants = clipModel ? [false, true] : [false];
+  const hostCfg = loadedFor(join(dir, 'host'), 'bench-e2e', clipModel !== null).config;
+  const host = new WorkerHost({ config: hostCfg, stages: hostCfg.pipeline.stages, log });
   await host.start();
-  await host.warm(loaded.config);
+  await host.warm(hostCfg);
   let peakRss = 0;
   const rss = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
-  const s = await runPipeline({ loaded, workers: true, host, progress: 'none', log });
+  const runs: Record<'withoutClip' | 'withClip', Array<Record<string, unknown>>> = { withoutClip: [], withClip: [] };
+  let last: Awaited<ReturnType<typeof runPipeline>> | null = null;
+  for (let r = 0; r < Number(values.rounds); r++) {
+    for (const clip of variants) {
+      const out = join(dir, `out-${clip ? 'clip' : 'noclip'}-${r}`);
+      const loaded = loadedFor(out, 'bench-e2e', clip);
+      const { value: s, others } = await othersShare(() => runPipeline({ loaded, workers: true, host, progress: 'none', log }));
+      last = s;
+      // Stage time inside the real run: each shard's timings_ms (wall time of its stage call).
+      const stageMs: Record<string, number> = {};
+      for (const f of readdirSync(out).filter((x) => /^\d{5}_stats\.json$/.test(x))) {
+        for (const [k, v] of Object.entries(JSON.parse(readFileSync(join(out, f), 'utf8')).timings_ms as Record<string, number>)) stageMs[k] = (stageMs[k] ?? 0) + v;
+      }
+      const modelMs = ['caption', 'filter', 'clip'].reduce((n, k) => n + (stageMs[k] ?? 0), 0);
+      runs[clip ? 'withClip' : 'withoutClip'].push({
+        rowsPerSec: round(s.rowsPerSec), seconds: round(s.seconds), reconciled: s.reconciled, kept: s.kept, filtered: s.filtered, failed: s.failed,
+        othersCpuShare: others, stageSeconds: Object.fromEntries(Object.entries(stageMs).map(([k, v]) => [k, round(v / 1000)])),
+        ...(clip ? { clipShareOfModelStageTime: round((stageMs.clip ?? 0) / modelMs) } : {}),
+      });
+      rmSync(out, { recursive: true, force: true });
+    }
+  }
   clearInterval(rss);
   await host.close();
   await images.close();
@@ -143,10 +197,27 @@ async function orchestrationOverhead(redisUrl: string) {
   const rates = Object.entries(alone).map(([k, v]) => ({ stage: k, ...v! }));
   const slowest = rates.reduce((a, b) => (b.rowsPerSec < a.rowsPerSec ? b : a));
   const serialSeconds = rates.reduce((n, r) => n + r.seconds, 0);
+  const best = (xs: Array<Record<string, unknown>>) => Math.max(...xs.map((x) => x.rowsPerSec as number));
+  const withoutClip = best(runs.withoutClip);
+  const s = last!;
   return {
     rows,
-    shardRows: loaded.config.shards.rows,
+    shardRows: hostCfg.shards.rows,
     e2e: { rowsPerSec: round(s.rowsPerSec), seconds: round(s.seconds), reconciled: s.reconciled, kept: s.kept, filtered: s.filtered, failed: s.failed },
+    // Side by side from this run: rows/s of the whole pipeline without and with the clip stage
+    // (best of the rounds; every round listed with the CPU share other processes took meanwhile).
+    clip: clipModel ? {
+      model: clipModel,
+      rowsPerSecWithoutClip: round(withoutClip),
+      rowsPerSecWithClip: round(best(runs.withClip)),
+      withOverWithout: round(best(runs.withClip) / withoutClip),
+      clipAloneRowsPerSec: alone.clip?.rowsPerSec ?? null,
+      // CLIP's share of the stage time of each stage alone, and of the model stages alone.
+      clipShareOfStageTimeAlone: alone.clip ? round(alone.clip.seconds / serialSeconds) : null,
+      clipShareOfModelStageTimeAlone: alone.clip ? round(alone.clip.seconds / ['caption', 'filter', 'clip'].reduce((n, k) => n + (alone[k as StageName]?.seconds ?? 0), 0)) : null,
+      clipIsBottleneck: slowest.stage === 'clip',
+      runs,
+    } : null,
     alone,
     slowestStage: slowest.stage,
     e2eOverSlowestAlone: round(s.rowsPerSec / slowest.rowsPerSec),
