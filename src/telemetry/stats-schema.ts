@@ -96,7 +96,7 @@ export const counterFields = {
   texts: (source: TextSource, kept: boolean) => `texts:${source}:${kept ? 'kept' : 'dropped'}`,
   /** Texts the named decision rule rejected (itm, itc, clip, top): per-rule filter rates. */
   rule: (rule: string) => `rule:${rule}`,
-  /** Rows whose top zero-shot label is this (clip.labels). */
+  /** Rows whose top zero-shot label is this (clip.labels): one field per class that came top, bounded by the labels file. */
   label: (label: string) => `label:${label}`,
   /** Kept rows written to embeddings/ (clip.saveEmbeddings). */
   embeddingsWritten: 'embeddings:written',
