@@ -161,10 +161,10 @@ export function createProgress(mode: ProgressMode, totalRows: number, log: Logge
         if (!restore) return;
         // The last line says what each stage averaged while it worked, not its rate at the very end.
         if (lastStages) stagesBar.update(0, { stages: `stages (average while busy): ${stageLine(stageOrder, stageRates.activeRates())}` });
+        // One more redraw prints the lines held since the last one above the bar, in the order they came.
+        (bars as unknown as { update(): void }).update();
         bars.stop();
         drawing = false;
-        // Lines held since the last redraw go out below the final bar, then the stream is given back.
-        for (const line of (bars as unknown as { loggingBuffer: string[] }).loggingBuffer.splice(0)) direct.call(stderr, line);
         restore();
         restore = null;
       },
