@@ -355,7 +355,7 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
   const sampler = (async () => {
     while (sampling) {
       peak.redis = Math.max(peak.redis, Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]));
-      peak.inFlight = Math.max(peak.inFlight, await redis.scard(`${PREFIX}:run:${runId}:inflight`));
+      peak.inFlight = Math.max(peak.inFlight, await redis.scard(`${PREFIX}:run:{${runId}}:inflight`));
       mine('info');
       mine('scard');
       for (const q of Object.keys(depth)) depth[q] += await redis.llen(`${PREFIX}:${q}:wait`);
@@ -365,7 +365,7 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
         if (s.blobBytes + s.stateBytes > peak.staging) Object.assign(peak, { staging: s.blobBytes + s.stateBytes, stagingBlobs: s.blobBytes, stagingState: s.stateBytes });
         perImage = { bytes: perImage.bytes + s.blobBytes, n: perImage.n + s.blobs };
       } else {
-        const b = Number((await redis.get(`${PREFIX}:stage:${runId}:bytes`)) ?? 0);
+        const b = Number((await redis.get(`${PREFIX}:stage:{${runId}}:bytes`)) ?? 0);
         mine('get');
         if (b > peak.staging) peak.staging = b;
       }
@@ -416,8 +416,8 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
     return { keys, bytes: sampled ? (bytes / sampled) * keys : 0, perKey: sampled ? bytes / sampled : 0 };
   };
   const dup = await memOf(`${PREFIX}:run:${runId}:dup:*`);
-  const runKeys = await memOf(`${PREFIX}:run:${runId}:[^d]*`);
-  const doneHash = await memOf(`${PREFIX}:run:${runId}:done`);
+  const runKeys = await memOf(`${PREFIX}:run:{${runId}}:*`);
+  const doneHash = await memOf(`${PREFIX}:run:{${runId}}:done`);
   const stats = await memOf(`${PREFIX}:stats:*`);
 
   const byGroup: Record<string, number> = {};

@@ -10,12 +10,12 @@ export function register(program: Command): void {
     .option('--json', 'one JSON object')
     .action(async (runIdArg: string | undefined, flags: Record<string, unknown>) => {
       const { config } = loadFromFlags(flags, COMMON_FLAGS);
-      const [{ listRuns, RunState }, { openRedis, redisReachable, redisUnavailable, workerConnection }, { StageQueues }] = await Promise.all([
+      const [{ listRuns, RunState }, { openRedis, redisReachable, redisUnavailable }, { StageQueues }] = await Promise.all([
         import('../pipeline/run-state.ts'), import('../workers/connection.ts'), import('../workers/queues.ts'),
       ]);
       if (!(await redisReachable(config.redis.url))) throw redisUnavailable(config.redis.url, 'status reads run state from the deployment\'s Redis: set REDIS_URL / --redis-url.');
       const redis = openRedis(config.redis.url);
-      const queues = new StageQueues(workerConnection(config.redis.url), config.redis.prefix);
+      const queues = new StageQueues(config.redis.url, config.redis.prefix);
       try {
         const ids = runIdArg ? [runIdArg] : await listRuns(redis, config.redis.prefix, Number(flags.limit) || 10);
         const runs = [];

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { RedisClient } from '../core/redis.ts';
+import { hashTag, type RedisClient } from '../core/redis.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
 
@@ -7,7 +7,8 @@ import type { CapfiltConfig } from '../config/schema.ts';
  * A run's state in Redis. The queues carry only {runId, shardId}; everything a worker needs to
  * know about the run (its config) and everything `status`/the dashboard show live here.
  *
- * Keys (K = "<redis.prefix>:run:<runId>"):
+ * Keys (K = "<redis.prefix>:run:{<runId>}": the hash tag puts a run's keys in one cluster slot,
+ * so the scripts and transactions below may touch several of them; `<prefix>:runs` is apart):
  *   <prefix>:runs       zset    runId → start time (ms), for `capfilt status`
  *   K:meta              hash    config (JSON), input, out, status, totalRows, totalShards,
  *                               skippedShards, startedAt, finishedAt, error
@@ -95,7 +96,7 @@ export class RunState {
     readonly prefix: string,
     readonly runId: string,
   ) {
-    this.key = `${prefix}:run:${runId}`;
+    this.key = `${prefix}:run:${hashTag(runId)}`;
   }
 
   /**
@@ -141,8 +142,9 @@ export class RunState {
         skippedShards: meta.skippedShards,
         startedAt: meta.startedAt,
       })
-      .zadd(`${this.prefix}:runs`, meta.startedAt, this.runId)
       .exec();
+    // Another slot than the run's keys: a command of its own (a MULTI may not span slots).
+    await this.redis.zadd(`${this.prefix}:runs`, meta.startedAt, this.runId);
     return Number(r?.[0]?.[1] ?? 0);
   }
 

@@ -1,4 +1,4 @@
-import type { RedisClient } from '../core/redis.ts';
+import { hashTag, type RedisClient } from '../core/redis.ts';
 import { scoreOf, type RowRecord } from '../core/records.ts';
 
 /**
@@ -122,7 +122,7 @@ export interface TopFractionSketch {
 
 /** The Redis key of a run's histogram: one hash, so every command touches one key (cluster-safe). */
 export function topFractionKey(prefix: string, runId: string): string {
-  return `${prefix}:run:${runId}:clip-top`;
+  return `${prefix}:run:${hashTag(runId)}:clip-top`;
 }
 
 /**

@@ -6,7 +6,7 @@ import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError, isCapfiltError } from '../core/errors.ts';
 import { sumShardStats } from '../io/writers/stats.ts';
 import { StatsWriter } from '../telemetry/stats.ts';
-import { RedisOutage, checkEvictionPolicy, openRedis, settlesWithin, workerConnection } from '../workers/connection.ts';
+import { RedisOutage, checkEvictionPolicy, openRedis, settlesWithin } from '../workers/connection.ts';
 import { WorkerHost } from '../workers/host.ts';
 import { StageQueues } from '../workers/queues.ts';
 import { resolveRedis, type RedisEndpoint } from '../workers/redis-setup.ts';
@@ -78,7 +78,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   };
   const out = config.output.dir!;
   const redis = openRedis(endpoint.url, { log: o.log, name: 'coordinator' });
-  const queues = new StageQueues(workerConnection(endpoint.url), config.redis.prefix, o.log);
+  const queues = new StageQueues(endpoint.url, config.redis.prefix, o.log);
   const staging = openStagingStore(config, redis);
   const stats = new StatsWriter({ redis, prefix: config.redis.prefix });
   const runId = runIdFor(out);
@@ -107,7 +107,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     const attempt = await run.begin(config, { input: inputRoot, out, stages: config.pipeline.stages, totalRows, totalShards: shards.length, skippedShards: 0, startedAt: t0 });
     await stats.registerRun({
       runId, input: inputRoot, out, totalRows, totalShards: shards.length, stages: config.pipeline.stages,
-      queuePrefix: config.redis.prefix, queues: Object.fromEntries(config.pipeline.stages.map((s) => [s, s])),
+      queuePrefix: config.redis.prefix, queues: Object.fromEntries(config.pipeline.stages.map((s) => [s, queues.nameOf(s)])),
       itmThreshold: config.filter.itmThreshold, itcThreshold: config.filter.itcThreshold, labels: o.labels ?? {}, state: 'running', startedAt: t0,
       ...(config.pipeline.stages.includes('clip') ? { clipMinScore: config.clip.minScore } : {}),
     });

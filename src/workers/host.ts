@@ -75,7 +75,7 @@ export class WorkerHost {
 
   constructor(private readonly o: WorkerHostOptions) {
     this.redis = openRedis(o.config.redis.url, { waitForReconnect: true, log: o.log, name: 'worker host' });
-    this.queues = new StageQueues(workerConnection(o.config.redis.url), o.config.redis.prefix, o.log);
+    this.queues = new StageQueues(o.config.redis.url, o.config.redis.prefix, o.log);
     const prefix = o.config.redis.prefix;
     this.registry = new StageRegistry({
       runtime: { device: o.config.models.device, threads: o.config.models.threads, precision: o.config.models.precision },
@@ -131,7 +131,7 @@ export class WorkerHost {
   async start(): Promise<void> {
     const c = this.o.config.pipeline;
     for (const stage of this.o.stages) {
-      const w = new Worker<ShardJobData>(stage, makeProcessor(stage, this.deps), {
+      const w = new Worker<ShardJobData>(this.queues.nameOf(stage), makeProcessor(stage, this.deps), {
         connection: workerConnection(this.o.config.redis.url),
         prefix: this.o.config.redis.prefix,
         concurrency: concurrencyOf(c, stage),

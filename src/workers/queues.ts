@@ -1,11 +1,12 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
-import { outageReporter } from './connection.ts';
+import { outageReporter, queueName, redisAddress, workerConnection } from './connection.ts';
 
 /**
- * The stage queues: one BullMQ queue per stage, named after the stage, under the deployment's
- * key prefix (`redis.prefix`), shared by every run of the deployment. A job carries only ids;
+ * The stage queues: one BullMQ queue per stage, named after the stage (hash-tagged on a Redis
+ * Cluster: `queueName`), under the deployment's key prefix (`redis.prefix`), shared by every run
+ * of the deployment. A job carries only ids;
  * its job id is derived from (run, shard, stage), so adding the same step twice (a retried
  * processor, a resumed run re-feeding a shard) yields one job.
  */
@@ -47,21 +48,27 @@ export class StageQueues {
   private readonly queues = new Map<string, Queue<ShardJobData>>();
 
   private readonly report: ReturnType<typeof outageReporter>;
+  private readonly connection: ConnectionOptions;
 
   constructor(
-    private readonly connection: ConnectionOptions,
+    private readonly url: string,
     readonly prefix: string,
     log?: Logger,
   ) {
-    const c = connection as { host?: string; port?: number };
+    this.connection = workerConnection(url);
     // Without a listener BullMQ prints every reconnect error of a queue with console.error.
-    this.report = outageReporter(`${c.host ?? 'redis'}:${c.port ?? 6379}`, 'stage queues', log);
+    this.report = outageReporter(redisAddress(url), 'stage queues', log);
+  }
+
+  /** The BullMQ queue name of a stage (what a Worker for it must consume). */
+  nameOf(stage: string): string {
+    return queueName(this.url, this.prefix, stage);
   }
 
   get(stage: string): Queue<ShardJobData> {
     let q = this.queues.get(stage);
     if (!q) {
-      q = new Queue<ShardJobData>(stage, { connection: this.connection, prefix: this.prefix });
+      q = new Queue<ShardJobData>(this.nameOf(stage), { connection: this.connection, prefix: this.prefix });
       q.on('error', (e) => this.report.error(e));
       this.queues.set(stage, q);
     }

@@ -1,4 +1,4 @@
-import type { RedisClient } from '../../core/redis.ts';
+import { hashTag, type RedisClient } from '../../core/redis.ts';
 import { CapfiltError } from '../../core/errors.ts';
 import type { ShardState } from '../../core/shard.ts';
 import type { StagingStore } from './types.ts';
@@ -9,7 +9,8 @@ import type { StagingStore } from './types.ts';
  * bounded by the pipeline's in-flight limit (maxInFlightShards × rows per shard × staged image
  * size, e.g. 4 × 1000 × ~30 KB ≈ 120 MB at 384 px JPEG) and released when a shard is written.
  *
- * Keys (prefix = "<redis.prefix>:stage:<runId>"):
+ * Keys (prefix = "<redis.prefix>:stage:{<runId>}"; the hash tag keeps a run's staging in one
+ * cluster slot, so the scripts below may touch the shard's keys and the run's counter at once):
  *   <prefix>:<shardId>:state  string  JSON ShardState
  *   <prefix>:<shardId>:blobs  hash    blob name → bytes
  *   <prefix>:bytes            string  bytes held by the run (kept exact by the Lua scripts below)
@@ -47,7 +48,7 @@ export class RedisStagingStore implements StagingStore {
   ) {}
 
   private k(runId: string, rest: string): string {
-    return `${this.prefix}:stage:${runId}:${rest}`;
+    return `${this.prefix}:stage:${hashTag(runId)}:${rest}`;
   }
 
   async putState(state: ShardState): Promise<void> {

@@ -8,7 +8,6 @@ import { RunState } from '../../../src/pipeline/run-state.ts';
 import { runPipeline } from '../../../src/run/run.ts';
 import { fileTag, outputName, runIdFor, shardId } from '../../../src/pipeline/shards.ts';
 import { logger } from '../../../src/core/logger.ts';
-import { workerConnection } from '../../../src/workers/connection.ts';
 import { StageQueues } from '../../../src/workers/queues.ts';
 import { fixtureConfig, startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
@@ -57,7 +56,7 @@ describe('jobs left over from an earlier attempt of the run', { timeout: 120_000
     const olderJob = shardId(tag, 3);
     // Shard 0 lost everything (no output, no staging); its write job is still queued.
     for (const f of ['00000.parquet', '00000.tar', '00000_stats.json']) rmSync(join(out, f), { force: true });
-    const queues = new StageQueues(workerConnection(REDIS_URL), loaded.config.redis.prefix);
+    const queues = new StageQueues(REDIS_URL, loaded.config.redis.prefix);
     const redis = new Redis(REDIS_URL);
     try {
       const attempt = await new RunState(redis, loaded.config.redis.prefix, runId).attempt();
