@@ -7,10 +7,10 @@ import { sessionOptions } from './sessions.ts';
  * Inner products of two row-major float32 matrices, A·Bᵀ, as one ONNX Gemm (transB) run by
  * ONNX Runtime's CPU kernels (MLAS). Semantic deduplication is two such products: points ×
  * centroids (k-means assignment) and, inside a cluster, members × members (the pairwise cosine
- * matrix SemDeDup thresholds). Measured side by side on 512-d vectors, this ran 8-14× faster
- * than usearch's exactSearch (SIMD dot products one pair at a time), and an HNSW index has to
- * be built first (usearch added 240 vectors/s at 512-d on the same machine) — see
- * docs/dedup.md. Runs on the calling thread, like every ORT CPU run.
+ * matrix SemDeDup thresholds). Measured side by side on 512-d vectors (bench:dedup), this ran
+ * about nine times faster than usearch's exactSearch (SIMD dot products one pair at a time), and
+ * building an HNSW index costs more than the exact products (usearch: about 500 rows/s at 512-d
+ * here) — see docs/dedup.md. Runs on the calling thread, like every ORT CPU run.
  */
 export class InnerProducts {
   private constructor(private readonly session: ort.InferenceSession) {}
