@@ -235,7 +235,8 @@ export async function finishTopFraction(out: string, o: RethresholdOptions & { c
     const times = await writtenTimes(out, name);
     if (m.tarsChange) {
       shardsRewritten++;
-      await writeImagesTar(shardPaths(out, name).filteredTar, records, images);
+      // Only rows whose image is in the old tars (a row failed after its download may still name one).
+      await writeImagesTar(shardPaths(out, name).filteredTar, records.filter((r) => r.image && images.has(r.image.ref)), images);
       await writeShardFiles(records, { outDir: out, name, images, startTime: times?.startTime ?? Date.now(), timings: times?.timings, columns, topFraction });
     } else {
       await writeShardTable(records, { outDir: out, name, startTime: times?.startTime ?? Date.now(), endTime: times?.endTime, timings: times?.timings, columns, topFraction });

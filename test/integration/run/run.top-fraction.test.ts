@@ -210,15 +210,24 @@ describe('clip.topFraction', () => {
     // The run's final pass, in place, on a copy: a stricter fraction moves rows into filtered/.
     const copy = join(dir, 'out-re-copy');
     cpSync(out, copy, { recursive: true });
+    // Each shard's first kept row failed after its download (its parquet row still names the image, no tar holds it).
+    for (const name of await listShards(copy)) {
+      const records = await readShardParquet(shardPaths(copy, name).parquet);
+      const images = await shardImages(copy, name);
+      const victim = records.find((r) => r.status === 'kept');
+      if (victim) Object.assign(victim, { status: 'failed', reason: 'IMAGE_DECODE_FAILED', reasonDetail: 'test', scores: [], selected: null, clipTop: undefined });
+      await writeShardFiles(records, { outDir: copy, name, images, startTime: Date.now() });
+    }
+    const beforeCopy = await readOut(copy);
     const pass = await finishTopFraction(copy, { ...base, clipTopFraction: 0.1 });
     const strict = await readOut(copy);
-    const exact10 = exactThreshold(before, 0.1);
+    const exact10 = exactThreshold(beforeCopy, 0.1);
     expect(pass.topFraction.threshold).toBe(exact10.t);
-    expect(pass.topFraction.rowsMoved.toFiltered).toBe(before.filter((r) => r.status === 'kept').length - strict.filter((r) => r.status === 'kept').length);
+    expect(pass.topFraction.rowsMoved.toFiltered).toBe(beforeCopy.filter((r) => r.status === 'kept').length - strict.filter((r) => r.status === 'kept').length);
     expect(pass.topFraction.rowsMoved.toFiltered).toBeGreaterThan(0);
     for (const r of strict.filter((x) => x.status !== 'failed')) r.score_clip.forEach((c, i) => expect(r.score_kept[i]).toBe(c! >= exact10.t));
     expectTarsMatch(copy, strict);
-    expect(strict.map((r) => r.key).sort()).toEqual(before.map((r) => r.key).sort());
+    expect(strict.map((r) => [r.key, r.status === 'failed']).sort()).toEqual(beforeCopy.map((r) => [r.key, r.status === 'failed']).sort());
   }, 180_000);
 
   it('retry-failed: recovered rows join the ranking and the final pass runs again', async () => {
