@@ -130,6 +130,8 @@ export async function sphericalKMeans(v: VectorSet, ip: InnerProducts, o: KMeans
       for (let j = 0; j < dim; j++) centroids[c * dim + j] = sums[c * dim + j] * inv;
     }
   }
+  // Converged early: the training phase is done all the same.
+  progress?.('k-means', o.iterations * sampleSize, o.iterations * sampleSize);
   const assignment = new Int32Array(count).fill(-1);
   const similarity = new Float32Array(count);
   await assign(ip, centroids, k, dim, count, (s, e, out) => void gatherRange(v, s, e, out), assignment, similarity, (d) => progress?.('assign', d, count));
