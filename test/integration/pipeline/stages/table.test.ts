@@ -62,7 +62,7 @@ describe('the stage table', () => {
       const names = meta.schema.slice(1).filter((e) => e.name !== 'list' && e.name !== 'element').map((e) => e.name);
       // The built-in columns as before, the no-op stage's after the filter's, the selected caption last.
       expect(names.slice(names.indexOf('status'))).toEqual(['status', 'reason', 'reason_detail', ...outputColumns(table).map((c) => c.name), 'selected']);
-      expect(names.slice(names.indexOf('web_itc') + 1)).toEqual(['score_noop', 'web_noop', 'score_clip', 'web_clip', 'labels', 'label_probs', 'selected']);
+      expect(names.slice(names.indexOf('web_itc') + 1)).toEqual(['score_noop', 'web_noop', 'score_clip', 'web_clip', 'labels', 'label_probs', 'clip_top_threshold', 'clip_top_provisional', 'near_duplicate_of', 'near_duplicate_cosine', 'selected']);
       // The stage ran in the chain, before write: its time is in the shard's stats.
       const stats = JSON.parse(readFileSync(join(out, f.replace('.parquet', '_stats.json')), 'utf8'));
       expect(Object.keys(stats.timings_ms)).toEqual(['download', 'filter', 'noop']);
