@@ -26,8 +26,9 @@ export class QueueWatcher {
   private readonly queues = new Map<string, { stage: string; queue: Queue }>();
   private board: ReturnType<typeof createBullBoard> | null = null;
 
-  constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly readOnly: boolean) {
-    for (const stage of STAGES) this.ensure(stage, stage);
+  /** `nameOf`: a stage's queue name in this deployment (hash-tagged on a Redis Cluster). */
+  constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly readOnly: boolean, nameOf: (stage: string) => string = (s) => s) {
+    for (const stage of STAGES) this.ensure(stage, nameOf(stage));
   }
 
   /** Mounts bull-board at /queues; read-only mode hides retry, clean, promote and delete. */

@@ -3,16 +3,17 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { fastifySSE } from '@fastify/sse';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import { realClock, type Clock } from '../core/clock.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { RowStatus } from '../core/records.ts';
+import type { RedisClient } from '../core/redis.ts';
 import { StatsReader, type RunSnapshot, type RunSummary, type WorkerView } from '../telemetry/stats-reader.ts';
 import { DEFAULT_PREFIX } from '../telemetry/stats-schema.ts';
 import { checkBind, installAuth } from './auth.ts';
 import { DEFAULT_PACING, Pacer, type PacingOptions } from './pacing.ts';
 import { QueueWatcher, type StageQueue } from './queues.ts';
 import { createRunMetrics } from './run-metrics.ts';
+import { openRedis, queueName } from '../workers/connection.ts';
 
 /**
  * `capfilt dashboard`: a fastify server over the stats in Redis.
@@ -29,7 +30,7 @@ export interface DashboardOptions {
   /** Used when `redis` is not given; default REDIS_URL or redis://127.0.0.1:6379. */
   redisUrl?: string;
   /** Caller-owned connection (not closed by the dashboard). */
-  redis?: Redis;
+  redis?: RedisClient;
   /** Deployment prefix (config `redis.prefix`), shared by the queues and the stats keys. */
   prefix?: string;
   host?: string;
@@ -98,9 +99,10 @@ export async function startDashboard(opts: DashboardOptions = {}): Promise<Dashb
   const pollMs = opts.pollMs ?? 1000;
   const clock = opts.clock ?? realClock;
   const ownRedis = !opts.redis;
-  const redis = opts.redis ?? new Redis(opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: false });
+  const url = opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const redis = opts.redis ?? openRedis(url, { name: 'dashboard' });
   const reader = new StatsReader(redis, prefix);
-  const queues = new QueueWatcher(redis, prefix, readOnly);
+  const queues = new QueueWatcher(redis, prefix, readOnly, (stage) => queueName(url, prefix, stage));
   const metrics = createRunMetrics(reader, queues);
 
   const pacer = new Pacer({ ...DEFAULT_PACING, ...(opts.pacing === false ? { ratePerSec: 0 } : opts.pacing) });

@@ -8,16 +8,16 @@
  *
  * P = <prefix>:stats
  *   P:runs                       ZSET   runId → startedAt (ms)
- *   P:run:<id>:meta              HASH   RunMeta fields (strings; JSON for arrays)
- *   P:run:<id>:c                 HASH   counters (see `counterFields`)
- *   P:run:<id>:h                 HASH   "<score>:<source>:<bucket>" → count; CLIP scores as
+ *   P:run:{<id>}:meta            HASH   RunMeta fields (strings; JSON for arrays)
+ *   P:run:{<id>}:c               HASH   counters (see `counterFields`)
+ *   P:run:{<id>}:h               HASH   "<score>:<source>:<bucket>" → count; CLIP scores as
  *                                       "clip:<kept|dropped>:<bucket>" (the text's decision)
- *   P:run:<id>:ts:<stage>        HASH   "<bucket start, unix s>" → rows finished in that bucket
- *   P:run:<id>:samples           LIST   SampleEntry JSON, newest first
- *   P:run:<id>:shards:<stage>    SET    shard ids already counted (makes retries idempotent)
- *   P:workers                    ZSET   workerId → last heartbeat (ms)
- *   P:workers:info               HASH   workerId → last WorkerInfo JSON (kept while in P:workers)
- *   P:worker:<id>                STRING WorkerInfo JSON, expires after the heartbeat TTL
+ *   P:run:{<id>}:ts:<stage>      HASH   "<bucket start, unix s>" → rows finished in that bucket
+ *   P:run:{<id>}:samples         LIST   SampleEntry JSON, newest first
+ *   P:run:{<id>}:shards:<stage>  SET    shard ids already counted (makes retries idempotent)
+ *   P:{workers}                  ZSET   workerId → last heartbeat (ms)
+ *   P:{workers}:info             HASH   workerId → last WorkerInfo JSON (kept while in P:{workers})
+ *   P:{workers}:<id>             STRING WorkerInfo JSON, expires after the heartbeat TTL
  */
 import type { RowStatus, ScoreName, TextSource } from '../core/records.ts';
 import { STAGE_ORDER } from '../core/shard.ts';
@@ -65,19 +65,26 @@ export function keptAtThreshold(spec: HistogramSpec, counts: readonly number[], 
 
 export function keys(deploymentPrefix: string) {
   const prefix = `${deploymentPrefix}:stats`;
-  const run = (id: string) => `${prefix}:run:${id}`;
+  // Hash tags: a run's keys share one cluster slot (one script updates several of them), and so
+  // do the worker heartbeat keys (one MULTI writes them); the two groups spread apart.
+  const run = (id: string) => `${prefix}:run:{${id}}`;
+  const workers = `${prefix}:{workers}`;
   return {
     runs: `${prefix}:runs`,
-    runPattern: (id: string) => `${run(id)}:*`,
+    /** Every key of a run, given the stages it has recorded rows for. */
+    runKeys: (id: string, stages: readonly string[]) => [
+      `${run(id)}:meta`, `${run(id)}:c`, `${run(id)}:h`, `${run(id)}:samples`,
+      ...stages.flatMap((s) => [`${run(id)}:ts:${s}`, `${run(id)}:shards:${s}`]),
+    ],
     meta: (id: string) => `${run(id)}:meta`,
     counters: (id: string) => `${run(id)}:c`,
     hist: (id: string) => `${run(id)}:h`,
     series: (id: string, stage: string) => `${run(id)}:ts:${stage}`,
     samples: (id: string) => `${run(id)}:samples`,
     shards: (id: string, stage: string) => `${run(id)}:shards:${stage}`,
-    workers: `${prefix}:workers`,
-    workerInfo: `${prefix}:workers:info`,
-    worker: (id: string) => `${prefix}:worker:${id}`,
+    workers,
+    workerInfo: `${workers}:info`,
+    worker: (id: string) => `${workers}:${id}`,
   };
 }
 

@@ -4,7 +4,7 @@ import { realClock, type Clock } from '../core/clock.ts';
 import { SCORE_NAMES, scoreOf, type RowRecord, type RowStatus } from '../core/records.ts';
 import type { CapfiltMetrics } from './metrics.ts';
 import {
-  CLIP_HISTOGRAM, DEFAULT_PREFIX, HISTOGRAMS, bucketOf, counterFields, keys,
+  CLIP_HISTOGRAM, DEFAULT_PREFIX, HISTOGRAMS, STAGES, bucketOf, counterFields, keys,
   type RunMeta, type SampleEntry, type SampleScore, type WorkerInfo,
 } from './stats-schema.ts';
 import { thumbnailDataUrl } from './thumbnail.ts';
@@ -220,10 +220,9 @@ export class StatsWriter {
       labels: input.labels ?? {},
       bucketSec: this.o.seriesBucketSec,
     };
-    await this.redis.multi()
-      .hset(this.k.meta(input.runId), encodeMeta(meta))
-      .zadd(this.k.runs, 'NX', meta.startedAt, input.runId)
-      .exec();
+    // Two commands: the runs index is in another cluster slot than the run's keys.
+    await this.redis.hset(this.k.meta(input.runId), encodeMeta(meta));
+    await this.redis.zadd(this.k.runs, 'NX', meta.startedAt, input.runId);
     const stale = await this.redis.zrevrange(this.k.runs, this.o.maxRuns, -1);
     for (const id of stale) await this.deleteRun(id);
   }
@@ -238,13 +237,11 @@ export class StatsWriter {
     await this.updateRun(runId, { state, finishedAt: at });
   }
 
+  /** Deletes a run's stats keys, named from its stages (no SCAN: a cluster spreads keys over nodes). */
   async deleteRun(runId: string): Promise<void> {
-    let cursor = '0';
-    do {
-      const [next, found] = await this.redis.scan(cursor, 'MATCH', this.k.runPattern(runId), 'COUNT', 200);
-      cursor = next;
-      if (found.length) await this.redis.del(...found);
-    } while (cursor !== '0');
+    const raw = await this.redis.hget(this.k.meta(runId), 'stages');
+    const recorded = raw ? (JSON.parse(raw) as string[]) : [];
+    await this.redis.del(...this.k.runKeys(runId, [...new Set([...STAGES, ...recorded])]));
     await this.redis.zrem(this.k.runs, runId);
   }
 

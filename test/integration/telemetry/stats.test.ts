@@ -180,13 +180,13 @@ describe('StatsWriter + StatsReader on real Redis', () => {
     const rec = [demoRecord(1, 0).record];
     const t0 = Date.now() - 100_000;
     for (let i = 0; i < 60; i++) await writer.recordRows('old', 'download', rec, { at: t0 + i * 1000 });
-    const fields = await redis.hlen(`${prefix}:stats:run:old:ts:download`);
+    const fields = await redis.hlen(`${prefix}:stats:run:{old}:ts:download`);
     expect(fields).toBeGreaterThanOrEqual(20);
     expect(fields).toBeLessThanOrEqual(36);
-    expect(await keyCount(`${prefix}:stats:run:old`)).toBeGreaterThan(0);
+    expect(await keyCount(`${prefix}:stats:run:{old}`)).toBeGreaterThan(0);
     await writer.registerRun({ runId: 'mid', input: 'b', startedAt: 2000 });
     await writer.registerRun({ runId: 'new', input: 'c', startedAt: 3000 });
-    expect(await keyCount(`${prefix}:stats:run:old`)).toBe(0);
+    expect(await keyCount(`${prefix}:stats:run:{old}`)).toBe(0);
     const runs = await new StatsReader(redis, prefix).listRuns();
     expect(runs.map((r) => r.meta.runId)).toEqual(['new', 'mid']);
   });
@@ -205,7 +205,7 @@ describe('StatsWriter + StatsReader on real Redis', () => {
     expect(ws).toHaveLength(1);
     expect(ws[0]).toMatchObject({ id: 'w1', live: true, device: 'cuda:0', stages: ['caption', 'filter'] });
     // Redis drops the worker's own key after the TTL.
-    const pttl = await redis.pttl(`${prefix}:stats:worker:w1`);
+    const pttl = await redis.pttl(`${prefix}:stats:{workers}:w1`);
     expect(pttl).toBeGreaterThan(0);
     expect(pttl).toBeLessThanOrEqual(300);
     await clock.advance(300);
