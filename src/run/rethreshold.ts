@@ -181,7 +181,7 @@ export async function rethreshold(from: string, to: string, o: RethresholdOption
     const m = redecideShard(records, f, images.has, summary);
     moved.toKept += m.toKept;
     moved.toFiltered += m.toFiltered;
-    await writeShardFiles(records, { outDir: to, name, images, startTime: Date.now(), columns, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) });
+    await writeShardFiles(records, { outDir: to, name, images, hasImage: images.has, startTime: Date.now(), columns, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) });
   }
   if (top && fraction !== null) summary.topFraction = { fraction, ...top, rowsMoved: moved, shardsRewritten: shards.length };
   const run = (await readRunJson(from)) ?? {};
@@ -237,7 +237,7 @@ export async function finishTopFraction(out: string, o: RethresholdOptions & { c
       shardsRewritten++;
       // Only rows whose image is in the old tars (a row failed after its download may still name one).
       await writeImagesTar(shardPaths(out, name).filteredTar, records.filter((r) => r.image && images.has(r.image.ref)), images);
-      await writeShardFiles(records, { outDir: out, name, images, startTime: times?.startTime ?? Date.now(), timings: times?.timings, columns, topFraction });
+      await writeShardFiles(records, { outDir: out, name, images, hasImage: images.has, startTime: times?.startTime ?? Date.now(), timings: times?.timings, columns, topFraction });
     } else {
       await writeShardTable(records, { outDir: out, name, startTime: times?.startTime ?? Date.now(), endTime: times?.endTime, timings: times?.timings, columns, topFraction });
     }

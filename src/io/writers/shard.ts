@@ -29,6 +29,11 @@ export interface WriteShardOptions {
   keepFilteredImages?: boolean;
   /** The parquet's stage columns (the stage table's `outputColumns`); default the built-in record columns. */
   columns?: readonly OutputColumn[];
+  /**
+   * Whether the source holds a row's image; a filtered row whose image it lacks is written to the
+   * parquet only (rethreshold from an output written without filtered images). Default: all held.
+   */
+  hasImage?(ref: string): boolean;
   /** The run's final top-fraction pass wrote this shard: the fraction and the rows it moved (for _stats.json). */
   topFraction?: { fraction: number; rowsMoved: number };
 }
@@ -119,7 +124,7 @@ export async function writeShardFiles(records: RowRecord[], o: WriteShardOptions
   await mkdir(o.outDir, { recursive: true });
   const paths = shardPaths(o.outDir, o.name);
   await writeTarAtomic(paths.tar, samples(records.filter((r) => r.status === 'kept'), o.images));
-  const filtered = records.filter((r) => r.status === 'filtered' && r.image);
+  const filtered = records.filter((r) => r.status === 'filtered' && r.image && (o.hasImage?.(r.image.ref) ?? true));
   if ((o.keepFilteredImages ?? true) && filtered.length) {
     await mkdir(dirname(paths.filteredTar), { recursive: true });
     await writeTarAtomic(paths.filteredTar, samples(filtered, o.images));
