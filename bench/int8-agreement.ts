@@ -3,10 +3,13 @@
  * Loads the model dir (default models/demo: captioner/ + filter/, HF or converted fp32) twice —
  * fp32 and int8 graphs built from the same weights — runs greedy captions and ITM/ITC scores of
  * generated demo pairs through both, and prints one JSON object: the share of identical greedy
- * captions, of identical keep/drop decisions (ITM ≥ 0.5), and the time ratios, side by side.
+ * captions and of identical captions by the run's own decoding (config default: nucleus, K = 1,
+ * seeded, so both precisions draw from the same stream), of identical keep/drop decisions at the
+ * run's ITM threshold (filter.itmThreshold, or --itm T), and the time ratios, side by side.
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { loadConfig } from '../src/config/load.ts';
 import { generateDemoPairs } from '../src/demo/pairs.ts';
 import { renderScene } from '../src/demo/render.ts';
 import { loadBlip } from '../src/models/blip/index.ts';
@@ -20,6 +23,13 @@ const dir = resolve(args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.sta
 const n = flag('--n', 64);
 const threads = flag('--threads', 2);
 const batch = 8;
+const defaults = loadConfig().config;
+const itmThreshold = flag('--itm', defaults.filter.itmThreshold);
+const c = defaults.caption;
+const runDecoding: GenerationOptions = {
+  method: c.method, maxLength: 30, minLength: 10, numBeams: c.numBeams, lengthPenalty: 1, topP: c.topP, topK: c.topK,
+  temperature: c.temperature, repetitionPenalty: c.repetitionPenalty, numReturnSequences: 1, prompt: 'a picture of ', seed: 0,
+};
 if (!existsSync(dir)) {
   console.error(`bench:int8: model folder ${dir} not found`);
   process.exit(2);
@@ -30,8 +40,9 @@ const greedy: GenerationOptions = {
   repetitionPenalty: 1, numReturnSequences: 1, prompt: 'a picture of ', seed: 0,
 };
 
-async function run(models: BlipModels, images: ImageInput[], texts: string[]): Promise<{ captions: string[]; itm: number[]; itc: number[]; captionS: number; scoreS: number }> {
+async function run(models: BlipModels, images: ImageInput[], texts: string[]): Promise<{ captions: string[]; runCaptions: string[]; itm: number[]; itc: number[]; captionS: number; scoreS: number }> {
   const captions: string[] = [];
+  const runCaptions: string[] = [];
   const itm: number[] = [];
   const itc: number[] = [];
   let t = performance.now();
@@ -39,6 +50,9 @@ async function run(models: BlipModels, images: ImageInput[], texts: string[]): P
     for (const r of await models.captioner!.caption(images.slice(i, i + batch), greedy)) captions.push(r.ok ? r.value[0] : `error ${r.code}`);
   }
   const captionS = (performance.now() - t) / 1000;
+  for (let i = 0; i < images.length; i += batch) {
+    for (const r of await models.captioner!.caption(images.slice(i, i + batch), runDecoding)) runCaptions.push(r.ok ? r.value[0] : `error ${r.code}`);
+  }
   t = performance.now();
   for (let i = 0; i < images.length; i += batch) {
     const res = await models.filter!.score(images.slice(i, i + batch).map((image, k) => ({ image, texts: [texts[i + k]] })));
@@ -48,7 +62,7 @@ async function run(models: BlipModels, images: ImageInput[], texts: string[]): P
       itc.push(r.value[0].itc);
     }
   }
-  return { captions, itm, itc, captionS, scoreS: (performance.now() - t) / 1000 };
+  return { captions, runCaptions, itm, itc, captionS, scoreS: (performance.now() - t) / 1000 };
 }
 
 const pairs = generateDemoPairs({ n, seed: 20261129 });
@@ -69,8 +83,11 @@ process.stdout.write(`${JSON.stringify({
   model: dir,
   pairs: n,
   threads,
-  greedy_caption_agreement: same(a.captions.map((c, i) => c === b.captions[i])),
-  keep_drop_agreement_itm_0_5: same(a.itm.map((p, i) => (p >= 0.5) === (b.itm[i] >= 0.5))),
+  greedy_caption_agreement: same(a.captions.map((x, i) => x === b.captions[i])),
+  run_decoding: runDecoding.method,
+  run_decoding_caption_agreement: same(a.runCaptions.map((x, i) => x === b.runCaptions[i])),
+  itm_threshold: itmThreshold,
+  keep_drop_agreement_itm: same(a.itm.map((p, i) => (p >= itmThreshold) === (b.itm[i] >= itmThreshold))),
   itm_max_abs_diff: Math.max(...a.itm.map((p, i) => Math.abs(p - b.itm[i]))),
   itc_max_abs_diff: Math.max(...a.itc.map((p, i) => Math.abs(p - b.itc[i]))),
   caption_speedup_int8: Number((a.captionS / b.captionS).toFixed(2)),

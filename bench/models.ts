@@ -4,6 +4,7 @@
  * intra-op threads: fp32 MatMul peak, vision encoder, decoding steps, captions end to end,
  * ITM text side and end to end, model load time and peak RSS.
  * Options: --threads N, --keep (leave the temp model folder), --int8 (also measure int8 graphs),
+ * --quiet-wait S (wait up to S seconds for the machine to go quiet before each timed section),
  * --clip (append bench/clip.ts's CLIP section as `clip`; its own flags such as --quick, --large,
  * --hf pass through — see bench/clip.ts, also runnable alone as `npm run bench:clip`).
  */
@@ -26,10 +27,14 @@ import { buildVisionGraph } from '../src/models/blip/graph/vision.ts';
 import { expectedWeights } from '../src/models/blip/weights/names.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
 import { round, timeBest } from './timing.ts';
+import { matmulPeak as chainedMatmulPeak, othersShare, waitQuiet } from './clip.ts';
+import type { BlipConfig } from '../src/models/blip/config.ts';
 
 const args = process.argv.slice(2);
 const threads = Number(args[args.indexOf('--threads') + 1]) || 2;
 const withInt8 = args.includes('--int8');
+/** Seconds to wait, before each timed section, for other processes to leave the machine mostly idle. */
+const quietWait = args.includes('--quiet-wait') ? Number(args[args.indexOf('--quiet-wait') + 1]) : 0;
 const runtime: RuntimeOptions = { device: 'cpu', threads, precision: 'fp32' };
 
 /** fp32 MatMul peak: [M,K]·[K,N] at the vision MLP's shape (batch 8 × 577 tokens, 768 → 3072). */
@@ -71,12 +76,65 @@ class TimedSession implements DecoderSession {
     this.ms.push(performance.now() - t);
     return out;
   }
+  reserve(length: number): void {
+    this.inner.reserve?.(length);
+  }
   select(indices: number[]): void {
     this.inner.select(indices);
   }
   close(): void {
     this.inner.close();
   }
+}
+
+/**
+ * Bytes and FLOPs one cached decode step (one new token per row) must move and compute:
+ * every decoder weight once (fp32, or int8 for the quantised linears; the LM head stays fp32),
+ * each image's cross-attention K/V once per layer, the self-attention cache (capacity `cap`),
+ * and the products for `rows` rows. Norms, biases and activations are left out (under 1%).
+ */
+export function decodeStepCost(cfg: BlipConfig, rows: number, images: number, cap: number, precision: 'fp32' | 'int8'): { bytes: number; flops: number; weightBytes: number; crossBytes: number } {
+  const { hiddenSize: H, intermediateSize: I, layers: L, vocabSize: V } = cfg.text;
+  const Tv = cfg.vision.seqLen;
+  const layerParams = 6 * H * H + 2 * H * I; // q k v o, cross q o, FFN
+  const weightBytes = L * layerParams * (precision === 'int8' ? 1 : 4) + 4 * (H * H + H * V);
+  const crossBytes = 4 * images * L * 2 * Tv * H;
+  const cacheBytes = 4 * rows * L * 2 * cap * H;
+  const flops = 2 * rows * (L * layerParams + H * H + H * V) + 2 * rows * L * (2 * Tv * H + 2 * cap * H);
+  return { bytes: weightBytes + crossBytes + cacheBytes, flops, weightBytes, crossBytes };
+}
+
+/**
+ * The rate this process reads memory that does not fit in cache, as a decode step does:
+ * the better of a [8, 768]·[768, 3072]·[3072, 768] GEMM chain over 12 distinct weight pairs
+ * (226 MB, the decoder's FFN at batch 8) and a ReduceSum over 256 MB. GB/s.
+ */
+async function streamBandwidth(): Promise<{ gemm_gbps: number; reduce_gbps: number }> {
+  const g = new GraphBuilder('stream_gemm');
+  let y = g.input('a', 'float32', [8, 768]);
+  for (let l = 0; l < 12; l++) {
+    y = g.o('MatMul', [y, g.weight(`w1_${l}`, new Float32Array(768 * 3072).fill(1 / 768), [768, 3072])]);
+    y = g.o('MatMul', [y, g.weight(`w2_${l}`, new Float32Array(3072 * 768).fill(1 / 3072), [3072, 768])]);
+  }
+  g.output(y, 'y', 'float32', [8, 768]);
+  const built = g.build('stream.data');
+  const s = await GraphSession.create('stream_gemm', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, runtime);
+  const a = f32(new Float32Array(8 * 768).fill(0.5), [8, 768]);
+  await s.run({ a });
+  const gemmS = await timeBest(6, () => s.run({ a }));
+  await s.release();
+  const r = new GraphBuilder('stream_reduce');
+  const n = 64 * 1024 * 1024;
+  // The second (small) weight only gives the graph external data to load.
+  const sum = (t: string) => r.o('ReduceSum', [t], { keepdims: 0 });
+  r.output(r.o('Add', [sum(r.input('x', 'float32', [n])), sum(r.weight('pad', new Float32Array(4096), [4096]))]), 'y', 'float32', []);
+  const rb = r.build('reduce.data');
+  const rs = await GraphSession.create('stream_reduce', { model: rb.model, dataFile: rb.dataFile, data: graphDataBuffer(rb) }, runtime);
+  const x = f32(new Float32Array(n).fill(1e-3), [n]);
+  await rs.run({ x });
+  const reduceS = await timeBest(6, () => rs.run({ x }));
+  await rs.release();
+  return { gemm_gbps: round((12 * 2 * 768 * 3072 * 4) / gemmS / 1e9, 1), reduce_gbps: round((n * 4) / reduceS / 1e9, 1) };
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -117,13 +175,38 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
   const warm = await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, f32((e.data as Float32Array).slice(0, e.dims[1] * e.dims[2]), [1, e.dims[1], e.dims[2]]));
   await warm.step([prefix]);
   warm.close();
-  const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds!));
-  const tCross = performance.now();
-  await generate(timed, Array.from({ length: B }, () => prefix), base, cap.special, Array.from({ length: B }, (_, i) => `k${i}`));
-  const decodeS = (performance.now() - tCross) / 1000;
-  timed.close();
-  // ms[0] is the prefix step (prompt tokens); ms[t] produces new token t+1.
-  const steps = timed.ms;
+  const decode: Record<string, Record<string, unknown>> = {};
+  for (const method of ['greedy', 'beam', 'nucleus'] as const) {
+    const waited = await waitQuiet(quietWait);
+    // The floor's rates are measured right before the steps, under the same load.
+    const { value: rates, others: ratesOthers } = await othersShare(async () => ({ bw: await streamBandwidth(), peak: await chainedMatmulPeak(runtime) }));
+    const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds!));
+    const t = performance.now();
+    const { others } = await othersShare(() => generate(timed, Array.from({ length: B }, () => prefix), { ...base, method }, cap.special, Array.from({ length: B }, (_, i) => `k${i}`)));
+    const totalS = (performance.now() - t) / 1000;
+    timed.close();
+    // ms[0] is the prefix step (prompt tokens); ms[t] produces new token t+1.
+    const steps = timed.ms;
+    const early = mean(steps.slice(1, 6));
+    const late = mean(steps.slice(15, 21));
+    const rows = method === 'beam' ? B * base.numBeams : B;
+    const cost = decodeStepCost(cap.cfg, rows, B, total, precision === 'int8' ? 'int8' : 'fp32');
+    decode[method] = {
+      rows,
+      prefix_step_ms: round(steps[0], 1),
+      step_ms_tokens_1_5: round(early, 1),
+      step_ms_tokens_15_20: round(late, 1),
+      late_vs_early: round(late / early, 2),
+      step_ms_mean: round(mean(steps.slice(1)), 1),
+      step_ms_best: round(Math.min(...steps.slice(1)), 1),
+      step_mb: round(cost.bytes / 1e6),
+      step_gflop: round(cost.flops / 1e9, 2),
+      total_s_incl_cross_kv: round(totalS),
+      others_cpu_share: others,
+      quiet_wait_s: waited,
+      floor: stepFloor(cost, round(mean(steps.slice(1)), 1), rates.bw, rates.peak, ratesOthers),
+    };
+  }
 
   const imgs = await images(B, 480);
   const { BlipCaptioner } = await import('../src/models/blip/captioner.ts');
@@ -144,7 +227,8 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
   const fEmbeds = (await fil.sessions.vision.run({ pixel_values: f32((px.data as Float32Array).slice(0, imagesForItm * 3 * S * S), [imagesForItm, 3, S, S]) })).last_hidden_state;
   const itmFeeds = { input_ids: i64(ids, [pairs, L]), attention_mask: i64(new Array(pairs * L).fill(1), [pairs, L]), image_embeds: fEmbeds };
   await fil.sessions.text_filter.run(itmFeeds);
-  const itmS = await timeBest(3, () => fil.sessions.text_filter.run(itmFeeds));
+  const itmWaited = await waitQuiet(quietWait);
+  const { value: itmS, others: itmOthers } = await othersShare(() => timeBest(3, () => fil.sessions.text_filter.run(itmFeeds)));
   const filter = new BlipFilter(fil);
   const tE2e = performance.now();
   const scored = await filter.score(imgs.map((image) => ({ image, texts: ['a picture of a dog on the beach'] })));
@@ -161,13 +245,12 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
     vision_achieved_gflops: round((visionFlops(cap) * B) / visionS / 1e9, 1),
     decode_batch: B,
     decode_new_tokens: newTokens,
-    decode_prefix_step_ms: round(steps[0], 1),
-    decode_step_ms_tokens_1_5: round(mean(steps.slice(1, 6)), 1),
-    decode_step_ms_tokens_15_20: round(mean(steps.slice(15, 21)), 1),
-    decode_total_s_incl_cross_kv: round(decodeS),
+    decode,
     captions_per_s_greedy: round(captionsPerS.greedy),
     captions_per_s_nucleus: round(captionsPerS.nucleus),
     itm_text_side_pairs_per_s: round(pairs / itmS, 1),
+    itm_text_side_others_cpu_share: itmOthers,
+    itm_text_side_quiet_wait_s: itmWaited,
     itm_text_side_note: `${pairs} pairs (${imagesForItm} images × ${pairs / imagesForItm} texts), ${L} tokens; graph computes ITM and ITC passes`,
     itm_end_to_end_pairs_per_s: round(itmE2e),
   };
@@ -200,6 +283,22 @@ async function visionVariants(hfCaptioner: string): Promise<Record<string, numbe
   out.fused_vs_plain = round(out.fused_attention_images_per_s / out.plain_attention_images_per_s, 2);
   out.max_abs_diff = diff;
   return out;
+}
+
+/**
+ * The floor of a decode step: its bytes at the measured streaming bandwidth or its FLOPs at the
+ * MatMul peak, whichever is slower (at batch 8 the bytes are: the step is memory-bound), and the
+ * fraction of that floor the mean step reaches (1 = at the floor).
+ */
+function stepFloor(cost: { bytes: number; flops: number }, stepMs: number, bw: { gemm_gbps: number; reduce_gbps: number }, peakGflops: number, others: number | null): Record<string, unknown> {
+  const gbps = Math.max(bw.gemm_gbps, bw.reduce_gbps);
+  const memoryMs = (cost.bytes / (gbps * 1e9)) * 1e3;
+  const computeMs = (cost.flops / (peakGflops * 1e9)) * 1e3;
+  const floor = Math.max(memoryMs, computeMs);
+  return {
+    floor_ms: round(floor, 1), memory_ms: round(memoryMs, 1), compute_ms: round(computeMs, 1),
+    fraction_of_floor: round(floor / stepMs, 2), bandwidth: bw, matmul_peak_gflops: round(peakGflops, 1), rates_others_cpu_share: others,
+  };
 }
 
 const root = mkdtempSync(join(tmpdir(), 'capfilt-bench-'));
