@@ -17,6 +17,18 @@
  * stage. Every timing records the CPU share other processes took meanwhile (othersCpuShare).
  * `--base` measures the same at released sizes (random-weight BLIP-base and CLIP ViT-B/32).
  *
+ * Results (2026-12-07, this shared 2-core machine, models.precision auto):
+ * - demo models, 400 rows, 2 rounds: clip stage alone 169 rows/s, caption (the slowest) 139,
+ *   filter 169 (others' CPU share 0.02-0.06); CLIP is 31% of the model stages' time alone and
+ *   25-26% inside the runs. Runs at a similar share of others (0.49-0.50): 23.9 rows/s without the
+ *   clip stage, 18.9 and 20.6 with it (0.79-0.86x); the one quieter run without it (0.26) read 34.0.
+ *   Both demo models are tiny (the demo CLIP 1.1 M parameters at 64 px), so CLIP's fixed per-image
+ *   cost (decode, PIL-exact bicubic in JS, session call) weighs as much as BLIP's here.
+ * - `--base --rows 24 --rounds 1` (others 0.84-0.89 during every stage alone): caption 400 s,
+ *   filter 157 s, clip 18.7 s: CLIP ViT-B/32 is 3.3% of the model stages' time (3.7% inside the run
+ *   with it, others 0.12) and far from the bottleneck. The two runs' rows/s are not comparable
+ *   (others 0.75 without CLIP, 0.12 with): 0.093 and 0.342 rows/s.
+ *
  * Part 2, flatness: download+write runs of 10k and 50k rows (unique small JPEGs from 127.0.0.1)
  * against a private redis-server, sampling Redis `used_memory` (INFO memory), the fs staging
  * size and this process's RSS. Peaks should not grow with the row count; the run-wide duplicate
