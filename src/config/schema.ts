@@ -18,7 +18,7 @@ export const STAGES = STAGE_ORDER;
 const perStage = <T extends z.ZodTypeAny>(t: T) => z.strictObject(Object.fromEntries(STAGES.map((s) => [s, t])) as Record<StageName, T>);
 
 export const redisSchema = z.strictObject({
-  url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
+  url: z.string().regex(/^rediss?(\+cluster)?:\/\//, 'a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL'),
   prefix: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"'),
   autoStart: z.boolean(),
   outageTimeoutMs: posInt,

@@ -102,6 +102,14 @@ export function workerConnection(url: string): ConnectionOptions {
 }
 
 /**
+ * Closes what `workerConnection` opened for a cluster: BullMQ leaves a client it was given
+ * open when its queue or worker closes (it only closes connections it made itself).
+ */
+export function releaseConnection(c: ConnectionOptions): void {
+  if (c instanceof Cluster) c.disconnect();
+}
+
+/**
  * BullMQ keeps every key of a queue in one slot only when the queue's name carries a hash tag.
  * On a cluster each stage queue is named `{<prefix>.<stage>}`: one slot per queue, the
  * stages' queues spread over the masters. A single Redis keeps the plain stage names.

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { Worker, type Job } from 'bullmq';
+import { Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { RedisClient } from '../core/redis.ts';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
@@ -12,7 +12,7 @@ import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
 import type { StagingStore } from '../pipeline/staging/types.ts';
 import { processMetrics } from '../telemetry/metrics.ts';
 import { StatsWriter } from '../telemetry/stats.ts';
-import { isRedisConnectionError, openRedis, outageReporter, redisAddress, settlesWithin, workerConnection } from './connection.ts';
+import { isRedisConnectionError, openRedis, outageReporter, redisAddress, releaseConnection, settlesWithin, workerConnection } from './connection.ts';
 import { makeProcessor, settleFailedJob, type ProcessorDeps } from './processor.ts';
 import { StageQueues, type ShardJobData } from './queues.ts';
 import { StageRegistry } from './stages.ts';
@@ -65,6 +65,7 @@ export class WorkerHost {
   private readonly redis: RedisClient;
   private readonly queues: StageQueues;
   private readonly workers: Worker<ShardJobData>[] = [];
+  private readonly connections: ConnectionOptions[] = [];
   private readonly registry: StageRegistry;
   private readonly stagings = new Map<string, StagingStore>();
   private readonly runs = new Map<string, { at: number; value: Promise<Awaited<ReturnType<ProcessorDeps['run']>>> }>();
@@ -131,8 +132,10 @@ export class WorkerHost {
   async start(): Promise<void> {
     const c = this.o.config.pipeline;
     for (const stage of this.o.stages) {
+      const connection = workerConnection(this.o.config.redis.url);
+      this.connections.push(connection);
       const w = new Worker<ShardJobData>(this.queues.nameOf(stage), makeProcessor(stage, this.deps), {
-        connection: workerConnection(this.o.config.redis.url),
+        connection,
         prefix: this.o.config.redis.prefix,
         concurrency: concurrencyOf(c, stage),
         lockDuration: c.lockDurationMs,
@@ -201,6 +204,7 @@ export class WorkerHost {
       if (!(await settlesWithin(this.queues.close(), step))) await settlesWithin(this.queues.disconnect(), step);
       await this.registry.close();
       for (const s of this.stagings.values()) await settlesWithin(s.close(), step);
+      for (const c of this.connections) releaseConnection(c);
       this.redis.disconnect();
       this.o.log.info('workers stopped');
     })();

@@ -1,7 +1,7 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
-import { outageReporter, queueName, redisAddress, workerConnection } from './connection.ts';
+import { outageReporter, queueName, redisAddress, releaseConnection, workerConnection } from './connection.ts';
 
 /**
  * The stage queues: one BullMQ queue per stage, named after the stage (hash-tagged on a Redis
@@ -105,10 +105,12 @@ export class StageQueues {
   async disconnect(): Promise<void> {
     await Promise.all([...this.queues.values()].map((q) => q.disconnect().catch(() => undefined)));
     this.queues.clear();
+    releaseConnection(this.connection);
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((q) => q.close()));
     this.queues.clear();
+    releaseConnection(this.connection);
   }
 }

@@ -101,7 +101,7 @@ describe('errors name the option, what was expected, what was given and where fr
     [{ CAPFILT_SHARDS_ROWS: 'many' }, 'option shards.rows: expected a number, got "many" (from env CAPFILT_SHARDS_ROWS)'],
     [{ CAPFILT_SHARDS_ROWS: '2.5' }, 'option shards.rows: expected an integer, got 2.5'],
     [{ CAPFILT_FILTER_SELECTION: 'worst' }, 'option filter.selection: expected one of "original-first", "best-scoring", "synthetic-first", got "worst"'],
-    [{ REDIS_URL: 'localhost:6379' }, 'option redis.url: expected a redis:// or rediss:// URL, got "localhost:6379" (from env REDIS_URL)'],
+    [{ REDIS_URL: 'localhost:6379' }, 'option redis.url: expected a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL, got "localhost:6379" (from env REDIS_URL)'],
     [{ CAPFILT_PIPELINE_STAGES: 'caption,filter' }, 'option pipeline.stages: expected a list that includes "download"'],
     [{ CAPFILT_CAPTION_K: '2', CAPFILT_CAPTION_KEEP_TOP: '3' }, 'option caption.keepTop: expected at most caption.k (2), got 3'],
     [{ CAPFILT_MODELS_DEVICE: 'tpu' }, 'option models.device: expected "cpu" or "cuda:N", got "tpu"'],
