@@ -86,7 +86,6 @@ function newClient(url: string, options: RedisOptions): RedisClient {
     retryDelayOnFailover: 300,
     retryDelayOnTryAgain: 300,
     ...(options.retryStrategy === undefined ? {} : { clusterRetryStrategy: () => null }),
-    ...(options.maxRetriesPerRequest === undefined ? {} : { maxRedirections: 64 }),
   };
   return new Cluster(e.nodes, cluster);
 }
@@ -277,9 +276,8 @@ export async function redisReachable(url: string, timeoutMs = 1500): Promise<boo
   const r = newClient(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: timeoutMs, retryStrategy: () => null, enableOfflineQueue: false });
   r.on('error', () => undefined);
   try {
-    const connected = r.connect();
-    // A cluster client connects when it has the slot map; a dead cluster would make it retry.
-    await (r instanceof Cluster ? Promise.race([connected, new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), timeoutMs))]) : connected);
+    // A cluster client connects once it has the slot map: bounded here like a node's connectTimeout.
+    if (!(await settlesWithin(r.connect(), timeoutMs))) return false;
     return (await r.ping()) === 'PONG';
   } catch {
     return false;
