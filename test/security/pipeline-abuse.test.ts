@@ -121,7 +121,7 @@ describe('path traversal into output names', () => {
     expect(summary).toMatchObject({ status: 'done', reconciled: true, rows: 12, kept: 12 });
     // Nothing appeared next to the output folder, and the output folder holds only shard files.
     expect([...new Set(readdirSync(dir))].filter((f) => !before.has(f))).toEqual(['out-traversal']);
-    expect(readdirSync(out).sort()).toEqual(['00000.parquet', '00000.tar', '00000_stats.json', '00001.parquet', '00001.tar', '00001_stats.json', 'run.json']);
+    expect(readdirSync(out).sort()).toEqual(['00000.parquet', '00000.tar', '00000_stats.json', '00001.parquet', '00001.tar', '00001_stats.json', 'report.html', 'run.json']);
     for (const r of rows) {
       expect(r.key).toMatch(/^\d{9}$/);
       expect(r.text).toMatch(/^\.\.\/\.\.\/\.\.\/\.\.\/tmp\/evil\d+$/);
