@@ -1,6 +1,6 @@
 /**
  * Redis memory of the run-wide exact-duplicate index (src/io/duplicates.ts), per image.
- *   npm run bench:dup-index -- [--rows 10000000] [--planted 0.01] [--in-flight 4096] [--reference-rows 200000]
+ *   npm run bench:dup-index -- [--rows 10000000] [--planted 0.01] [--in-flight 4096] [--reference-rows 200000] [--cluster]
  *
  * A private redis-server (free loopback port, no persistence) holds nothing but the index, so
  * `INFO memory` used_memory before and after the claims is the index's own memory. Rows are
@@ -12,15 +12,21 @@
  * Also reported: MEMORY USAGE of sampled buckets per record, claims/s at --in-flight concurrent
  * claims, and, on --reference-rows rows, the layout this index replaced (one Redis string per
  * full hex sha256 holding the key: `SET prefix:<sha256> <key>`), so the ratio comes from one run.
- * Prints one JSON object.
+ * With --cluster the same runs on a local Redis Cluster of 3 masters (no replicas: they hold
+ * copies, not more of the index), through the same client code a cluster run uses; memory is the
+ * sum over the masters, and each master's share is printed (the buckets carry no hash tag, so
+ * they spread). Prints one JSON object.
  */
 import { createHash } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
+import type { RedisClient } from '../src/core/redis.ts';
 import { bucketsFor, expectedFalseDuplicates, fingerprintBits, RECORD_BYTES, RedisDuplicateIndex } from '../src/io/duplicates.ts';
 import { rowKey } from '../src/pipeline/shards.ts';
+import { openRedis } from '../src/workers/connection.ts';
 import { startPrivateRedis } from '../src/workers/private-redis.ts';
+import { startRedisCluster } from '../test/helpers/redis-cluster.ts';
 import { round } from './timing.ts';
 
 const { values } = parseArgs({
@@ -29,6 +35,7 @@ const { values } = parseArgs({
     planted: { type: 'string', default: '0.01' },
     'in-flight': { type: 'string', default: '4096' },
     'reference-rows': { type: 'string', default: '200000' },
+    cluster: { type: 'boolean', default: false },
   },
 });
 const rows = Number(values.rows);
@@ -40,9 +47,15 @@ const ROWS_PER_SHARD = 10_000;
 const sha = (i: number) => createHash('sha256').update(`image-${i}`).digest('hex');
 const key = (i: number) => rowKey(Math.floor(i / ROWS_PER_SHARD), i % ROWS_PER_SHARD, ROWS_PER_SHARD);
 
-async function usedMemory(redis: Redis): Promise<number> {
-  return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+const masters = (redis: RedisClient): Redis[] => (redis instanceof Cluster ? redis.nodes('master') : [redis]);
+
+/** used_memory of each master (one entry for a single Redis). */
+async function usedMemory(redis: RedisClient): Promise<number[]> {
+  return Promise.all(masters(redis).map(async (n) => Number(/used_memory:(\d+)/.exec(await n.info('memory'))![1])));
 }
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const flushAll = (redis: RedisClient) => Promise.all(masters(redis).map((n) => n.flushall()));
 
 /** Runs `fn(i)` for i in [0, n) with at most `inFlight` pending (ioredis pipelines what is pending). */
 async function drive(n: number, fn: (i: number) => Promise<void>, onProgress?: (done: number) => void): Promise<number> {
@@ -59,11 +72,12 @@ async function drive(n: number, fn: (i: number) => Promise<void>, onProgress?: (
   return (performance.now() - t0) / 1000;
 }
 
-const server = await startPrivateRedis();
+const server = values.cluster ? await startRedisCluster({ masters: 3, replicas: 0 }).then((c) => ({ url: c.url, stop: () => c.dispose() })) : await startPrivateRedis();
 if (!server) throw new Error('bench:dup-index needs redis-server on PATH');
-const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+const redis = openRedis(server.url, { waitForReconnect: true });
 try {
-  await redis.flushall();
+  if (redis instanceof Cluster) await new Promise((r) => redis.once('ready', r));
+  await flushAll(redis);
   const base = await usedMemory(redis);
   const index = new RedisDuplicateIndex(redis, 'bench:run:dup', { expectedRows: async () => rows });
   const buckets = await index.bucketCount();
@@ -71,14 +85,19 @@ try {
   const claimSeconds = await drive(rows, async (i) => {
     if ((await index.claim(sha(i), key(i))) !== null) falseDuplicates++;
   }, (done) => process.stderr.write(`claimed ${done.toLocaleString('en')} / ${rows.toLocaleString('en')}\n`));
-  const used = (await usedMemory(redis)) - base;
+  // Redis shrinks idle clients' query buffers (thousands of pipelined claims) within ~2 s.
+  await new Promise((r) => setTimeout(r, 3000));
+  const perMaster = (await usedMemory(redis)).map((u, i) => u - base[i]!);
+  const used = sum(perMaster);
 
   const sample = Array.from({ length: Math.min(buckets, 200) }, (_, j) => Math.floor((j * buckets) / Math.min(buckets, 200)));
   let sampledBytes = 0;
   let sampledRecords = 0;
   for (const b of sample) {
-    sampledBytes += Number(await redis.call('MEMORY', 'USAGE', `bench:run:dup:${b}`, 'SAMPLES', '0'));
-    sampledRecords += (await redis.strlen(`bench:run:dup:${b}`)) / RECORD_BYTES;
+    const k = `bench:run:dup:${b}`;
+    // MEMORY USAGE names its key after a subcommand: ask each master, the one holding it answers.
+    for (const n of masters(redis)) sampledBytes += Number((await n.call('MEMORY', 'USAGE', k, 'SAMPLES', '0').catch(() => 0)) ?? 0);
+    sampledRecords += (await redis.strlen(k)) / RECORD_BYTES;
   }
 
   // Planted duplicates: rows spread over the whole run claimed again under keys past its end.
@@ -90,16 +109,19 @@ try {
   });
 
   // The layout this index replaced, on fewer rows: one string per hex sha256.
-  await redis.flushall();
-  const refBase = await usedMemory(redis);
+  await flushAll(redis);
+  const refBase = sum(await usedMemory(redis));
   const refSeconds = await drive(referenceRows, async (i) => {
     await redis.set(`bench:run:dup:${sha(i)}`, key(i), 'EX', 7 * 24 * 3600, 'NX');
   });
-  const refPerRow = ((await usedMemory(redis)) - refBase) / referenceRows;
+  await new Promise((r) => setTimeout(r, 3000));
+  const refPerRow = (sum(await usedMemory(redis)) - refBase) / referenceRows;
 
   const perRow = used / rows;
   console.log(JSON.stringify({
     rows,
+    redis: redis instanceof Cluster ? 'cluster, 3 masters' : 'single',
+    bytesPerRowPerMaster: perMaster.map((b) => round(b / rows, 2)),
     buckets,
     bucketsFor: bucketsFor(rows),
     recordBytes: RECORD_BYTES,
