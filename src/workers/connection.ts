@@ -85,6 +85,7 @@ function newClient(url: string, options: RedisOptions): RedisClient {
     retryDelayOnClusterDown: 300,
     retryDelayOnFailover: 300,
     retryDelayOnTryAgain: 300,
+    // A probe that passes its own retryStrategy (redisReachable) gives up at once on a cluster too.
     ...(options.retryStrategy === undefined ? {} : { clusterRetryStrategy: () => null }),
   };
   return new Cluster(e.nodes, cluster);
