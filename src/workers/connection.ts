@@ -190,8 +190,12 @@ export function isRedisConnectionError(e: unknown): boolean {
   return IOREDIS_CONNECTION_TEXTS.test(e.message);
 }
 
-/** ioredis: offline queue off, client closed, retries used up; Redis: LOADING while it reads its dataset. */
-const IOREDIS_CONNECTION_TEXTS = /max retries per request|Connection is closed|Stream isn't writeable|^LOADING /;
+/**
+ * ioredis: offline queue off, client closed, retries used up, a cluster that stayed down through
+ * every redirection; Redis: LOADING while it reads its dataset, CLUSTERDOWN / TRYAGAIN while a
+ * cluster fails a master over.
+ */
+const IOREDIS_CONNECTION_TEXTS = /max retries per request|Connection is closed|Stream isn't writeable|Too many Cluster redirections|^LOADING |^CLUSTERDOWN |^TRYAGAIN /;
 
 export interface OutageOptions {
   url: string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { redisSchema } from '../../../src/config/schema.ts';
-import { isClusterUrl, parseRedisUrl, queueName, redisAddress, redisOptionsFromUrl } from '../../../src/workers/connection.ts';
+import { isClusterUrl, isRedisConnectionError, parseRedisUrl, queueName, redisAddress, redisOptionsFromUrl } from '../../../src/workers/connection.ts';
 
 describe('Redis URLs', () => {
   it('reads a single server with credentials, database and TLS', () => {
@@ -28,5 +28,13 @@ describe('Redis URLs', () => {
     const base = { prefix: 'capfilt', autoStart: true, outageTimeoutMs: 1000 };
     for (const url of ['redis://h:1', 'rediss://h:1', 'redis+cluster://h:1,h:2', 'rediss+cluster://h:1']) expect(redisSchema.safeParse({ ...base, url }).success).toBe(true);
     for (const url of ['http://h:1', 'cluster://h:1', 'redis+sentinel://h:1']) expect(redisSchema.safeParse({ ...base, url }).success).toBe(false);
+  });
+
+  it('a cluster failing a master over is waited out, not a command error', () => {
+    // What a coordinator saw in CI when a master died: ioredis gave up after its redirections.
+    expect(isRedisConnectionError(new Error('Too many Cluster redirections. Last error: ReplyError: CLUSTERDOWN The cluster is down'))).toBe(true);
+    expect(isRedisConnectionError(new Error('CLUSTERDOWN The cluster is down'))).toBe(true);
+    expect(isRedisConnectionError(new Error('TRYAGAIN Multiple keys request during rehashing of slot'))).toBe(true);
+    expect(isRedisConnectionError(new Error('CROSSSLOT Keys in request don\'t hash to the same slot'))).toBe(false);
   });
 });
