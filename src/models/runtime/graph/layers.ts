@@ -107,6 +107,23 @@ export function linearNamed(g: GraphBuilder, w: WeightGetter, weightName: string
 }
 
 /**
+ * The packed projections `parts` as int8 initializers under `base`, registered once: the weight
+ * quantised per output column, its scales, zero points (symmetric: 0) and the float bias.
+ */
+function packedInt8Weights(g: GraphBuilder, w: WeightGetter, parts: string[], base: string): { qn: string; sn: string; zn: string; bName: string } {
+  const names = { qn: `${base}.weight_int8`, sn: `${base}.weight_scale`, zn: `${base}.weight_zero_point`, bName: `${base}.bias` };
+  if (!g.has(names.qn)) {
+    const p = packProjections(w, parts);
+    const { q, scale } = quantizeColumns(p.weight, p.inDim, p.outDim);
+    g.weight(names.qn, q, [p.inDim, p.outDim], 'int8');
+    g.weight(names.sn, scale, [p.outDim]);
+    g.weight(names.zn, new Int8Array(p.outDim), [p.outDim], 'int8');
+    g.weight(names.bName, p.bias, [p.outDim]);
+  }
+  return names;
+}
+
+/**
  * Several HF linears over the same input (`parts`, weights [out_k, in]) as one projection
  * [.., Σ out_k]: one weight read and one kernel instead of one per part (a decode step is
  * bound by reading weights and by per-kernel dispatch). int8 quantises the packed weight per
@@ -116,17 +133,7 @@ export function packedLinear(g: GraphBuilder, w: WeightGetter, parts: string[], 
   const base = parts[0].replace(/\.[^.]+$/, `.${parts.map((p) => p.slice(p.lastIndexOf('.') + 1)).join('_')}_packed`);
   const bName = `${base}.bias`;
   if (opts.int8) {
-    const qn = `${base}.weight_int8`;
-    const sn = `${base}.weight_scale`;
-    const zn = `${base}.weight_zero_point`;
-    if (!g.has(qn)) {
-      const p = packProjections(w, parts);
-      const { q, scale } = quantizeColumns(p.weight, p.inDim, p.outDim);
-      g.weight(qn, q, [p.inDim, p.outDim], 'int8');
-      g.weight(sn, scale, [p.outDim]);
-      g.weight(zn, new Int8Array(p.outDim), [p.outDim], 'int8');
-      g.weight(bName, p.bias, [p.outDim]);
-    }
+    const { qn, sn, zn } = packedInt8Weights(g, w, parts, base);
     return g.o('DynamicQuantizeMatMul', [x, qn, sn, zn, bName], {}, 'com.microsoft');
   }
   const wName = `${base}.weight`;
@@ -226,18 +233,7 @@ export function fusedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: stri
  */
 export function quantizedSelfAttention(g: GraphBuilder, w: WeightGetter, parts: string[], x: string, heads: number, maskIndex?: string, unidirectional = false): string {
   const base = parts.length === 1 ? parts[0] : parts[0].replace(/\.[^.]+$/, '.qkv_packed');
-  const qn = `${base}.weight_int8`;
-  const sn = `${base}.weight_scale`;
-  const zn = `${base}.weight_zero_point`;
-  const bName = `${base}.bias`;
-  if (!g.has(qn)) {
-    const p = packProjections(w, parts);
-    const { q, scale } = quantizeColumns(p.weight, p.inDim, p.outDim);
-    g.weight(qn, q, [p.inDim, p.outDim], 'int8');
-    g.weight(sn, scale, [p.outDim]);
-    g.weight(zn, new Int8Array(p.outDim), [p.outDim], 'int8');
-    g.weight(bName, p.bias, [p.outDim]);
-  }
+  const { qn, sn, zn, bName } = packedInt8Weights(g, w, parts, base);
   const [xq, xScale, xZero] = g.op('DynamicQuantizeLinear', [x], {}, { count: 3 });
   return g.o('QAttention', [xq, qn, bName, xScale, sn, maskIndex ?? '', xZero, zn], attentionAttrs(heads, unidirectional), 'com.microsoft');
 }
