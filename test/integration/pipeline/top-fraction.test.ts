@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../../src/demo/prng.ts';
 import { MemoryTopFractionSketch, RedisTopFractionSketch, ScoreHistogram, topFractionKey } from '../../../src/pipeline/top-fraction.ts';
-import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
+import { REDIS_URL, deletePrefix, keysUnder, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
 /** The run's shared CLIP-score histogram in a real Redis, written by several connections at once. */
 const prefix = uniquePrefix('top-fraction');
@@ -36,8 +36,7 @@ describe('RedisTopFractionSketch', () => {
     for (const f of [0.1, 0.3, 0.9]) expect(merged.topThreshold(f)).toBe(expected.topThreshold(f));
 
     const r = client();
-    const [, keys] = await r.scan('0', 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    expect(keys).toEqual([key]);
+    expect(await keysUnder(r, prefix)).toEqual([key]);
     expect(await r.ttl(key)).toBeGreaterThan(0);
     await workers[0].reset();
     expect((await workers[0].read()).total).toBe(0);
