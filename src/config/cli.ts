@@ -18,8 +18,9 @@ export const COMMON_FLAGS: FlagSpec[] = [
 ];
 
 export const RUN_FLAGS: FlagSpec[] = [
-  { flag: '--input <path>', path: 'input.path', help: 'input file or folder (parquet, csv, tsv, jsonl, txt)' },
-  { flag: '--out <dir>', path: 'output.dir', help: 'output folder' },
+  { flag: '--input <path>', path: 'input.path', help: 'input file or folder (parquet, csv, tsv, jsonl, txt), or s3://bucket/prefix/' },
+  { flag: '--out <dir>', path: 'output.dir', help: 'output folder, or s3://bucket/prefix/' },
+  { flag: '--s3-endpoint <url>', path: 's3.endpoint', help: 'S3-compatible server (MinIO, Ceph, R2), default AWS_ENDPOINT_URL or AWS' },
   { flag: '--input-format <format>', path: 'input.format', help: 'auto, parquet, csv, tsv, jsonl, txt' },
   { flag: '--url-col <name>', path: 'input.urlCol', help: 'column with the image URL' },
   { flag: '--caption-col <name>', path: 'input.captionCol', help: 'column with the web text' },
@@ -29,8 +30,8 @@ export const RUN_FLAGS: FlagSpec[] = [
   { flag: '--shard-rows <n>', path: 'shards.rows', help: 'rows per shard' },
   { flag: '--stages <list>', path: 'pipeline.stages', help: `stages of this run in order, from ${STAGE_ORDER.join(',')} (download and write always)` },
   { flag: '--max-in-flight <n>', path: 'pipeline.maxInFlightShards', help: 'shards between planning and written output' },
-  { flag: '--staging <backend>', path: 'staging.backend', help: 'fs or redis' },
-  { flag: '--staging-dir <dir>', path: 'staging.dir', help: 'folder of the fs staging store' },
+  { flag: '--staging <backend>', path: 'staging.backend', help: 'fs, redis or s3' },
+  { flag: '--staging-dir <dir>', path: 'staging.dir', help: 'folder of the fs staging store, or s3:// prefix of the s3 one' },
   { flag: '--captioner <dir>', path: 'models.captioner', help: 'captioner model folder' },
   { flag: '--filter-model <dir>', path: 'models.filter', help: 'filter model folder' },
   { flag: '--clip-model <dir>', path: 'models.clip', help: 'CLIP model folder for the clip stage' },

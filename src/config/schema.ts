@@ -57,8 +57,24 @@ export const pipelineSchema = z.strictObject({
 });
 
 export const stagingSchema = z.strictObject({
-  backend: z.enum(['fs', 'redis']),
+  backend: z.enum(['fs', 'redis', 's3']),
   dir: z.string().min(1).nullable(),
+});
+
+/** S3-compatible object storage, used where input.path, output.dir or staging.dir is an s3:// URL. */
+export const s3Schema = z.strictObject({
+  /** http(s) URL of a MinIO/Ceph/R2-style server; null: AWS itself (or AWS_ENDPOINT_URL[_S3]). */
+  endpoint: z.string().regex(/^https?:\/\/[^/]+/, 'an http:// or https:// URL').nullable(),
+  /** null: the AWS chain (AWS_REGION, ~/.aws/config), else us-east-1. */
+  region: z.string().min(1).nullable(),
+  /** Path-style URLs (http://host/bucket/key); null: on when an endpoint is set (MinIO, Ceph need it). */
+  forcePathStyle: z.boolean().nullable(),
+  /** Multipart part size for uploads, MiB (S3's minimum is 5). */
+  partSizeMiB: z.number().int().min(5).max(5120),
+  /** Parts of one object uploaded at once. */
+  uploadConcurrency: posInt,
+  /** Attempts of one request (the SDK's retry strategy: throttling, 5xx, network errors). */
+  maxAttempts: posInt,
 });
 
 export const downloadSchema = z.strictObject({
@@ -157,6 +173,7 @@ export const configSchema = z
     shards: shardsSchema,
     pipeline: pipelineSchema,
     staging: stagingSchema,
+    s3: s3Schema,
     download: downloadSchema,
     image: imageSchema,
     models: modelsSchema,

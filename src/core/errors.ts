@@ -113,8 +113,15 @@ export const ERROR_CODES = {
   STAGING_STATE_MISSING: permanent('a shard has no state in the staging store'),
   STAGING_BLOB_MISSING: permanent('a staged image is missing from the staging store'),
   STAGING_UNAVAILABLE: transient('the staging folder cannot be used (not a folder, no permission, disk full, ...)'),
+  STAGING_BACKEND_MISMATCH: permanent('staging.dir does not suit staging.backend (an s3:// URL needs backend s3, a folder fs)'),
   STAGE_FAILED: transient('a stage failed on the whole shard after all attempts; its pending rows are failed'),
   WORKER_SHUTDOWN: transient('the worker stopped before the job finished; the job is released for another worker'),
+  // S3-compatible object storage
+  S3_URL_INVALID: permanent('not an s3://bucket/prefix URL'),
+  S3_UNAVAILABLE: transient('the S3 endpoint cannot be reached or answered with a server error or throttling after all attempts'),
+  S3_ACCESS_DENIED: permanent('S3 refused the credentials or the request (no credentials found, bad signature, 403)'),
+  S3_NO_SUCH_BUCKET: permanent('the S3 bucket does not exist'),
+  S3_NO_SUCH_KEY: permanent('the S3 object does not exist'),
   // anything else
   INTERNAL: transient('an unexpected error without a code of its own (the message says what); retried, as its cause is unknown'),
 } satisfies Record<string, ErrorEntry>;
