@@ -39,12 +39,13 @@ export function register(program: Command): void {
         ? stages.map((s) => ({ path: `pipeline.concurrency.${s}`, value: concurrency, source: '--concurrency' }))
         : []);
       const config = loaded.config;
-      const [{ redisReachable, redisUnavailable }, { WorkerHost }, { serveMetrics }, { FsStagingStore }] = await Promise.all([
-        import('../workers/connection.ts'), import('../workers/host.ts'), import('../telemetry/metrics.ts'), import('../pipeline/staging/fs.ts'),
+      const [{ redisReachable, redisUnavailable }, { WorkerHost }, { serveMetrics }, { probeStagingDir }] = await Promise.all([
+        import('../workers/connection.ts'), import('../workers/host.ts'), import('../telemetry/metrics.ts'), import('../pipeline/staging/index.ts'),
       ]);
       if (!(await redisReachable(config.redis.url))) throw redisUnavailable(config.redis.url, `a worker joins an existing deployment: start Redis or set REDIS_URL / --redis-url (from ${loaded.sourceOf('redis.url')}).`);
-      // A folder given here is used for every fs-staged run this worker serves: check it now.
-      if (loaded.isExplicit('staging.dir') && config.staging.dir) await new FsStagingStore(config.staging.dir).probe();
+      // A folder given here is used for every fs-staged run this worker serves: check it now (an
+      // s3:// prefix, as in a config file shared with the coordinator, gets a put and delete).
+      if (loaded.isExplicit('staging.dir') && config.staging.dir) await probeStagingDir(config.staging.dir, config);
       const log = logger().child({ role: 'worker' });
       const host = new WorkerHost({ config, stages, log, stagingDir: loaded.isExplicit('staging.dir') ? config.staging.dir : null, batchSize: positiveInt('--batch-size', flags.batchSize), drainMs: positiveInt('--drain-ms', flags.drainMs) ?? 30_000 });
       const metrics = flags.metricsPort !== undefined ? await serveMetrics({ host: String(flags.metricsHost), port: Number(flags.metricsPort) }) : null;

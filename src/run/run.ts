@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.ts';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError, isCapfiltError } from '../core/errors.ts';
+import { isS3Url } from '../io/storage/s3-url.ts';
 import { sumShardStats } from '../io/writers/stats.ts';
 import { StatsWriter } from '../telemetry/stats.ts';
 import { RedisOutage, checkEvictionPolicy, openRedis, settlesWithin } from '../workers/connection.ts';
@@ -74,7 +75,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     redis: { ...base.redis, url: endpoint.url },
     input: { ...base.input, path: resolve(base.input.path) },
     output: { ...base.output, dir: resolve(base.output.dir) },
-    staging: { ...base.staging, dir: base.staging.dir ? resolve(base.staging.dir) : null },
+    staging: { ...base.staging, dir: base.staging.dir && !isS3Url(base.staging.dir) ? resolve(base.staging.dir) : base.staging.dir },
   };
   const out = config.output.dir!;
   const redis = openRedis(endpoint.url, { log: o.log, name: 'coordinator' });

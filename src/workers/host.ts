@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { describeError } from '../core/errors.ts';
 import { RedisDuplicateIndex } from '../io/duplicates.ts';
+import { isS3Url } from '../io/storage/s3-url.ts';
 import { RedisTopFractionSketch, topFractionKey } from '../pipeline/top-fraction.ts';
 import type { StageTable } from '../pipeline/stages/table.ts';
 import { RunState } from '../pipeline/run-state.ts';
@@ -44,7 +45,7 @@ export interface WorkerHostOptions {
   batchSize?: number | null;
   /**
    * This host's own fs staging folder (a shared filesystem mounted at another path here); by
-   * default the folder the run's config names.
+   * default the folder the run's config names. Not used for s3 runs (their prefix is the run's).
    */
   stagingDir?: string | null;
   /** Write live stats for the dashboard (default true). */
@@ -102,8 +103,10 @@ export class WorkerHost {
   }
 
   private staging(runConfig: CapfiltConfig): StagingStore {
-    const config = this.o.stagingDir && runConfig.staging.backend === 'fs' ? { ...runConfig, staging: { ...runConfig.staging, dir: this.o.stagingDir } } : runConfig;
-    const key = config.staging.backend === 'redis' ? 'redis' : `fs:${stagingDir(config)}`;
+    // Only a folder overrides: an s3 run's prefix is the same URL on every host.
+    const own = this.o.stagingDir && runConfig.staging.backend === 'fs' && !isS3Url(this.o.stagingDir) ? this.o.stagingDir : null;
+    const config = own ? { ...runConfig, staging: { ...runConfig.staging, dir: own } } : runConfig;
+    const key = config.staging.backend === 'redis' ? 'redis' : `${config.staging.backend}:${stagingDir(config)}`;
     let s = this.stagings.get(key);
     if (!s) {
       s = openStagingStore(config, this.redis);

@@ -108,7 +108,7 @@ export function makeProcessor(stage: string, deps: ProcessorDeps) {
         }
       }
       if ((job.data.attempt ?? 0) < (await run.state.attempt())) return waitForShard('no staged state yet: the run re-feeds the shard');
-      throw permanentFailure(new CapfiltError('STAGING_STATE_MISSING', `shard ${shardId} of run ${runId} has no state in the ${staging.kind} staging store (workers on several hosts need staging.backend=redis or a shared staging.dir)`));
+      throw permanentFailure(new CapfiltError('STAGING_STATE_MISSING', `shard ${shardId} of run ${runId} has no state in the ${staging.kind} staging store (workers on several hosts need staging.backend=redis or s3, or a shared staging.dir)`));
     }
     // Stage names of the run's chain (a table with more stages than the built-in one included).
     const stages: readonly string[] = config.pipeline.stages;

@@ -111,7 +111,7 @@ export class FsStagingStore implements StagingStore {
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } catch (e) {
       if (isErrno(e, 'ENOENT')) {
-        throw new CapfiltError('STAGING_BLOB_MISSING', `staged image ${ref} is not in ${this.dir} (workers on other hosts need staging.backend=redis or a shared staging.dir)`, { ref });
+        throw new CapfiltError('STAGING_BLOB_MISSING', `staged image ${ref} is not in ${this.dir} (workers on other hosts need staging.backend=redis or s3, or a shared staging.dir)`, { ref });
       }
       throw this.unavailable(`reading staged image ${ref}`, e);
     }

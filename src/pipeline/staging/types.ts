@@ -1,8 +1,10 @@
 /**
- * Staging store: where shard state and staged images live between stages. Two backends:
- * `fs` (a directory; the default, fastest on one host or with a shared filesystem) and `redis`
+ * Staging store: where shard state and staged images live between stages. Three backends:
+ * `fs` (a directory; the default, fastest on one host or with a shared filesystem), `redis`
  * (the run's Redis; lets workers on different hosts share staging without a shared filesystem,
- * its size bounded by `pipeline.maxInFlightShards`). Both implement this interface.
+ * its size bounded by `pipeline.maxInFlightShards`) and `s3` (a bucket prefix; hosts share
+ * nothing but Redis and the bucket, and staging is not held in Redis' memory). All implement
+ * this interface.
  *
  * Keys are scoped by run and shard so that one `deleteShard` removes everything of a shard once
  * it is written. Blob refs are opaque strings returned by `putBlob` and stored in
@@ -11,7 +13,7 @@
 import type { ShardState } from '../../core/shard.ts';
 
 export interface StagingStore {
-  readonly kind: 'fs' | 'redis';
+  readonly kind: 'fs' | 'redis' | 's3';
   putState(state: ShardState): Promise<void>;
   /** null when the shard has no staged state (never staged, or already written and deleted). */
   getState(runId: string, shardId: string): Promise<ShardState | null>;
