@@ -2,7 +2,7 @@ import type { CapfiltConfig } from '../config/schema.ts';
 import * as readers from '../io/readers/index.ts';
 import type { InputRow, ReaderOptions } from '../io/readers/types.ts';
 
-/** The run's view of the input: the readers of src/io with the run's `input` options. */
+/** The run's view of the input: the readers of src/io with the run's `input` options (and `s3`, for s3:// input). */
 export function readerOptions(config: CapfiltConfig): ReaderOptions {
   const i = config.input;
   return {
@@ -13,11 +13,12 @@ export function readerOptions(config: CapfiltConfig): ReaderOptions {
     maxCaptionBytes: i.maxCaptionBytes,
     maxRecordBytes: i.maxRecordBytes,
     format: i.format,
+    s3: config.s3,
   };
 }
 
 export function listInputFiles(config: CapfiltConfig): Promise<string[]> {
-  return readers.listInputFiles(config.input.path!);
+  return readers.listInputFiles(config.input.path!, config.s3);
 }
 
 export function countRows(file: string, config: CapfiltConfig): Promise<number> {

@@ -1,19 +1,34 @@
 import { createHash } from 'node:crypto';
 import { basename, relative, resolve } from 'node:path';
 import type { ShardInfo } from '../core/shard.ts';
+import { isS3Url } from '../io/storage/s3-url.ts';
 
 /**
  * Deterministic shard naming. A shard id depends only on the input file (its path relative to
  * the input root, so moving a dataset folder keeps the ids) and the shard's index in that file;
  * the output number is the shard's position in the run's feed order (files sorted by path,
  * shards in file order). Re-planning the same input therefore yields the same ids and the same
- * output names, which is what makes "output exists → skip" a correct resume rule.
+ * output names, which is what makes "output exists → skip" a correct resume rule. An s3:// input
+ * is named the same way (its key below the input prefix), so a dataset copied between a folder and
+ * a bucket keeps its shard ids.
  */
 export function fileTag(inputRoot: string, inputFile: string): string {
+  return createHash('sha256').update(relativeName(inputRoot, inputFile)).digest('hex').slice(0, 10);
+}
+
+function relativeName(inputRoot: string, inputFile: string): string {
+  if (isS3Url(inputFile)) {
+    const prefix = inputRoot.endsWith('/') ? inputRoot : `${inputRoot}/`;
+    return inputFile.startsWith(prefix) ? inputFile.slice(prefix.length) : inputFile.slice(inputFile.lastIndexOf('/') + 1);
+  }
   const root = resolve(inputRoot);
   const file = resolve(inputFile);
-  const rel = root === file ? basename(file) : relative(root, file).split('\\').join('/');
-  return createHash('sha256').update(rel).digest('hex').slice(0, 10);
+  return root === file ? basename(file) : relative(root, file).split('\\').join('/');
+}
+
+/** A local path resolved; an s3:// URL as given. */
+export function inputLocation(p: string): string {
+  return isS3Url(p) ? p : resolve(p);
 }
 
 export function shardId(tag: string, indexInFile: number): string {
@@ -52,7 +67,7 @@ export function planShards(runId: string, inputRoot: string, files: FilePlan[], 
         shardId: shardId(tag, i),
         number,
         outputName: outputName(number),
-        inputFile: resolve(f.file),
+        inputFile: inputLocation(f.file),
         indexInFile: i,
         rowStart: start,
         rowCount: Math.min(rowsPerShard, f.rows - start),

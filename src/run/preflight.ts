@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError } from '../core/errors.ts';
 import { detectFormat } from '../io/readers/index.ts';
+import { isS3Url } from '../io/storage/s3-url.ts';
 import { checkModelFolder, type CheckedRole } from '../models/check.ts';
 import { listInputFiles, readRows } from '../pipeline/input.ts';
 import { stageDef, type StageTable } from '../pipeline/stages/table.ts';
@@ -13,7 +14,8 @@ import { stageDef, type StageTable } from '../pipeline/stages/table.ts';
  * What `capfilt run` checks before it touches Redis, plans shards or starts a worker, so that a
  * mistake costs a second and one coded error instead of a started run that fails per shard:
  *   input    every file exists, is readable, has a known format, and its first rows hold the
- *            configured columns (INPUT_UNREADABLE, INPUT_FORMAT_UNSUPPORTED, INPUT_COLUMN_MISSING);
+ *            configured columns (INPUT_UNREADABLE, INPUT_FORMAT_UNSUPPORTED, INPUT_COLUMN_MISSING;
+ *            an s3:// input S3_NO_SUCH_BUCKET, S3_NO_SUCH_KEY, S3_ACCESS_DENIED, S3_UNAVAILABLE);
  *            an input without any row is INPUT_EMPTY unless input.allowEmpty (then a warning)
  *   output   the folder can be created and written (OUTPUT_UNWRITABLE)
  *   models   each stage's model folder has a matching config, weights and tokenizer
@@ -66,10 +68,14 @@ export async function preflight(o: PreflightOptions): Promise<PreflightResult> {
 /** Rows seen in the file's first SAMPLE_ROWS (0: the file holds none). */
 async function checkInputFile(file: string, config: CapfiltConfig): Promise<number> {
   detectFormat(file, config.input.format);
-  try {
-    await access(file, constants.R_OK);
-  } catch (e) {
-    throw new CapfiltError('INPUT_UNREADABLE', `${file}: ${(e as Error).message}`, { file }, { cause: e });
+  // An s3:// object was listed or HEADed by listInputFiles; reading its first rows below is the
+  // access check (S3_ACCESS_DENIED, S3_NO_SUCH_KEY, S3_UNAVAILABLE).
+  if (!isS3Url(file)) {
+    try {
+      await access(file, constants.R_OK);
+    } catch (e) {
+      throw new CapfiltError('INPUT_UNREADABLE', `${file}: ${(e as Error).message}`, { file }, { cause: e });
+    }
   }
   // The readers check headers (csv/tsv) and schemas (parquet) themselves and throw
   // INPUT_COLUMN_MISSING; a JSON-lines file has no header, so its first rows stand for it.

@@ -18,7 +18,7 @@ import { preflight } from './preflight.ts';
 import { createProgress, stageRowsOf, type ProgressMode } from './progress.ts';
 import { finishedShardCounts } from '../pipeline/resume.ts';
 import { RunState, type RunTotals } from '../pipeline/run-state.ts';
-import { planShards, runIdFor } from '../pipeline/shards.ts';
+import { inputLocation, planShards, runIdFor } from '../pipeline/shards.ts';
 import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
 import { checkChain, outputColumns, type StageTable } from '../pipeline/stages/table.ts';
 import { RedisTopFractionSketch, topFractionKey } from '../pipeline/top-fraction.ts';
@@ -73,7 +73,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   const config: CapfiltConfig = {
     ...base,
     redis: { ...base.redis, url: endpoint.url },
-    input: { ...base.input, path: resolve(base.input.path) },
+    input: { ...base.input, path: inputLocation(base.input.path) },
     output: { ...base.output, dir: resolve(base.output.dir) },
     staging: { ...base.staging, dir: base.staging.dir && !isS3Url(base.staging.dir) ? resolve(base.staging.dir) : base.staging.dir },
   };

@@ -1,7 +1,10 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CapfiltError } from '../../core/errors.ts';
-import { fileChunks, isGzip } from './byte-source.ts';
+import { S3ObjectStore } from '../storage/object-store.ts';
+import type { S3Options } from '../storage/s3-client.ts';
+import { asPrefix, formatS3Url, isS3Url, parseS3Url } from '../storage/s3-url.ts';
+import { fileChunks, isGzip, requireS3, s3Object } from './byte-source.ts';
 import { delimitedRecords } from './delimited.ts';
 import { lines } from './lines.ts';
 import { parquetRecords, parquetRowCount } from './parquet.ts';
@@ -12,7 +15,7 @@ export * from './types.ts';
 
 /**
  * Entry points: `listInputFiles` (a file or a folder of files, sorted so shard numbering is
- * deterministic), `readRows` (streaming, optionally a row range), `countRows` and `planShards`.
+ * deterministic; on S3 an object or the objects directly below a prefix), `readRows` (streaming, optionally a row range), `countRows` and `planShards`.
  *
  * Random access for shards: parquet seeks by row index through its metadata. Text formats have
  * no index, so `planShards` scans the file once and records the byte offset where each shard's
@@ -40,7 +43,17 @@ export function detectFormat(file: string, requested: InputFormat | 'auto' = 'au
   return hit[1];
 }
 
-export async function listInputFiles(path: string): Promise<string[]> {
+function isInputName(n: string): boolean {
+  return !n.startsWith('.') && EXTENSIONS.some(([ext]) => n.toLowerCase().replace(/\.gz$/, '').endsWith(ext));
+}
+
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Input files of a path or s3:// URL (s3 options needed for the latter), sorted by name. */
+export async function listInputFiles(path: string, s3?: S3Options): Promise<string[]> {
+  if (isS3Url(path)) return listS3Inputs(path, s3);
   let st;
   try {
     st = await stat(path);
@@ -48,10 +61,32 @@ export async function listInputFiles(path: string): Promise<string[]> {
     throw new CapfiltError('INPUT_UNREADABLE', `${path}: ${(e as Error).message}`, { path }, { cause: e });
   }
   if (!st.isDirectory()) return [path];
-  const names = (await readdir(path)).filter((n) => !n.startsWith('.') && EXTENSIONS.some(([ext]) => n.toLowerCase().replace(/\.gz$/, '').endsWith(ext)));
-  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const names = (await readdir(path)).filter(isInputName);
+  names.sort(byName);
   if (names.length === 0) throw new CapfiltError('INPUT_UNREADABLE', `${path}: folder holds no parquet/csv/tsv/jsonl/txt files`, { path });
   return names.map((n) => join(path, n));
+}
+
+/**
+ * An s3:// URL names one object, or (ending in "/", or when no object has that key) a prefix read
+ * like a local folder: the input objects directly below it, not those under deeper prefixes.
+ * S3 has no folders, so a prefix without input objects is reported like an empty folder.
+ */
+async function listS3Inputs(url: string, s3: S3Options | undefined): Promise<string[]> {
+  const loc = parseS3Url(url);
+  if (loc.key !== '' && !loc.key.endsWith('/')) {
+    const { store, name } = s3Object(url, s3);
+    if ((await store.size(name)) !== null) return [url];
+  }
+  const prefix = formatS3Url(asPrefix(loc));
+  // Listing answers NoSuchBucket where a HEAD answers a bare 404, so a missing bucket is named as such.
+  const objects = await new S3ObjectStore(prefix, requireS3(url, s3)).list();
+  const names = objects.map((o) => o.name).filter((n) => !n.includes('/') && isInputName(n));
+  if (names.length === 0) {
+    if (loc.key !== '' && !loc.key.endsWith('/') && objects.length === 0) throw new CapfiltError('S3_NO_SUCH_KEY', `${url}: no such object (and no objects below ${prefix})`, { url });
+    throw new CapfiltError('INPUT_UNREADABLE', `${prefix}: prefix holds no parquet/csv/tsv/jsonl/txt objects`, { path: url });
+  }
+  return names.sort(byName).map((n) => `${prefix}${n}`);
 }
 
 function withDefaults(o: Partial<ReaderOptions>): ReaderOptions {
@@ -94,7 +129,7 @@ async function* textRecords(file: string, format: InputFormat, o: ReaderOptions,
     const delim = format === 'csv' ? 44 : 9;
     // From the start, the first record is the header; after a seek, the header is read separately.
     let names = seek === null ? null : await readHeader(file, delim, o);
-    for await (const r of delimitedRecords(fileChunks(file, seek ?? 0), delim, seek ?? 0, o.maxRecordBytes)) {
+    for await (const r of delimitedRecords(fileChunks(file, seek ?? 0, o.s3), delim, seek ?? 0, o.maxRecordBytes)) {
       if (names === null) {
         names = headerNames(file, r.fields, o);
         continue;
@@ -113,7 +148,7 @@ async function* textRecords(file: string, format: InputFormat, o: ReaderOptions,
     if (names === null) throw new CapfiltError('INPUT_COLUMN_MISSING', `${file}: empty file, no header row`, { file });
     return;
   }
-  for await (const line of lines(fileChunks(file, seek ?? 0), seek ?? 0)) {
+  for await (const line of lines(fileChunks(file, seek ?? 0, o.s3), seek ?? 0)) {
     const text = decodeField(line.bytes);
     if (format === 'txt') {
       yield { values: { [o.urlCol]: typeof text === 'string' ? text.trim() : text }, malformed: null, offset: line.offset };
@@ -148,7 +183,7 @@ function decodeField(b: Buffer): unknown {
 }
 
 async function readHeader(file: string, delim: number, o: ReaderOptions): Promise<string[]> {
-  for await (const r of delimitedRecords(fileChunks(file, 0), delim, 0, o.maxRecordBytes)) return headerNames(file, r.fields, o);
+  for await (const r of delimitedRecords(fileChunks(file, 0, o.s3), delim, 0, o.maxRecordBytes)) return headerNames(file, r.fields, o);
   throw new CapfiltError('INPUT_COLUMN_MISSING', `${file}: empty file, no header row`, { file });
 }
 
@@ -166,20 +201,20 @@ function headerNames(file: string, fields: Buffer[], o: ReaderOptions): string[]
 async function* textOffsets(file: string, format: InputFormat, o: ReaderOptions): AsyncGenerator<number> {
   if (format === 'csv' || format === 'tsv') {
     let header = true;
-    for await (const r of delimitedRecords(fileChunks(file, 0), format === 'csv' ? 44 : 9, 0, o.maxRecordBytes)) {
+    for await (const r of delimitedRecords(fileChunks(file, 0, o.s3), format === 'csv' ? 44 : 9, 0, o.maxRecordBytes)) {
       if (header) header = false;
       else yield r.offset;
     }
     return;
   }
-  for await (const line of lines(fileChunks(file, 0), 0)) yield line.offset;
+  for await (const line of lines(fileChunks(file, 0, o.s3), 0)) yield line.offset;
 }
 
 /** Number of data rows: parquet from its footer; text formats by one streaming scan. */
 export async function countRows(file: string, options: Partial<ReaderOptions> = {}): Promise<number> {
   const o = withDefaults(options);
   const format = detectFormat(file, o.format);
-  if (format === 'parquet') return parquetRowCount(file);
+  if (format === 'parquet') return parquetRowCount(file, o.s3);
   let n = 0;
   for await (const _ of textOffsets(file, format, o)) n++;
   return n;
@@ -195,7 +230,7 @@ export async function planShards(file: string, shardRows: number, options: Parti
   const format = detectFormat(file, o.format);
   const ranges: RowRange[] = [];
   if (format === 'parquet') {
-    const total = await parquetRowCount(file);
+    const total = await parquetRowCount(file, o.s3);
     for (let s = 0; s < total; s += shardRows) ranges.push({ rowStart: s, rowEnd: Math.min(total, s + shardRows), byteOffset: null });
     return ranges;
   }

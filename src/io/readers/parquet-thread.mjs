@@ -4,7 +4,10 @@
 // JavaScript, so the thread starts without the TypeScript loader. One thread serves every file
 // of the process in turn, so its compiled code stays warm.
 //
-// Request: { id, file, version, columns, rowStart, rowEnd }. Reply: { id, length, cells,
+// Request: { id, file, version, columns, rowStart, rowEnd } for a local file, or { id, meta,
+// chunks, size, columns, rowStart, rowEnd } for an S3 object: the main thread fetched the byte
+// ranges ({ start, data }) of the columns of one row group, and meta is the footer cut down to
+// that row group (rows counted from its start), so this thread opens no connection. Reply: { id, length, cells,
 // invalid } where cells[c] holds column c's values (an array or a typed array: columns copy
 // across threads several times faster than the same values as rows) and length is the number
 // of rows every column covered, or { id, error }. A string cell that is not valid UTF-8
@@ -78,10 +81,23 @@ function column(chunks, rowStart, rowEnd) {
   return { values, covered };
 }
 
-parentPort.on('message', async ({ id, file, version, columns, rowStart, rowEnd }) => {
+// An AsyncBuffer over the fetched ranges; asking for bytes outside them means the footer led
+// the decoder somewhere it does not describe, which fails this row group like a bad page.
+function fetchedBuffer(chunks, size) {
+  return {
+    byteLength: size,
+    slice(start, end = size) {
+      const c = chunks.find((x) => start >= x.start && start <= x.start + x.data.byteLength);
+      if (!c) throw new Error(`bytes ${start}-${end} lie outside the column chunks the footer lists for this row group`);
+      return c.data.slice(start - c.start, Math.min(end, c.start + c.data.byteLength) - c.start);
+    },
+  };
+}
+
+parentPort.on('message', async ({ id, file, version, meta: given, chunks: fetched, size, columns, rowStart, rowEnd }) => {
   invalid = [];
   try {
-    const { buf, meta } = await open(file, version);
+    const { buf, meta } = given ? { buf: fetchedBuffer(fetched, size), meta: given } : await open(file, version);
     const index = new Map(columns.map((c, i) => [c, i]));
     const chunks = columns.map(() => []);
     // Columns straight from the decoder (no row objects built here), clipped to the range.

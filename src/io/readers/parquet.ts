@@ -1,9 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
-import { asyncBufferFromFile, parquetMetadataAsync, type FileMetaData } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, type AsyncBuffer, type FileMetaData, type RowGroup } from 'hyparquet';
 import { realClock, type Clock } from '../../core/clock.ts';
-import { CapfiltError } from '../../core/errors.ts';
+import { CapfiltError, isCapfiltError } from '../../core/errors.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import type { S3Options } from '../storage/s3-client.ts';
+import { isS3Url } from '../storage/s3-url.ts';
+import { s3Object } from './byte-source.ts';
 import type { RawRecord, ReaderOptions } from './types.ts';
 import { InvalidUtf8 } from './types.ts';
 
@@ -21,6 +25,14 @@ import { InvalidUtf8 } from './types.ts';
  * footer counts is still accounted for. A row group whose decode fails, or whose columns cover
  * another number of rows than the footer says, fails its own rows the same way, and reading goes
  * on with the next row group.
+ *
+ * An s3:// file is read the same way through ranged GETs: the footer here (hyparquet's
+ * AsyncBuffer over ObjectStore.readRange), and for each row group this thread fetches the byte
+ * ranges of the requested column chunks and hands them to the decoding thread (transferred, not
+ * copied) with that one row group's metadata. The thread therefore never talks to S3: the time
+ * limit measures decoding alone, so a slow or retried GET cannot be mistaken for a decoder that
+ * hangs (which would fail the rest of the file), and S3 failures keep their S3_* codes and stop
+ * the read rather than failing rows that were never seen.
  */
 
 /** The least time one row group may take to decode (a thread start included). */
@@ -35,16 +47,46 @@ export function parquetDecodeLimitMs(compressedBytes: number, floorMs = PARQUET_
   return floorMs + Math.ceil(compressedBytes / PARQUET_DECODE_BYTES_PER_MS);
 }
 
-async function open(file: string): Promise<{ meta: FileMetaData; size: number; version: string }> {
+/** An opened parquet file: its footer, size, and for S3 the store its bytes come from. */
+interface Opened {
+  meta: FileMetaData;
+  size: number;
+  version: string;
+  remote: { store: ObjectStore; name: string } | null;
+}
+
+/** hyparquet's view of an S3 object: every slice is one ranged GET. */
+function rangedBuffer(store: ObjectStore, name: string, size: number): AsyncBuffer {
+  return {
+    byteLength: size,
+    slice: async (start, end = size) => {
+      const b = await store.readRange(name, start, end);
+      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+    },
+  };
+}
+
+async function open(file: string, s3: S3Options | undefined): Promise<Opened> {
   let meta: FileMetaData;
   let size: number;
   let version: string;
+  let remote: Opened['remote'] = null;
   try {
-    const st = await stat(file);
-    size = st.size;
-    version = `${st.size}:${st.mtimeMs}`;
-    meta = await parquetMetadataAsync(await asyncBufferFromFile(file));
+    if (isS3Url(file)) {
+      remote = s3Object(file, s3);
+      const n = await remote.store.size(remote.name);
+      if (n === null) throw new CapfiltError('S3_NO_SUCH_KEY', `${file}: no such object`, { url: file });
+      size = n;
+      version = String(n);
+      meta = await parquetMetadataAsync(rangedBuffer(remote.store, remote.name, size));
+    } else {
+      const st = await stat(file);
+      size = st.size;
+      version = `${st.size}:${st.mtimeMs}`;
+      meta = await parquetMetadataAsync(await asyncBufferFromFile(file));
+    }
   } catch (e) {
+    if (isCapfiltError(e) && (e.code.startsWith('S3_') || e.code === 'CONFIG_INVALID')) throw e;
     throw new CapfiltError('INPUT_UNREADABLE', `${file}: not a readable parquet file (${(e as Error).message})`, { file }, { cause: e });
   }
   // The footer states the row count twice (file and row groups); counting and reading must agree.
@@ -54,11 +96,41 @@ async function open(file: string): Promise<{ meta: FileMetaData; size: number; v
   if (!Number.isSafeInteger(total) || total < 0 || groups.some((n) => !Number.isSafeInteger(n) || n < 0) || sum !== total) {
     throw new CapfiltError('INPUT_UNREADABLE', `${file}: corrupt parquet footer: ${meta.num_rows} rows, but its ${groups.length} row groups hold ${sum}`, { file });
   }
-  return { meta, size, version };
+  return { meta, size, version, remote };
 }
 
-export async function parquetRowCount(file: string): Promise<number> {
-  return Number((await open(file)).meta.num_rows);
+/**
+ * Unrequested bytes between two column chunks that are still fetched in one GET rather than two.
+ * It must be at least hyparquet's own merge gap (8 KiB), so every range it asks the thread's
+ * buffer for lies inside one fetched range.
+ */
+const FETCH_GAP = 64 * 1024;
+
+/** The byte ranges of a row group's `columns`, within the file, merged across small gaps. */
+export function columnRanges(group: RowGroup, columns: string[], size: number): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  for (const c of group.columns) {
+    const m = c.meta_data;
+    if (!m || !columns.includes(m.path_in_schema[0])) continue;
+    const start = Number(m.dictionary_page_offset || m.data_page_offset);
+    const end = start + Number(m.total_compressed_size);
+    // A corrupt footer's offsets are not trusted beyond the file; the decoder then fails on what is missing.
+    const a = Math.max(0, Math.min(size, start));
+    const b = Math.max(a, Math.min(size, end));
+    if (Number.isFinite(a) && Number.isFinite(b) && b > a) ranges.push([a, b]);
+  }
+  ranges.sort((x, y) => x[0] - y[0]);
+  const merged: Array<[number, number]> = [];
+  for (const r of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && r[0] <= last[1] + FETCH_GAP) last[1] = Math.max(last[1], r[1]);
+    else merged.push([r[0], r[1]]);
+  }
+  return merged;
+}
+
+export async function parquetRowCount(file: string, s3?: S3Options): Promise<number> {
+  return Number((await open(file, s3)).meta.num_rows);
 }
 
 /** A decoded row range: `cells[c][i]` is column c of row i. */
@@ -70,11 +142,10 @@ class DecodeStopped extends Error {}
 
 interface DecodeJob {
   id: number;
-  file: string;
-  version: string;
-  columns: string[];
-  rowStart: number;
-  rowEnd: number;
+  /** What the thread decodes (see parquet-thread.mjs): a local file by path, or fetched bytes with their row group's metadata. */
+  request: Record<string, unknown>;
+  /** Buffers moved to the thread with the request. */
+  transfer: ArrayBuffer[];
   limitMs: number;
   clock: Clock;
   /** The compressed column data the limit was granted for, named when it runs out. */
@@ -148,7 +219,7 @@ class Decoder {
     }, () => undefined);
     this.current = { job, limit };
     w.ref();
-    w.postMessage({ id: job.id, file: job.file, version: job.version, columns: job.columns, rowStart: job.rowStart, rowEnd: job.rowEnd });
+    w.postMessage({ id: job.id, ...job.request }, job.transfer);
   }
 }
 
@@ -166,12 +237,19 @@ function restore(v: unknown, d: Decoded): unknown {
   return v;
 }
 
+async function fetchRanges(store: ObjectStore, name: string, ranges: Array<[number, number]>): Promise<Array<{ start: number; data: ArrayBuffer }>> {
+  return Promise.all(ranges.map(async ([a, b]) => {
+    const buf = await store.readRange(name, a, b);
+    return { start: a, data: buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer };
+  }));
+}
+
 function* unreadable(from: number, to: number, detail: string): Generator<RawRecord> {
   for (let i = from; i < to; i++) yield { values: null, malformed: detail, malformedCode: 'INPUT_UNREADABLE', offset: -1 };
 }
 
 export async function* parquetRecords(file: string, o: ReaderOptions, rowStart = 0, rowEnd = Infinity): AsyncGenerator<RawRecord> {
-  const { meta, size, version } = await open(file);
+  const { meta, size, version, remote } = await open(file, o.s3);
   const present = new Set(meta.schema.slice(1).map((s) => s.name));
   const wanted = [o.urlCol, o.captionCol, o.trustedCol, ...o.saveAdditionalColumns].filter((c): c is string => c !== null);
   for (const col of [o.urlCol, o.captionCol]) {
@@ -198,10 +276,20 @@ export async function* parquetRecords(file: string, o: ReaderOptions, rowStart =
         let decoded: Decoded | null = null;
         let failure: string | null = null;
         try {
-          decoded = await (decoder ??= new Decoder()).decode({ file, version, columns, rowStart: from, rowEnd: to, limitMs, bytes, clock: o.clock ?? realClock });
+          let request: DecodeJob['request'] = { file, version, columns, rowStart: from, rowEnd: to };
+          let transfer: ArrayBuffer[] = [];
+          if (remote) {
+            // Fetch failures are thrown from here (S3_* codes), outside the decode and its time limit.
+            const chunks = await fetchRanges(remote.store, remote.name, columnRanges(group, columns, size));
+            transfer = chunks.map((c) => c.data);
+            const one = { ...meta, num_rows: group.num_rows, row_groups: [group] };
+            request = { meta: one, chunks, size, columns, rowStart: from - groupStart, rowEnd: to - groupStart };
+          }
+          decoded = await (decoder ??= new Decoder()).decode({ request, transfer, limitMs, bytes, clock: o.clock ?? realClock });
           // A corrupt page can decode to another number of rows than the footer promises: never drop or invent rows.
           if (decoded.length !== to - from) failure = `decoded ${decoded.length} rows, the file's metadata says ${to - from}`;
         } catch (e) {
+          if (isCapfiltError(e) && e.code.startsWith('S3_')) throw e;
           failure = (e as Error).message;
           if (e instanceof DecodeStopped) stopped = `rows ${from}-${to}: ${failure}`;
         }

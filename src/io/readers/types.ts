@@ -1,5 +1,6 @@
 import type { Clock } from '../../core/clock.ts';
 import type { ErrorCode } from '../../core/errors.ts';
+import type { S3Options } from '../storage/s3-client.ts';
 
 /**
  * Reader contract. Every reader yields one `InputRow` per data row of its file, in file order,
@@ -31,6 +32,8 @@ export interface ReaderOptions {
   parquetDecodeFloorMs?: number;
   /** Parquet: the clock the decode time limit runs on; the real clock by default (tests pass a manual one). */
   clock?: Clock;
+  /** How to reach S3 (config section s3); needed when a file is an s3:// location. */
+  s3?: S3Options;
 }
 
 export const DEFAULT_READER_OPTIONS: ReaderOptions = {
