@@ -143,6 +143,18 @@ describe('readers on s3:// input', () => {
     expect(fetched).toBeLessThan(size / 2);
   });
 
+  it('a parquet row group that cannot be decoded fails its own rows, as from a local file', async () => {
+    const meta = await parquetMetadataAsync(await asyncBufferFromFile(local('d.parquet')));
+    const at = Number(meta.row_groups[4].columns[0].meta_data!.data_page_offset);
+    writeFileSync(local('broken.parquet'), Uint8Array.from(readFileSync(local('d.parquet'))).fill(0xff, at, at + 4));
+    await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'broken/broken.parquet', Body: readFileSync(local('broken.parquet')) }));
+    const want = await all(local('broken.parquet'), {});
+    const got = await all(`s3://${BUCKET}/broken/broken.parquet`, { s3: s3.options });
+    const outcome = (rows: InputRow[]) => rows.map((r) => r.invalid?.code ?? r.url);
+    expect(outcome(want).filter((c) => c === 'INPUT_UNREADABLE')).toHaveLength(300);
+    expect(outcome(got)).toEqual(outcome(want));
+  });
+
   it('a missing object, bucket or empty prefix is a coded error', async () => {
     const o = s3.options;
     await expect(listInputFiles(`s3://${BUCKET}/data/none.csv`, o)).rejects.toMatchObject({ code: 'S3_NO_SUCH_KEY' });
