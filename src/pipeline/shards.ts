@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { basename, relative, resolve } from 'node:path';
+import { resolveLocation } from '../io/storage/output.ts';
 import type { ShardInfo } from '../core/shard.ts';
 import { isS3Url } from '../io/storage/s3-url.ts';
 
@@ -41,7 +42,7 @@ export function outputName(number: number): string {
 
 /** The run id names the run's Redis keys: one output folder is one run, whoever drives it. */
 export function runIdFor(outDir: string): string {
-  return createHash('sha256').update(resolve(outDir)).digest('hex').slice(0, 12);
+  return createHash('sha256').update(resolveLocation(outDir)).digest('hex').slice(0, 12);
 }
 
 /** Row key: output name + position in the shard, e.g. "000420017" (webdataset sample key). */

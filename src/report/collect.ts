@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { CapfiltError } from '../core/errors.ts';
 import { scoreOf, type RowRecord, type ScoredText } from '../core/records.ts';
+import { storeOf, type ObjectStore } from '../io/storage/object-store.ts';
+import { readIfPresent, type OutputLocation } from '../io/storage/output.ts';
 import { readRunJson } from '../io/writers/run-json.ts';
-import { listShards, shardPaths } from '../io/writers/shard.ts';
+import { listShards } from '../io/writers/shard.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import { readTarEntries } from '../io/writers/tar.ts';
 import type { ShardStats } from '../io/writers/stats.ts';
@@ -16,7 +16,7 @@ import type { ShardStats } from '../io/writers/stats.ts';
  * after its Redis is gone. One pass over the shards with bounded state: score histograms on a
  * fixed fine grid, counters, a few example URLs per reason, and a gallery chosen by the smallest
  * hashes of the row keys (spread over every shard, the same on every rebuild); only the chosen
- * rows' images are then read from the tars.
+ * rows' images are then read from the tars. The output may be a folder or an S3 prefix.
  */
 export interface ScoreHistogram {
   /** Fine grid: bucket i covers [min + i*width, min + (i+1)*width). */
@@ -99,13 +99,15 @@ interface Candidate {
   record: RowRecord;
 }
 
-export async function collectReport(out: string, o: CollectOptions = {}): Promise<ReportData> {
+export async function collectReport(output: string | OutputLocation | ObjectStore, o: CollectOptions = {}): Promise<ReportData> {
+  const store = typeof output === 'string' ? storeOf(output) : 'store' in output ? output.store : output;
+  const out = store.location;
   const perStatus = o.galleryPerStatus ?? 12;
   const examples = o.examplesPerReason ?? 3;
-  const run = await readRunJson(out).catch((e: unknown) => {
+  const run = await readRunJson(store).catch((e: unknown) => {
     throw new CapfiltError('REPORT_FAILED', `${out}: ${(e as Error).message}`, { dir: out }, { cause: e });
   });
-  const shards = await listShards(out).catch((e: unknown) => {
+  const shards = await listShards(store).catch((e: unknown) => {
     throw new CapfiltError('REPORT_FAILED', `${out}: ${(e as Error).message}`, { dir: out }, { cause: e });
   });
   if (!shards.length && !run) throw new CapfiltError('REPORT_FAILED', `${out}: no run.json and no finished shard (NNNNN.parquet): not a capfilt output folder`, { dir: out });
@@ -141,14 +143,14 @@ export async function collectReport(out: string, o: CollectOptions = {}): Promis
   const chosen: Record<'kept' | 'filtered', Candidate[]> = { kept: [], filtered: [] };
 
   for (const shard of shards) {
-    const paths = shardPaths(out, shard);
     let records: RowRecord[];
     try {
-      records = await readShardParquet(paths.parquet);
+      records = await readShardParquet({ store, name: `${shard}.parquet` });
     } catch (e) {
-      throw new CapfiltError('REPORT_FAILED', `${paths.parquet}: ${(e as Error).message}`, { file: paths.parquet }, { cause: e });
+      const file = store.locate(`${shard}.parquet`);
+      throw new CapfiltError('REPORT_FAILED', `${file}: ${(e as Error).message}`, { file }, { cause: e });
     }
-    const stats = await readStats(paths.stats);
+    const stats = await readStats(store, `${shard}_stats.json`);
     if (stats) {
       data.img2dataset.successes += stats.successes ?? 0;
       data.img2dataset.failedToDownload += stats.failed_to_download ?? 0;
@@ -177,7 +179,7 @@ export async function collectReport(out: string, o: CollectOptions = {}): Promis
       if (r.status === 'kept' || r.status === 'filtered') offer(chosen[r.status], { hash: hashOf(r.key), shard, record: r }, perStatus);
     }
   }
-  data.gallery = await galleryOf(out, [...chosen.kept, ...chosen.filtered], o.thumbnailPx ?? 112);
+  data.gallery = await galleryOf(store, [...chosen.kept, ...chosen.filtered], o.thumbnailPx ?? 112);
   return data;
 }
 
@@ -224,10 +226,11 @@ function thresholdsOf(config: Record<string, Record<string, unknown>> | null, ru
   return t;
 }
 
-async function readStats(file: string): Promise<Partial<ShardStats> | null> {
-  if (!existsSync(file)) return null;
+async function readStats(store: ObjectStore, name: string): Promise<Partial<ShardStats> | null> {
+  const file = store.locate(name);
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as Partial<ShardStats>;
+    const bytes = await readIfPresent(store, name);
+    return bytes ? (JSON.parse(bytes.toString('utf8')) as Partial<ShardStats>) : null;
   } catch (e) {
     throw new CapfiltError('REPORT_FAILED', `${file}: ${(e as Error).message}`, { file }, { cause: e });
   }
@@ -244,16 +247,16 @@ function decidedBy(r: RowRecord): string {
   return rules.length ? `rejected by ${rules.join(', ')}` : r.reason ?? 'filtered';
 }
 
-async function galleryOf(out: string, picks: Candidate[], px: number): Promise<GalleryItem[]> {
+async function galleryOf(store: ObjectStore, picks: Candidate[], px: number): Promise<GalleryItem[]> {
   const byTar = new Map<string, Candidate[]>();
   for (const c of picks) {
-    const paths = shardPaths(out, c.shard);
-    const tar = c.record.status === 'kept' ? paths.tar : paths.filteredTar;
+    const tar = c.record.status === 'kept' ? `${c.shard}.tar` : `filtered/${c.shard}.tar`;
     (byTar.get(tar) ?? byTar.set(tar, []).get(tar)!).push(c);
   }
   const thumbs = new Map<Candidate, string | null>();
   for (const [tar, cs] of byTar) {
-    const entries = existsSync(tar) ? await readTarEntries(tar).catch(() => null) : null;
+    // A missing or unreadable tar (output written without filtered images) shows no thumbnail.
+    const entries = await readTarEntries({ store, name: tar }).catch(() => null);
     for (const c of cs) {
       const bytes = entries?.get(`${c.record.key}.${c.record.image?.format ?? 'jpg'}`);
       thumbs.set(c, bytes ? await thumbnail(bytes, px) : null);

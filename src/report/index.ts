@@ -1,7 +1,7 @@
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { describeError } from '../core/errors.ts';
-import { writeFileAtomic } from '../io/writers/atomic.ts';
+import { storeOf } from '../io/storage/object-store.ts';
+import type { OutputLocation } from '../io/storage/output.ts';
 import { collectReport, type CollectOptions, type ReportData } from './collect.ts';
 import { renderReport } from './html.ts';
 
@@ -11,11 +11,12 @@ import { renderReport } from './html.ts';
  */
 export const REPORT_FILE = 'report.html';
 
-export async function writeReport(out: string, o: CollectOptions = {}): Promise<{ file: string; data: ReportData; bytes: number }> {
-  const data = await collectReport(out, o);
+export async function writeReport(out: string | OutputLocation, o: CollectOptions = {}): Promise<{ file: string; data: ReportData; bytes: number }> {
+  const store = typeof out === 'string' ? storeOf(out) : out.store;
+  const data = await collectReport(store, o);
   const html = renderReport(data);
-  const file = join(out, REPORT_FILE);
-  await writeFileAtomic(file, html);
+  const file = store.locate(REPORT_FILE);
+  await store.put(REPORT_FILE, html);
   return { file, data, bytes: Buffer.byteLength(html) };
 }
 
@@ -23,7 +24,7 @@ export async function writeReport(out: string, o: CollectOptions = {}): Promise<
  * The run's report, written after run.json: a report that cannot be built is a warning, never a
  * failed run (the data is written; `capfilt report OUT` can try again).
  */
-export async function writeRunReport(out: string, log: Logger): Promise<string | null> {
+export async function writeRunReport(out: string | OutputLocation, log: Logger): Promise<string | null> {
   const t0 = Date.now();
   try {
     const r = await writeReport(out);

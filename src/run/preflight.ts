@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError } from '../core/errors.ts';
 import { detectFormat } from '../io/readers/index.ts';
+import { openObjectStore } from '../io/storage/object-store.ts';
 import { isS3Url } from '../io/storage/s3-url.ts';
 import { checkModelFolder, type CheckedRole } from '../models/check.ts';
 import { listInputFiles, readRows } from '../pipeline/input.ts';
@@ -51,7 +52,7 @@ export async function preflight(o: PreflightOptions): Promise<PreflightResult> {
     if (!config.input.allowEmpty) throw new CapfiltError('INPUT_EMPTY', `${what}: no rows to process (pass --allow-empty to run it anyway)`, { path: config.input.path });
     o.log.warn({ input: config.input.path }, `${what}: the input holds no rows; the run writes an empty output (input.allowEmpty)`);
   }
-  await checkOutput(config.output.dir!);
+  await checkOutput(config.output.dir!, config.s3);
   if (o.workers) {
     for (const stage of config.pipeline.stages) {
       const role = stageDef(stage, o.table).role as CheckedRole | null;
@@ -92,7 +93,16 @@ async function checkInputFile(file: string, config: CapfiltConfig): Promise<numb
   return seen;
 }
 
-async function checkOutput(dir: string): Promise<void> {
+async function checkOutput(dir: string, s3: CapfiltConfig['s3']): Promise<void> {
+  if (isS3Url(dir)) {
+    // A missing bucket or refused credentials stop the run here, before any download: one small
+    // object written and deleted (S3_NO_SUCH_BUCKET, S3_ACCESS_DENIED, S3_UNAVAILABLE).
+    const store = openObjectStore(dir, s3);
+    const probe = `.capfilt-write-check-${process.pid}-${Date.now().toString(36)}`;
+    await store.put(probe, '');
+    await store.delete([probe]);
+    return;
+  }
   const probe = join(dir, `.capfilt-write-check-${process.pid}`);
   try {
     const st = await stat(dir).catch(() => null);

@@ -1,6 +1,9 @@
-import { access, mkdir, readdir, readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { access, readFile } from 'node:fs/promises';
+import { loadConfig } from '../config/load.ts';
+import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError } from '../core/errors.ts';
+import type { ObjectStore } from '../io/storage/object-store.ts';
+import { openOutput, type OutputLocation } from '../io/storage/output.ts';
 import { decideRow, type FilterOptions } from '../pipeline/decisions.ts';
 import type { RowRecord } from '../core/records.ts';
 import { readRunJson, writeRunJson } from '../io/writers/run-json.ts';
@@ -22,6 +25,9 @@ import { outputColumns } from '../pipeline/stages/table.ts';
  * The same machinery is the final pass of a run with `clip.topFraction` (`finishTopFraction`):
  * the exact threshold from every shard's stored CLIP scores, the rows re-decided with it, and the
  * shards rewritten in place, so rows move between out/ and out/filtered/.
+ *
+ * Either folder may be an s3:// prefix: each shard is then copied down to a scratch folder,
+ * re-decided there, and its changed files uploaded whole, the parquet last (src/io/storage/output.ts).
  */
 export interface RethresholdOptions {
   itmThreshold: number;
@@ -122,11 +128,11 @@ const tarFingerprint = (r: RowRecord) => JSON.stringify([r.status, r.reason, r.s
  * The exact top-fraction threshold of an output: every ranked text's CLIP score, read from each
  * shard's parquet, and the provisional thresholds its rows were decided with.
  */
-async function topFractionThreshold(dir: string, shards: readonly string[], fraction: number, columns: readonly OutputColumn[]) {
+async function topFractionThreshold(store: ObjectStore, shards: readonly string[], fraction: number, columns: readonly OutputColumn[]) {
   const scores: number[] = [];
   let provisional: { min: number; max: number } | null = null;
   for (const name of shards) {
-    const records = await readShardParquet(shardPaths(dir, name).parquet, columns);
+    const records = await readShardParquet({ store, name: `${name}.parquet` }, columns);
     for (const v of rankedScores(records)) scores.push(v);
     for (const r of records) {
       if (!r.clipTop?.provisional) continue;
@@ -162,32 +168,42 @@ function newSummary(from: string, to: string, shards: number): RethresholdSummar
   return { from, to, shards, rows: 0, kept: 0, filtered: 0, failed: 0, changed: 0 };
 }
 
-export async function rethreshold(from: string, to: string, o: RethresholdOptions): Promise<RethresholdSummary> {
-  if (resolve(from) === resolve(to)) throw new CapfiltError('CLI_USAGE', `rethreshold writes a new output folder: --to must differ from ${from}`);
-  const shards = await listShards(from);
-  if (shards.length === 0) throw new CapfiltError('OUTPUT_SHARD_INVALID', `${from}: no finished shards (NNNNN.parquet) to rethreshold`, { dir: from });
-  await mkdir(to, { recursive: true });
-  const existing = (await readdir(to)).filter((n) => /^\d+\.parquet$/.test(n) || n === 'run.json');
-  if (existing.length) throw new CapfiltError('OUTPUT_EXISTS', `${to} already holds output (${existing.slice(0, 3).join(', ')}); choose an empty folder`, { dir: to });
+/** The S3 options when a caller gives none: config/default.yaml's, with the AWS variables applied by the client. */
+export function defaultS3Options(): CapfiltConfig['s3'] {
+  return loadConfig({ env: {} }).config.s3;
+}
+
+const locationOf = (x: string | OutputLocation, s3: CapfiltConfig['s3']) => (typeof x === 'string' ? openOutput(x, s3) : x);
+
+export async function rethreshold(from: string | OutputLocation, to: string | OutputLocation, o: RethresholdOptions, s3: CapfiltConfig['s3'] = defaultS3Options()): Promise<RethresholdSummary> {
+  const src = locationOf(from, s3);
+  const dst = locationOf(to, s3);
+  if (src.location === dst.location) throw new CapfiltError('CLI_USAGE', `rethreshold writes a new output folder: --to must differ from ${src.location}`);
+  const shards = await listShards(src.store);
+  if (shards.length === 0) throw new CapfiltError('OUTPUT_SHARD_INVALID', `${src.location}: no finished shards (NNNNN.parquet) to rethreshold`, { dir: src.location });
+  const existing = [...(await listShards(dst.store).catch(() => [])).map((n) => `${n}.parquet`), ...((await dst.store.size('run.json')) !== null ? ['run.json'] : [])];
+  if (existing.length) throw new CapfiltError('OUTPUT_EXISTS', `${dst.location} already holds output (${existing.slice(0, 3).join(', ')}); choose an empty folder`, { dir: dst.location });
   const columns = outputColumns();
-  const summary = newSummary(from, to, shards.length);
+  const summary = newSummary(src.location, dst.location, shards.length);
   const fraction = o.clipTopFraction ?? null;
-  const top = fraction !== null ? await topFractionThreshold(from, shards, fraction, columns) : null;
+  const top = fraction !== null ? await topFractionThreshold(src.store, shards, fraction, columns) : null;
   const f = filterOptions(o, top?.threshold ?? null);
   const moved = { toKept: 0, toFiltered: 0 };
   for (const name of shards) {
-    const records = await readShardParquet(shardPaths(from, name).parquet, columns);
-    const images = await shardImages(from, name);
-    const m = redecideShard(records, f, images.has, summary);
-    moved.toKept += m.toKept;
-    moved.toFiltered += m.toFiltered;
-    await writeShardFiles(records, { outDir: to, name, images, hasImage: images.has, startTime: Date.now(), columns, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) });
+    await src.withShard(name, async (fromDir) => {
+      const records = await readShardParquet(shardPaths(fromDir, name).parquet, columns);
+      const images = await shardImages(fromDir, name);
+      const m = redecideShard(records, f, images.has, summary);
+      moved.toKept += m.toKept;
+      moved.toFiltered += m.toFiltered;
+      await dst.withShard(name, (toDir) => writeShardFiles(records, { outDir: toDir, name, images, hasImage: images.has, startTime: Date.now(), columns, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) }));
+    }, { fetch: true });
   }
   if (top && fraction !== null) summary.topFraction = { fraction, ...top, rowsMoved: moved, shardsRewritten: shards.length };
-  const run = (await readRunJson(from)) ?? {};
-  await writeRunJson(to, {
+  const run = (await readRunJson(src.store)) ?? {};
+  await writeRunJson(dst.store, {
     ...run,
-    rethreshold: { from: resolve(from), at: new Date().toISOString(), ...o },
+    rethreshold: { from: src.location, at: new Date().toISOString(), ...o },
     rows: summary.rows,
     kept: summary.kept,
     filtered: summary.filtered,
@@ -217,30 +233,35 @@ async function writtenTimes(dir: string, name: string): Promise<{ startTime: num
  * each image in one of the two tars and the old parquet or the new one, and running the pass
  * again (resuming the run) gives the same result, as it decides from the stored scores alone.
  */
-export async function finishTopFraction(out: string, o: RethresholdOptions & { clipTopFraction: number }, columns: readonly OutputColumn[] = outputColumns()): Promise<RethresholdSummary & { topFraction: TopFractionSummary }> {
-  const shards = await listShards(out);
-  const summary = newSummary(out, out, shards.length);
+export async function finishTopFraction(out: string | OutputLocation, o: RethresholdOptions & { clipTopFraction: number }, columns: readonly OutputColumn[] = outputColumns(), s3: CapfiltConfig['s3'] = defaultS3Options()): Promise<RethresholdSummary & { topFraction: TopFractionSummary }> {
+  const output = locationOf(out, s3);
+  const shards = await listShards(output.store);
+  const summary = newSummary(output.location, output.location, shards.length);
   const fraction = o.clipTopFraction;
-  const top = await topFractionThreshold(out, shards, fraction, columns);
+  const top = await topFractionThreshold(output.store, shards, fraction, columns);
   const f = filterOptions(o, top.threshold);
   const moved = { toKept: 0, toFiltered: 0 };
   let shardsRewritten = 0;
   for (const name of shards) {
-    const records = await readShardParquet(shardPaths(out, name).parquet, columns);
-    const images = await shardImages(out, name);
-    const m = redecideShard(records, f, images.has, summary);
-    moved.toKept += m.toKept;
-    moved.toFiltered += m.toFiltered;
-    const topFraction = { fraction, rowsMoved: m.toKept + m.toFiltered };
-    const times = await writtenTimes(out, name);
-    if (m.tarsChange) {
-      shardsRewritten++;
-      // Only rows whose image is in the old tars (a row failed after its download may still name one).
-      await writeImagesTar(shardPaths(out, name).filteredTar, records.filter((r) => r.image && images.has(r.image.ref)), images);
-      await writeShardFiles(records, { outDir: out, name, images, hasImage: images.has, startTime: times?.startTime ?? Date.now(), timings: times?.timings, columns, topFraction });
-    } else {
-      await writeShardTable(records, { outDir: out, name, startTime: times?.startTime ?? Date.now(), endTime: times?.endTime, timings: times?.timings, columns, topFraction });
-    }
+    await output.withShard(name, async (dir, checkpoint) => {
+      const records = await readShardParquet(shardPaths(dir, name).parquet, columns);
+      const images = await shardImages(dir, name);
+      const m = redecideShard(records, f, images.has, summary);
+      moved.toKept += m.toKept;
+      moved.toFiltered += m.toFiltered;
+      const topFraction = { fraction, rowsMoved: m.toKept + m.toFiltered };
+      const times = await writtenTimes(dir, name);
+      if (m.tarsChange) {
+        shardsRewritten++;
+        // Only rows whose image is in the old tars (a row failed after its download may still name one).
+        await writeImagesTar(shardPaths(dir, name).filteredTar, records.filter((r) => r.image && images.has(r.image.ref)), images);
+        // On S3 this tar of every image must be stored before NNNNN.tar is replaced, as on disk.
+        await checkpoint();
+        await writeShardFiles(records, { outDir: dir, name, images, hasImage: images.has, startTime: times?.startTime ?? Date.now(), timings: times?.timings, columns, topFraction });
+      } else {
+        await writeShardTable(records, { outDir: dir, name, startTime: times?.startTime ?? Date.now(), endTime: times?.endTime, timings: times?.timings, columns, topFraction });
+      }
+    }, { fetch: true });
   }
   return { ...summary, topFraction: { fraction, ...top, rowsMoved: moved, shardsRewritten } };
 }

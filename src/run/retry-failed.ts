@@ -8,6 +8,8 @@ import { CapfiltError, codesOfKind } from '../core/errors.ts';
 import type { RowRecord } from '../core/records.ts';
 import type { ShardState } from '../core/shard.ts';
 import { MemoryDuplicateIndex } from '../io/duplicates.ts';
+import { storeOf, type ObjectStore } from '../io/storage/object-store.ts';
+import { openOutput, type OutputLocation } from '../io/storage/output.ts';
 import { readRunJson } from '../io/writers/run-json.ts';
 import { listShards, shardPaths, writeShardFiles, type ImageSource } from '../io/writers/shard.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
@@ -17,7 +19,7 @@ import { FsStagingStore } from '../pipeline/staging/fs.ts';
 import { STAGE_TABLE, checkChain, outputColumns, type StageTable } from '../pipeline/stages/table.ts';
 import { StageRegistry } from '../workers/stages.ts';
 import { MemoryTopFractionSketch } from '../pipeline/top-fraction.ts';
-import { finishTopFraction, shardImages, type TopFractionSummary } from './rethreshold.ts';
+import { defaultS3Options, finishTopFraction, shardImages, type TopFractionSummary } from './rethreshold.ts';
 
 /**
  * `capfilt retry-failed <out>` as a library call: find the rows of a finished run that failed
@@ -50,12 +52,13 @@ export interface RetryPlan {
   knownImages: Array<[string, string]>;
 }
 
-export async function findRetryShards(outDir: string, reasons: string[] = RETRYABLE_REASONS, table: StageTable = STAGE_TABLE): Promise<RetryPlan> {
+export async function findRetryShards(outDir: string | ObjectStore, reasons: string[] = RETRYABLE_REASONS, table: StageTable = STAGE_TABLE): Promise<RetryPlan> {
+  const store = storeOf(outDir);
   const wanted = new Set(reasons);
   const out: RetryShard[] = [];
   const knownImages: Array<[string, string]> = [];
-  for (const name of await listShards(outDir)) {
-    const records = await readShardParquet(shardPaths(outDir, name).parquet, outputColumns(table));
+  for (const name of await listShards(store)) {
+    const records = await readShardParquet({ store, name: `${name}.parquet` }, outputColumns(table));
     for (const r of records) if (r.image) knownImages.push([r.image.sha256, r.key]);
     const retry = records.filter((r) => r.status === 'failed' && r.reason !== null && wanted.has(r.reason) && r.url !== null);
     for (const r of retry) {
@@ -77,24 +80,36 @@ export async function findRetryShards(outDir: string, reasons: string[] = RETRYA
  * Rewrites a shard with its retried rows (now final). Images of untouched rows come from the
  * shard's own tars (`tar:` refs); new images from `images` (the staging store the stages used).
  */
-export async function mergeRetriedShard(outDir: string, shard: RetryShard, images: ImageSource, table: StageTable = STAGE_TABLE): Promise<ShardStats> {
-  const old = await shardImages(outDir, shard.name);
-  const source: ImageSource = { get: (ref) => (ref.startsWith('tar:') ? old.get(ref) : images.get(ref)) };
-  const { stats } = await writeShardFiles(shard.records, { outDir, name: shard.name, images: source, startTime: Date.now(), columns: outputColumns(table) });
-  return stats;
+export async function mergeRetriedShard(outDir: string | OutputLocation, shard: RetryShard, images: ImageSource, table: StageTable = STAGE_TABLE): Promise<ShardStats> {
+  const output = typeof outDir === 'string' ? openOutput(outDir, defaultS3Options()) : outDir;
+  return output.withShard(shard.name, async (dir) => {
+    const old = await shardImages(dir, shard.name);
+    const source: ImageSource = { get: (ref) => (ref.startsWith('tar:') ? old.get(ref) : images.get(ref)) };
+    const { stats } = await writeShardFiles(shard.records, { outDir: dir, name: shard.name, images: source, startTime: Date.now(), columns: outputColumns(table) });
+    return stats;
+  }, { fetch: true });
 }
 
-/** The run's config from its run.json (the defaults when there is none), writing to `out`. */
-export async function runConfigOf(out: string): Promise<CapfiltConfig> {
-  const run = await readRunJson(out);
-  if (!run?.config) return loadConfig({ overrides: [{ path: 'output.dir', value: out, source: 'retry-failed' }] }).config;
-  const parsed = configSchema.safeParse(run.config);
-  if (!parsed.success) throw new CapfiltError('CONFIG_INVALID', `${out}/run.json: its config no longer validates: ${parsed.error.issues[0]?.message}`, { dir: out });
-  return { ...parsed.data, output: { ...parsed.data.output, dir: out } };
+/**
+ * The run's config from its run.json (the defaults when there is none), writing to `out`.
+ * Sections added to capfilt after the run was made (e.g. `s3`) take their defaults.
+ */
+export async function runConfigOf(out: string | OutputLocation, s3: CapfiltConfig['s3'] = defaultS3Options()): Promise<CapfiltConfig> {
+  const output = typeof out === 'string' ? openOutput(out, s3) : out;
+  const run = await readRunJson(output.store);
+  const defaults = loadConfig({ overrides: [{ path: 'output.dir', value: output.location, source: 'retry-failed' }] }).config;
+  if (!run?.config) return { ...defaults, s3 };
+  const parsed = configSchema.safeParse({ ...defaults, ...(run.config as object) });
+  if (!parsed.success) throw new CapfiltError('CONFIG_INVALID', `${output.store.locate('run.json')}: its config no longer validates: ${parsed.error.issues[0]?.message}`, { dir: output.location });
+  // The S3 endpoint and options of the host retrying, not of the one that ran.
+  return { ...parsed.data, output: { ...parsed.data.output, dir: output.location }, s3 };
 }
 
 export interface RetryFailedOptions {
+  /** The output folder or s3:// prefix. */
   out: string;
+  /** How to reach an s3:// output (default config/default.yaml's s3 section). */
+  s3?: CapfiltConfig['s3'];
   /** Reason codes to retry (default RETRYABLE_REASONS). */
   reasons?: string[];
   /** Only count the rows that would be retried. */
@@ -121,10 +136,12 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
   const { out, log } = o;
   const reasons = o.reasons ?? RETRYABLE_REASONS;
   const table = o.table ?? STAGE_TABLE;
-  const config = o.config ?? (await runConfigOf(out));
+  const s3 = o.s3 ?? o.config?.s3 ?? defaultS3Options();
+  const output = openOutput(out, s3);
+  const config = o.config ?? (await runConfigOf(output, s3));
   const stages: readonly string[] = config.pipeline.stages;
   checkChain(stages, table);
-  const plan = await findRetryShards(out, reasons, table);
+  const plan = await findRetryShards(output.store, reasons, table);
   const summary: RetryFailedSummary = { out, reasons, shards: plan.shards.length, retried: 0, recovered: 0, stillFailed: {} };
   for (const s of plan.shards) summary.retried += s.retry.length;
   if (o.dryRun || summary.retried === 0) return summary;
@@ -162,7 +179,7 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
         state.stagesDone.push(stage);
       }
       finalizeRecords(s.retry, config.filter.selection);
-      await mergeRetriedShard(out, s, { get: (ref) => staging.getBlob(ref) }, table);
+      await mergeRetriedShard(output, s, { get: (ref) => staging.getBlob(ref) }, table);
       await staging.deleteShard('retry', `s${i}`);
       for (const r of s.retry) {
         if (r.status === 'failed') summary.stillFailed[r.reason ?? 'UNKNOWN'] = (summary.stillFailed[r.reason ?? 'UNKNOWN'] ?? 0) + 1;
@@ -174,7 +191,7 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
     await rm(staging.dir, { recursive: true, force: true });
   }
   if (config.clip.topFraction !== null && summary.recovered > 0) {
-    const pass = await finishTopFraction(out, {
+    const pass = await finishTopFraction(output, {
       itmThreshold: config.filter.itmThreshold, itcThreshold: config.filter.itcThreshold, selection: config.filter.selection,
       keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore, clipTopFraction: config.clip.topFraction,
     }, outputColumns(table));

@@ -17,6 +17,7 @@ import { writeRunReport } from '../report/index.ts';
 import { preflight } from './preflight.ts';
 import { createProgress, stageRowsOf, type ProgressMode } from './progress.ts';
 import { finishedShardCounts } from '../pipeline/resume.ts';
+import { openOutput, resolveLocation } from '../io/storage/output.ts';
 import { RunState, type RunTotals } from '../pipeline/run-state.ts';
 import { inputLocation, planShards, runIdFor } from '../pipeline/shards.ts';
 import { openStagingStore, stagingDir } from '../pipeline/staging/index.ts';
@@ -74,10 +75,11 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     ...base,
     redis: { ...base.redis, url: endpoint.url },
     input: { ...base.input, path: inputLocation(base.input.path) },
-    output: { ...base.output, dir: resolve(base.output.dir) },
+    output: { ...base.output, dir: resolveLocation(base.output.dir) },
     staging: { ...base.staging, dir: base.staging.dir && !isS3Url(base.staging.dir) ? resolve(base.staging.dir) : base.staging.dir },
   };
   const out = config.output.dir!;
+  const output = openOutput(out, config.s3);
   const redis = openRedis(endpoint.url, { log: o.log, name: 'coordinator' });
   const queues = new StageQueues(endpoint.url, config.redis.prefix, o.log);
   const staging = openStagingStore(config, redis);
@@ -135,7 +137,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       {
         config, run, staging, queues, log: o.log, signal: ctrl.signal, attempt, guard,
         rows: (file) => readRows(file, config),
-        finished: (shard) => finishedShardCounts(out, shard),
+        finished: (shard) => finishedShardCounts(output.store, shard),
         onShard: (shard, event) => {
           if (event === 'skipped') {
             skippedShards++;
@@ -203,7 +205,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     if (!interrupted && sketch && config.clip.topFraction !== null) {
       // DataComp's rule over the whole run: the exact threshold from the parquet scores, rows moved in place.
       const sketchThreshold = (await guard('reading the CLIP histogram', () => sketch.read())).topThreshold(config.clip.topFraction);
-      const pass = await finishTopFraction(out, {
+      const pass = await finishTopFraction(output, {
         itmThreshold: config.filter.itmThreshold, itcThreshold: config.filter.itcThreshold, selection: config.filter.selection,
         keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore, clipTopFraction: config.clip.topFraction,
       }, outputColumns(o.table));
@@ -227,14 +229,14 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       await tidyStaging();
     }
     if (!interrupted && config.pipeline.stages.includes('clip')) {
-      const c = await sumShardStats(out, shards.map((x) => x.outputName));
+      const c = await sumShardStats(output.store, shards.map((x) => x.outputName));
       summary.rejectedBy = c.rejectedBy;
       if (config.clip.labels) summary.labelCounts = c.labelCounts ?? {};
       if (config.clip.saveEmbeddings) summary.embeddingsWritten = c.embeddingsWritten ?? 0;
     }
     const modelHost = host ?? o.host;
-    if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null);
-    if (!interrupted) await writeRunReport(out, o.log);
+    if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null, output);
+    if (!interrupted) await writeRunReport(output, o.log);
     return summary;
   } catch (e) {
     // After REDIS_LOST nothing can be recorded (and the lock expires by itself).

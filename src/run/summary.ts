@@ -1,7 +1,6 @@
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CAPFILT_VERSION } from '../io/fetch.ts';
+import { openOutput, type OutputLocation } from '../io/storage/output.ts';
 import { writeRunJson } from '../io/writers/run-json.ts';
 import type { TopFractionSummary } from './rethreshold.ts';
 
@@ -52,8 +51,8 @@ export function publicSummary(s: RunSummary): Omit<RunSummary, 'config'> {
   return rest;
 }
 
-export async function writeRunSummary(s: RunSummary, models: unknown): Promise<string> {
-  const file = join(s.out, 'run.json');
+/** Writes run.json into the output (a folder or an S3 prefix); returns where it went. */
+export async function writeRunSummary(s: RunSummary, models: unknown, output: OutputLocation = openOutput(s.out, s.config.s3)): Promise<string> {
   const body = {
     capfilt: CAPFILT_VERSION,
     node: process.version,
@@ -63,7 +62,6 @@ export async function writeRunSummary(s: RunSummary, models: unknown): Promise<s
     config: s.config,
     finishedAt: new Date().toISOString(),
   };
-  await mkdir(s.out, { recursive: true });
-  await writeRunJson(s.out, body);
-  return file;
+  await writeRunJson(output.store, body);
+  return output.store.locate('run.json');
 }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { CapfiltConfig } from '../config/schema.ts';
 import { CapfiltError, codeAndText, describeError, isCapfiltError, retryKindOf } from '../core/errors.ts';
 import { countStatuses, finalizeRecords } from '../pipeline/decisions.ts';
+import { openOutput } from '../io/storage/output.ts';
 import { finishedShardCounts } from '../pipeline/resume.ts';
 import type { RunState } from '../pipeline/run-state.ts';
 import type { StageContext } from '../pipeline/stages/types.ts';
@@ -101,7 +102,7 @@ export function makeProcessor(stage: string, deps: ProcessorDeps) {
       if (output && config.output.dir) {
         // A job left over from an earlier attempt, for a shard that attempt wrote (and whose
         // staging it deleted): the parquet is the record, as for the feeder's resume rule.
-        const written = await finishedShardCounts(config.output.dir, { outputName: output.name, rowCount: output.rows });
+        const written = await finishedShardCounts(openOutput(config.output.dir, config.s3).store, { outputName: output.name, rowCount: output.rows });
         if (written) {
           await run.state.markDone(shardId, written);
           return { shardId, skipped: 'output already written' };
@@ -127,7 +128,7 @@ export function makeProcessor(stage: string, deps: ProcessorDeps) {
       if (stage === 'write' && !state.stagesDone.includes('write') && config.output.dir) {
         // A writer killed after renaming the parquet into place (the last file) but before
         // deleting the staging leaves a complete shard: record it instead of writing it again.
-        const written = await finishedShardCounts(config.output.dir, state.shard);
+        const written = await finishedShardCounts(openOutput(config.output.dir, config.s3).store, state.shard);
         if (written) {
           await run.state.markDone(shardId, written);
           await staging.deleteShard(runId, shardId);

@@ -217,6 +217,17 @@ export class S3ObjectStore implements ObjectStore {
   }
 }
 
+/** One object of a store: what readers of output files take when the file may be on S3. */
+export interface ObjectRef {
+  store: ObjectStore;
+  name: string;
+}
+
+/** A folder path as a store; a store as itself (for readers that take either). */
+export function storeOf(dir: string | ObjectStore): ObjectStore {
+  return typeof dir === 'string' ? new LocalObjectStore(dir) : dir;
+}
+
 /** The store for a folder path or an s3:// URL. */
 export function openObjectStore(location: string, s3: S3Options): ObjectStore {
   return isS3Url(location) ? new S3ObjectStore(location, s3) : new LocalObjectStore(location);

@@ -4,6 +4,7 @@ import { compressors } from 'hyparquet-compressors';
 import { fileWriter, parquetWrite } from 'hyparquet-writer';
 import type { SchemaElement } from 'hyparquet';
 import { CapfiltError } from '../../core/errors.ts';
+import type { ObjectRef } from '../storage/object-store.ts';
 import type { RowRecord, RowStatus } from '../../core/records.ts';
 import { commitFile, tempPathFor } from './atomic.ts';
 import { RECORD_COLUMNS, perTextScoreColumn, scoreNamesIn, scoredTextColumns, str, type ColumnType, type OutputColumn, type ParquetRow } from './columns.ts';
@@ -110,6 +111,10 @@ function extraColumns(records: RowRecord[], reserved: Set<string>): ExtraColumn[
  * Writes the shard's parquet: the frame around `columns` (the stage table's; by default the
  * built-in record columns).
  */
+function toArrayBuffer(b: Buffer): ArrayBuffer {
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+}
+
 export async function writeShardParquet(finalPath: string, records: RowRecord[], columns: readonly OutputColumn[] = RECORD_COLUMNS): Promise<void> {
   const extras = extraColumns(records, reservedNames(columns));
   const extraCols: OutputColumn[] = extras.map((e) => ({
@@ -149,12 +154,14 @@ export async function writeShardParquet(finalPath: string, records: RowRecord[],
  * `columns` restore what they hold (default: the built-in record columns); every `score_<name>`
  * list in the file comes back as a score of that name, whichever stage wrote it.
  */
-export async function readShardParquet(path: string, columns: readonly OutputColumn[] = RECORD_COLUMNS): Promise<RowRecord[]> {
+export async function readShardParquet(source: string | ObjectRef, columns: readonly OutputColumn[] = RECORD_COLUMNS): Promise<RowRecord[]> {
   let rows: ParquetRow[];
   let extras: ExtraColumn[];
   let names: string[];
+  const path = typeof source === 'string' ? source : source.store.locate(source.name);
   try {
-    const file = await asyncBufferFromFile(path);
+    // A shard's parquet is small (hundreds of bytes a row): one GET beats ranged reads on S3.
+    const file = typeof source === 'string' || source.store.kind === 'fs' ? await asyncBufferFromFile(path) : toArrayBuffer(await source.store.read(source.name));
     const meta = await parquetMetadataAsync(file);
     extras = JSON.parse(meta.key_value_metadata?.find((kv) => kv.key === 'capfilt.extra')?.value ?? '[]') as ExtraColumn[];
     names = meta.schema.slice(1).filter((el) => el.name !== 'list' && el.name !== 'element').map((el) => el.name);

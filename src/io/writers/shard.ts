@@ -2,6 +2,7 @@ import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CapfiltError } from '../../core/errors.ts';
 import type { RowRecord } from '../../core/records.ts';
+import { storeOf, type ObjectStore } from '../storage/object-store.ts';
 import { writeFileAtomic } from './atomic.ts';
 import type { OutputColumn } from './columns.ts';
 import { writeEmbeddings } from './embeddings.ts';
@@ -62,13 +63,15 @@ export async function shardDone(outDir: string, name: string): Promise<boolean> 
   );
 }
 
-/** Names of the finished shards of an output folder, sorted. */
-export async function listShards(outDir: string): Promise<string[]> {
+/** Names of the finished shards of an output folder (or S3 prefix), sorted. */
+export async function listShards(outDir: string | ObjectStore): Promise<string[]> {
+  const store = storeOf(outDir);
   let names: string[];
   try {
-    names = await readdir(outDir);
+    if (store.kind === 'fs') names = await readdir(store.location);
+    else names = (await store.list()).map((o) => o.name).filter((n) => !n.includes('/'));
   } catch (e) {
-    throw new CapfiltError('OUTPUT_SHARD_INVALID', `${outDir}: ${(e as Error).message}`, { dir: outDir }, { cause: e });
+    throw new CapfiltError('OUTPUT_SHARD_INVALID', `${store.location}: ${(e as Error).message}`, { dir: store.location }, { cause: e });
   }
   return names
     .map((n) => /^(\d+)\.parquet$/.exec(n)?.[1])

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { CapfiltError } from '../../core/errors.ts';
 import type { RowRecord } from '../../core/records.ts';
+import { storeOf, type ObjectStore } from '../storage/object-store.ts';
+import { readIfPresent } from '../storage/output.ts';
 
 /**
  * `NNNNN_stats.json`: img2dataset's fields (so its tooling and habits carry over) plus
@@ -143,18 +143,20 @@ export interface RunClipCounts {
  * Sums the per-shard counts of the named shards in `outDir` (shards skipped on resume count,
  * as their files are part of the output; a shard without a stats file, e.g. a failed one, adds nothing).
  */
-export async function sumShardStats(outDir: string, names: readonly string[]): Promise<RunClipCounts> {
+export async function sumShardStats(outDir: string | ObjectStore, names: readonly string[]): Promise<RunClipCounts> {
+  const store = storeOf(outDir);
   const out: RunClipCounts = { rejectedBy: {}, labelCounts: null, embeddingsWritten: null };
   const add = (to: Record<string, number>, from: Record<string, number> | undefined) => {
     for (const [k, v] of Object.entries(from ?? {})) to[k] = (to[k] ?? 0) + v;
   };
   for (const name of names) {
-    const file = join(outDir, `${name}_stats.json`);
+    const file = store.locate(`${name}_stats.json`);
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      const bytes = await readIfPresent(store, `${name}_stats.json`);
+      if (!bytes) continue;
+      text = bytes.toString('utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw new CapfiltError('OUTPUT_SHARD_INVALID', `${file}: ${(e as Error).message}`, { file }, { cause: e });
     }
     let s: ShardStats;

@@ -1,8 +1,10 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { CapfiltError } from '../../core/errors.ts';
+import type { ObjectRef } from '../storage/object-store.ts';
 import { commitFile, tempPathFor } from './atomic.ts';
 
 /**
@@ -44,10 +46,12 @@ export async function writeTarAtomic(finalPath: string, samples: AsyncIterable<T
 }
 
 /** Every entry of a tar as name → bytes (for rethreshold and merging, which rewrite a shard). */
-export async function readTarEntries(path: string): Promise<Map<string, Buffer>> {
+export async function readTarEntries(source: string | ObjectRef): Promise<Map<string, Buffer>> {
   const entries = new Map<string, Buffer>();
   const extract = tar.extract();
-  const reading = pipeline(createReadStream(path), extract).catch((e: unknown) => {
+  const path = typeof source === 'string' ? source : source.store.locate(source.name);
+  const input = typeof source === 'string' ? createReadStream(source) : Readable.from(source.store.stream(source.name));
+  const reading = pipeline(input, extract).catch((e: unknown) => {
     throw new CapfiltError('OUTPUT_SHARD_INVALID', `${path}: ${(e as Error).message}`, { file: path }, { cause: e });
   });
   for await (const entry of extract) {

@@ -110,7 +110,7 @@ const clipStage = defineStage({
 
 const writeStage = defineStage({
   name: 'write',
-  config: ['output'],
+  config: ['output', 's3'],
   role: null,
   scores: [],
   columns: [],

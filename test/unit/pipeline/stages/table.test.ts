@@ -53,7 +53,7 @@ describe('the stage table', () => {
     expect(Object.keys(configFor(STAGE_TABLE[0], config))).toEqual(['download', 'image']);
     expect(Object.keys(configFor(STAGE_TABLE[2], config))).toEqual(['filter', 'caption']);
     expect(Object.keys(configFor(STAGE_TABLE[3], config))).toEqual(['clip', 'filter', 'caption']);
-    expect(configFor(STAGE_TABLE[4], config)).toEqual({ output: config.output });
+    expect(configFor(STAGE_TABLE[4], config)).toEqual({ output: config.output, s3: config.s3 });
   });
 
   it('adds a stage with one entry; its score columns land in the parquet and come back', async () => {
