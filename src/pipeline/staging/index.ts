@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { RedisClient } from '../../core/redis.ts';
 import type { CapfiltConfig } from '../../config/schema.ts';
@@ -11,8 +12,9 @@ import type { StagingStore } from './types.ts';
 export type { StagingStore } from './types.ts';
 
 /**
- * Where the fs or s3 backend stages: staging.dir, or <output.dir>/.staging (a folder, or an
- * s3:// prefix when output.dir is one). null for the redis backend, which needs no place, and
+ * Where the fs or s3 backend stages: staging.dir, or <output.dir>/.staging (a folder; for the s3
+ * backend and an s3:// output.dir, that prefix in the bucket; for fs and an s3:// output.dir, a
+ * folder in this host's temp dir). null for the redis backend, which needs no place, and
  * when neither option is set. A location of the wrong kind for the backend (an s3:// prefix for
  * fs, a folder for s3) is STAGING_BACKEND_MISMATCH, saying what to set.
  */
@@ -21,7 +23,14 @@ export function stagingDir(config: CapfiltConfig): string | null {
   if (backend === 'redis') return null;
   const out = config.output.dir;
   const derived = !dir;
-  const location = dir ?? (out === null ? null : isS3Url(out) ? formatS3Url(joinS3(asPrefix(parseS3Url(out)), '.staging/')) : join(resolve(out), '.staging'));
+  // An s3:// output with the default fs backend stages on this host's disk (one-host runs need no
+  // setting); the s3 backend derives <output.dir>/.staging/ in the bucket.
+  const derivedLocation = () => {
+    if (out === null) return null;
+    if (!isS3Url(out)) return join(resolve(out), '.staging');
+    return backend === 'fs' ? join(tmpdir(), 'capfilt-staging') : formatS3Url(joinS3(asPrefix(parseS3Url(out)), '.staging/'));
+  };
+  const location = dir ?? derivedLocation();
   if (location === null) return null;
   const from = derived ? `staging.dir is null, so <output.dir>/.staging is used: ${location}` : `staging.dir is ${location}`;
   if (backend === 'fs' && isS3Url(location)) {

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isCapfiltError } from '../../../../src/core/errors.ts';
@@ -23,6 +24,8 @@ describe('stagingDir: where each backend stages', () => {
     expect(stagingDir(config({ 'staging.dir': 'stage' }))).toBe(resolve('stage'));
     expect(stagingDir(config({ 'output.dir': 'out' }))).toBe(join(resolve('out'), '.staging'));
     expect(stagingDir(config({}))).toBeNull();
+    // An s3:// output staged by one host needs no setting: this host's temp dir.
+    expect(stagingDir(config({ 'output.dir': 's3://b-1/out' }))).toBe(join(tmpdir(), 'capfilt-staging'));
   });
 
   it('s3: staging.dir as a prefix, or <output.dir>/.staging/ of an s3:// output.dir', () => {
@@ -37,7 +40,6 @@ describe('stagingDir: where each backend stages', () => {
 
   it('a location of the wrong kind is STAGING_BACKEND_MISMATCH saying what to set', () => {
     expect(mismatch({ 'staging.dir': 's3://b-1/stage/' }).message).toMatch(/staging\.dir is s3:\/\/b-1\/stage\/; set staging\.backend to s3 .*or staging\.dir to a local folder/);
-    expect(mismatch({ 'output.dir': 's3://b-1/out' }).message).toMatch(/staging\.dir is null, so <output\.dir>\/\.staging is used: s3:\/\/b-1\/out\/\.staging\/; set staging\.backend to s3/);
     expect(mismatch({ 'staging.backend': 's3', 'staging.dir': 'stage' }).message).toMatch(/staging\.dir is stage; set staging\.dir to an s3:\/\/ prefix .*or staging\.backend to fs/);
     expect(mismatch({ 'staging.backend': 's3', 'output.dir': 'out' }).message).toMatch(/<output\.dir>\/\.staging is used: .*out[/\\]\.staging; set staging\.dir to an s3:\/\/ prefix/);
   });
