@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { CapfiltError } from '../core/errors.ts';
 import { rethreshold, type RethresholdOptions } from '../run/rethreshold.ts';
+import { openOutput } from '../io/storage/output.ts';
 import { readRunJson } from '../io/writers/run-json.ts';
+import { addS3Flags, s3OptionsFrom } from './s3-options.ts';
 
 const POLICIES: Record<string, 'original-first' | 'best-scoring' | 'synthetic-first'> = {
   'original-first': 'original-first',
@@ -18,11 +20,11 @@ function num(flag: string, v: string | undefined, min: number, max: number): num
 }
 
 export function register(program: Command): void {
-  program
-    .command('rethreshold')
+  addS3Flags(program
+    .command('rethreshold'))
     .description('remake the filter decisions of a finished run from its stored scores (no model runs) into a new output folder')
-    .argument('<out>', 'output folder of a finished run')
-    .requiredOption('--to <dir>', 'new output folder (must be empty)')
+    .argument('<out>', 'output folder of a finished run, or its s3://bucket/prefix/')
+    .requiredOption('--to <dir>', 'new output folder or s3:// prefix (must be empty)')
     .option('--itm <p>', 'ITM P(match) threshold (default: the run\'s filter.itmThreshold)')
     .option('--itc <c>', 'also require ITC cosine >= c ("none" to drop the ITC condition; default: the run\'s)')
     .option('--policy <name>', 'caption for key.txt: original-first | best | synthetic-first (default: the run\'s)')
@@ -31,8 +33,9 @@ export function register(program: Command): void {
     .option('--clip-top-fraction <f>', 'keep texts whose CLIP score is in the top fraction f (0 < f <= 1) of every scored text, threshold computed exactly from the stored scores ("none" to drop it; default: the run\'s clip.topFraction)')
     .option('--select-by <score>', 'score ranking captions for --keep-top: itc, itm or clip (default: the run\'s caption.selectBy)')
     .option('--json', 'print the summary as JSON')
-    .action(async (out: string, o: { to: string; itm?: string; itc?: string; policy?: string; keepTop?: string; clipMinScore?: string; clipTopFraction?: string; selectBy?: string; json?: boolean }) => {
-      const run = (await readRunJson(out)) ?? {};
+    .action(async (out: string, o: { to: string; itm?: string; itc?: string; policy?: string; keepTop?: string; clipMinScore?: string; clipTopFraction?: string; selectBy?: string; json?: boolean; s3Endpoint?: string; config?: string }) => {
+      const s3 = s3OptionsFrom(o);
+      const run = (await readRunJson(openOutput(out, s3).store)) ?? {};
       const cfg = (run.config ?? {}) as { filter?: { itmThreshold?: number; itcThreshold?: number | null; selection?: string }; caption?: { keepTop?: number | null; selectBy?: string }; clip?: { minScore?: number | null; topFraction?: number | null } };
       const selectBy = o.selectBy ?? cfg.caption?.selectBy ?? 'itc';
       if (!['itc', 'itm', 'clip'].includes(selectBy)) throw new CapfiltError('CLI_USAGE', `--select-by must be itc, itm or clip, got "${selectBy}"`);
@@ -49,7 +52,7 @@ export function register(program: Command): void {
         selectBy: selectBy as RethresholdOptions['selectBy'],
         clipMinScore: o.clipMinScore === 'none' ? null : num('--clip-min-score', o.clipMinScore, -1, 1) ?? cfg.clip?.minScore ?? null,
         clipTopFraction: topFraction,
-      });
+      }, s3);
       if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else {
         process.stdout.write(
