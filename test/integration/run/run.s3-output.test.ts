@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { logger } from '../../../src/core/logger.ts';
 import { LocalObjectStore, S3ObjectStore } from '../../../src/io/storage/object-store.ts';
 import { openOutput } from '../../../src/io/storage/output.ts';
-import { closeS3Clients } from '../../../src/io/storage/s3-client.ts';
+import { closeS3Clients, s3Client } from '../../../src/io/storage/s3-client.ts';
 import { readRunJson, writeRunJson } from '../../../src/io/writers/run-json.ts';
 import { writeShardFiles } from '../../../src/io/writers/shard.ts';
 import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
@@ -86,6 +86,48 @@ describe('capfilt run --out s3://bucket/prefix/', () => {
     const rows = (await Promise.all(['00000', '00001', '00002'].map((n) => readShardParquet({ store, name: `${n}.parquet` })))).flat();
     expect(rows.length).toBe(ROWS);
     expect(rows.filter((r) => r.status === 'failed').map((r) => r.rowIndex).sort((a, b) => a - b)).toEqual([...fx.failing].sort((a, b) => a - b));
+  });
+});
+
+describe('an S3 server killed while a run writes', () => {
+  it('fails that write, the job is retried once the server is back, and the run ends with every row once', async () => {
+    const out = `s3://${BUCKET}/runs/outage/`;
+    const loaded = fixtureConfig(fx, out, {
+      'redis.prefix': `${prefix}-outage`, 'shards.rows': 10, 'pipeline.backoffMs': 300, 'pipeline.attempts': 6,
+      ...Object.fromEntries(Object.entries(s3.options).map(([k, v]) => [`s3.${k}`, v])),
+    }, { REDIS_URL });
+    // The run's own client (one per option set in a process): kill the server as the first tar upload starts.
+    const client = s3Client(loaded.config.s3);
+    let outage: Promise<void> | null = null;
+    let firstTar = '';
+    let sendsOfFirstTar = 0;
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: string }).Key ?? '';
+        if (!outage && context.commandName === 'PutObjectCommand' && key.endsWith('.tar')) {
+          firstTar = key;
+          // Longer than the SDK's own retries of one request, so the write job itself must be retried.
+          outage = s3.stop('SIGKILL').then(() => new Promise((r) => setTimeout(r, 2500))).then(() => s3.start());
+        }
+        // This step runs once per send(), below it the SDK's retries: sends here are write attempts.
+        if (key === firstTar && context.commandName === 'PutObjectCommand') sendsOfFirstTar++;
+        return next(args);
+      },
+      { step: 'initialize', name: 'kill-on-first-tar' },
+    );
+    try {
+      const s = await runPipeline({ loaded, workers: true, progress: 'none', log });
+      expect(outage).not.toBeNull();
+      await outage;
+      expect(s).toMatchObject({ status: 'done', reconciled: true, rows: ROWS, shardsWritten: 3, failed: fx.failing.size });
+      expect(sendsOfFirstTar).toBeGreaterThanOrEqual(2);
+    } finally {
+      client.middlewareStack.remove('kill-on-first-tar');
+      await deletePrefix(`${prefix}-outage`);
+    }
+    const store = new S3ObjectStore(out, s3.options);
+    const rows = (await Promise.all(['00000', '00001', '00002'].map((n) => readShardParquet({ store, name: `${n}.parquet` })))).flat();
+    expect(rows.map((r) => r.rowIndex).sort((a, b) => a - b)).toEqual(Array.from({ length: ROWS }, (_, i) => i));
   });
 });
 
