@@ -20,13 +20,13 @@
 import { createHash } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Cluster, type Redis } from 'ioredis';
-import type { RedisClient } from '../src/core/redis.ts';
+import { Cluster } from 'ioredis';
 import { bucketsFor, expectedFalseDuplicates, fingerprintBits, RECORD_BYTES, RedisDuplicateIndex } from '../src/io/duplicates.ts';
 import { rowKey } from '../src/pipeline/shards.ts';
 import { openRedis } from '../src/workers/connection.ts';
 import { startPrivateRedis } from '../src/workers/private-redis.ts';
 import { startRedisCluster } from '../test/helpers/redis-cluster.ts';
+import { flushMasters, masterNodes, ready, usedMemory } from './redis-masters.ts';
 import { round } from './timing.ts';
 
 const { values } = parseArgs({
@@ -47,15 +47,7 @@ const ROWS_PER_SHARD = 10_000;
 const sha = (i: number) => createHash('sha256').update(`image-${i}`).digest('hex');
 const key = (i: number) => rowKey(Math.floor(i / ROWS_PER_SHARD), i % ROWS_PER_SHARD, ROWS_PER_SHARD);
 
-const masters = (redis: RedisClient): Redis[] => (redis instanceof Cluster ? redis.nodes('master') : [redis]);
-
-/** used_memory of each master (one entry for a single Redis). */
-async function usedMemory(redis: RedisClient): Promise<number[]> {
-  return Promise.all(masters(redis).map(async (n) => Number(/used_memory:(\d+)/.exec(await n.info('memory'))![1])));
-}
-
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-const flushAll = (redis: RedisClient) => Promise.all(masters(redis).map((n) => n.flushall()));
 
 /** Runs `fn(i)` for i in [0, n) with at most `inFlight` pending (ioredis pipelines what is pending). */
 async function drive(n: number, fn: (i: number) => Promise<void>, onProgress?: (done: number) => void): Promise<number> {
@@ -76,8 +68,8 @@ const server = values.cluster ? await startRedisCluster({ masters: 3, replicas: 
 if (!server) throw new Error('bench:dup-index needs redis-server on PATH');
 const redis = openRedis(server.url, { waitForReconnect: true });
 try {
-  if (redis instanceof Cluster) await new Promise((r) => redis.once('ready', r));
-  await flushAll(redis);
+  await ready(redis);
+  await flushMasters(redis);
   const base = await usedMemory(redis);
   const index = new RedisDuplicateIndex(redis, 'bench:run:dup', { expectedRows: async () => rows });
   const buckets = await index.bucketCount();
@@ -96,7 +88,7 @@ try {
   for (const b of sample) {
     const k = `bench:run:dup:${b}`;
     // MEMORY USAGE names its key after a subcommand: ask each master, the one holding it answers.
-    for (const n of masters(redis)) sampledBytes += Number((await n.call('MEMORY', 'USAGE', k, 'SAMPLES', '0').catch(() => 0)) ?? 0);
+    for (const n of masterNodes(redis)) sampledBytes += Number((await n.call('MEMORY', 'USAGE', k, 'SAMPLES', '0').catch(() => 0)) ?? 0);
     sampledRecords += (await redis.strlen(k)) / RECORD_BYTES;
   }
 
@@ -109,7 +101,7 @@ try {
   });
 
   // The layout this index replaced, on fewer rows: one string per hex sha256.
-  await flushAll(redis);
+  await flushMasters(redis);
   const refBase = sum(await usedMemory(redis));
   const refSeconds = await drive(referenceRows, async (i) => {
     await redis.set(`bench:run:dup:${sha(i)}`, key(i), 'EX', 7 * 24 * 3600, 'NX');

@@ -2,7 +2,7 @@
  * Scaling benchmark: 1, 2 and 4 worker PROCESSES per stage group against one Redis and one
  * coordinator, on the demo model and a loopback image server. Prints one JSON object.
  *   npm run bench:scaling -- [--rows 800] [--shard-rows 25] [--levels 1,2,4] [--max-in-flight 16]
- *                            [--model DIR] [--skip-extras]
+ *                            [--model DIR] [--skip-extras] [--cluster]
  *
  * Topology per level N (the docker-compose split): N × `capfilt worker --stages download,write`,
  * N × `--stages caption`, N × `--stages filter`, each a separate child process with one ONNX
@@ -35,6 +35,17 @@
  * This machine's cores are shared with other people's tests and a training run: the load
  * average is recorded before every level and the machine-wide busy fraction during it. Read the
  * ratios, not the absolute rows/s.
+ *
+ * --cluster runs the same levels on a local Redis Cluster instead of the single redis-server:
+ * 3 masters + 3 replicas (test/helpers/redis-cluster.ts: redis-server --cluster-enabled yes on
+ * free loopback ports, joined by redis-cli --cluster create; no persistence, as the single one),
+ * every process given its redis+cluster:// URL. Redis figures are then summed over the masters,
+ * and `redis.perMaster` gives each master's own: commands/s and per row over the measured run
+ * (INFO total_commands_processed delta less this benchmark's sampling commands sent to that
+ * master), CPU, client and replication bytes per row, used_memory after the run and its peak
+ * above the baseline, keys after the run (DBSIZE), top commands. The replicas' CPU is reported
+ * beside the masters'. The per-master figures are printed for a single Redis too (one master).
+ * Cheap form for a small machine: `-- --cluster --rows 400 --levels 1,2 --skip-extras`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, existsSync, cpSync, mkdtempSync } from 'node:fs';
@@ -44,7 +55,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { loadConfig, type Override } from '../src/config/load.ts';
 import { runPipeline } from '../src/run/run.ts';
@@ -52,6 +63,10 @@ import { runIdFor } from '../src/pipeline/shards.ts';
 import type { RunSummary } from '../src/run/summary.ts';
 import { logger } from '../src/core/logger.ts';
 import { startPrivateRedis } from '../src/workers/private-redis.ts';
+import { openRedis, queueName } from '../src/workers/connection.ts';
+import type { RedisClient } from '../src/core/redis.ts';
+import { startRedisCluster } from '../test/helpers/redis-cluster.ts';
+import { flushMasters, infoOf, keysPerMaster, masterIndexOf, masterNodes, nodeName, ready, replicaNodes, usedMemory } from './redis-masters.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -62,6 +77,7 @@ const { values } = parseArgs({
     'max-in-flight': { type: 'string', default: '16' },
     model: { type: 'string' },
     'skip-extras': { type: 'boolean', default: false },
+    cluster: { type: 'boolean', default: false },
   },
 });
 const ROWS = Number(values.rows);
@@ -209,18 +225,9 @@ async function stopWorker(w: Worker): Promise<void> {
   if (w.child.exitCode === null) w.child.kill('SIGKILL');
 }
 
-/** Redis INFO fields, parsed. */
-async function info(redis: Redis, section: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const line of (await redis.info(section)).split('\r\n')) {
-    const i = line.indexOf(':');
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
-  }
-  return out;
-}
-
-async function redisSnapshot(redis: Redis) {
-  const all = await info(redis, 'everything');
+/** One node's counters: commands (in all and by command), CPU, command time, network bytes. */
+async function nodeSnapshot(node: Redis) {
+  const { fields: all, replyBytes } = await infoOf(node, 'everything');
   const calls: Record<string, number> = {};
   let usec = 0;
   for (const [k, v] of Object.entries(all)) {
@@ -228,7 +235,32 @@ async function redisSnapshot(redis: Redis) {
     calls[k.slice(8)] = Number(/calls=(\d+)/.exec(v)![1]);
     usec += Number(/usec=(\d+)/.exec(v)![1]);
   }
-  return { commands: Number(all.total_commands_processed), cpu: Number(all.used_cpu_sys) + Number(all.used_cpu_user), usec, calls };
+  return {
+    commands: Number(all.total_commands_processed), cpu: Number(all.used_cpu_sys) + Number(all.used_cpu_user), usec, calls,
+    // Redis 7's total_net_* include replication traffic, also given apart (total_net_repl_*):
+    // the clients' own bytes are the difference.
+    netIn: Number(all.total_net_input_bytes) - Number(all.total_net_repl_input_bytes ?? 0),
+    netOut: Number(all.total_net_output_bytes) - Number(all.total_net_repl_output_bytes ?? 0),
+    replOut: Number(all.total_net_repl_output_bytes ?? 0), replyBytes,
+  };
+}
+
+/** Every master's counters, and their sums: the whole deployment (one master on a single Redis). */
+async function redisSnapshot(redis: RedisClient) {
+  const per = await Promise.all(masterNodes(redis).map(nodeSnapshot));
+  const calls: Record<string, number> = {};
+  for (const p of per) for (const [c, n] of Object.entries(p.calls)) calls[c] = (calls[c] ?? 0) + n;
+  const total = (f: 'commands' | 'cpu' | 'usec') => per.reduce((a, p) => a + p[f], 0);
+  return { commands: total('commands'), cpu: total('cpu'), usec: total('usec'), calls, per };
+}
+
+/** CPU seconds of a cluster's replicas (they apply every write their master makes); 0 without. */
+async function replicaCpu(redis: RedisClient): Promise<number> {
+  const cpu = await Promise.all(replicaNodes(redis).map(async (n) => {
+    const { fields } = await infoOf(n, 'cpu');
+    return Number(fields.used_cpu_sys) + Number(fields.used_cpu_user);
+  }));
+  return cpu.reduce((a, b) => a + b, 0);
 }
 
 /** Sizes of the fs staging store: images (blob.*) and shard states. */
@@ -306,8 +338,10 @@ async function runWatched(loaded: ReturnType<typeof runConfig>, redisUrl: string
 }
 
 async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof imageServer>>, model: string, o: LevelOptions) {
-  const redis = new Redis(redisUrl);
-  await redis.flushall();
+  const redis = openRedis(redisUrl);
+  await ready(redis);
+  const nodes = masterNodes(redis);
+  await flushMasters(redis);
   const load = loadavg().map((x) => round(x, 2));
   await ensureWorkers(redisUrl, o.n);
   if (workers.length !== GROUPS.length * o.n) throw new Error(`level N=${o.n} after a larger level: run levels in increasing order`);
@@ -316,20 +350,27 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
   writeInput(warmIn, images.url, 3 * o.n * 8, 10_000_000);
   const warm = runConfig(redisUrl, warmIn, join(work, `warm-${o.label}`), { ...o, shardRows: 8 }, model);
   await runWatched(warm, redisUrl);
-  await redis.flushall();
+  await flushMasters(redis);
   await sleep(500);
 
-  // Commands this benchmark sends while measuring, by command, subtracted from Redis's counts.
+  // Commands this benchmark sends while measuring, by command and by master (`at`: the master
+  // serving the key; none: sent to every master), subtracted from Redis's counts.
   const own: Record<string, number> = {};
-  const mine = (cmd: string, n = 1) => (own[cmd] = (own[cmd] ?? 0) + n);
+  const ownAt = nodes.map((): Record<string, number> => ({}));
+  const ownReplyBytes = nodes.map(() => 0);
+  const mine = (cmd: string, n = 1, at?: number) => {
+    own[cmd] = (own[cmd] ?? 0) + n * (at === undefined ? nodes.length : 1);
+    ownAt.forEach((o, i) => (at === undefined || at === i) && (o[cmd] = (o[cmd] ?? 0) + n));
+  };
   const idle0 = await redisSnapshot(redis);
   // Workers poll in bursts (heartbeats, stalled-job checks, blocking-pop timeouts): 5 s window.
   await sleep(5000);
   const idle1 = await redisSnapshot(redis);
-  const idleCommandsPerSec = (idle1.commands - idle0.commands - 1) / 5;
+  const idleAt = idle1.per.map((p, i) => (p.commands - idle0.per[i].commands - 1) / 5);
+  const idleCommandsPerSec = idleAt.reduce((a, b) => a + b, 0);
   const idleCpuPerSec = (idle1.cpu - idle0.cpu) / 5;
-  const baseline = Number((await info(redis, 'memory')).used_memory);
-  mine('info');
+  const baselineAt = await usedMemory(redis);
+  const baseline = baselineAt.reduce((a, b) => a + b, 0);
 
   const input = join(work, `in-${o.rows}.csv`);
   if (!existsSync(input)) writeInput(input, images.url, o.rows, 0);
@@ -337,36 +378,54 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
   const loaded = runConfig(redisUrl, input, out, o, model);
   const runId = runIdFor(out);
   const stagingRoot = join(out, '.staging', runId);
+  // Where the keys the sampler reads live (asked now: these lookups are Redis commands too).
+  const inFlightKey = `${PREFIX}:run:{${runId}}:inflight`;
+  const stagedBytesKey = `${PREFIX}:stage:{${runId}}:bytes`;
+  const waitKey = (q: string) => `${PREFIX}:${queueName(redisUrl, PREFIX, q)}:wait`;
+  const at: Record<string, number> = { [inFlightKey]: await masterIndexOf(redis, inFlightKey), [stagedBytesKey]: await masterIndexOf(redis, stagedBytesKey) };
+  for (const q of ['download', 'caption', 'filter', 'write']) at[waitKey(q)] = await masterIndexOf(redis, waitKey(q));
 
   const pids = workers.map((w) => w.child.pid!);
   const cpu0 = pids.map(procCpu);
   const self0 = process.cpuUsage();
   const mach0 = machineJiffies();
   const served0 = images.served();
+  const replicaCpu0 = await replicaCpu(redis);
   const r0 = await redisSnapshot(redis);
+  // r0's own INFO is counted (and its reply sent) after its snapshot was taken.
   mine('info');
+  r0.per.forEach((p, i) => (ownReplyBytes[i] += p.replyBytes));
   const t0 = performance.now();
 
   const peak = { redis: baseline, staging: 0, stagingBlobs: 0, stagingState: 0, inFlight: 0 };
+  const peakAt = [...baselineAt];
   let perImage = { bytes: 0, n: 0 };
   const depth: Record<string, number> = { download: 0, caption: 0, filter: 0, write: 0 };
   let samples = 0;
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      peak.redis = Math.max(peak.redis, Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]));
-      peak.inFlight = Math.max(peak.inFlight, await redis.scard(`${PREFIX}:run:{${runId}}:inflight`));
+      const mem = await Promise.all(nodes.map((n) => infoOf(n, 'memory')));
       mine('info');
-      mine('scard');
-      for (const q of Object.keys(depth)) depth[q] += await redis.llen(`${PREFIX}:${q}:wait`);
-      mine('llen', 4);
+      const used = mem.map((m, i) => {
+        ownReplyBytes[i] += m.replyBytes;
+        peakAt[i] = Math.max(peakAt[i], Number(m.fields.used_memory));
+        return Number(m.fields.used_memory);
+      });
+      peak.redis = Math.max(peak.redis, used.reduce((a, b) => a + b, 0));
+      peak.inFlight = Math.max(peak.inFlight, await redis.scard(inFlightKey));
+      mine('scard', 1, at[inFlightKey]);
+      for (const q of Object.keys(depth)) {
+        depth[q] += await redis.llen(waitKey(q));
+        mine('llen', 1, at[waitKey(q)]);
+      }
       if (o.staging === 'fs') {
         const s = stagingSize(stagingRoot);
         if (s.blobBytes + s.stateBytes > peak.staging) Object.assign(peak, { staging: s.blobBytes + s.stateBytes, stagingBlobs: s.blobBytes, stagingState: s.stateBytes });
         perImage = { bytes: perImage.bytes + s.blobBytes, n: perImage.n + s.blobs };
       } else {
-        const b = Number((await redis.get(`${PREFIX}:stage:{${runId}}:bytes`)) ?? 0);
-        mine('get');
+        const b = Number((await redis.get(stagedBytesKey)) ?? 0);
+        mine('get', 1, at[stagedBytesKey]);
         if (b > peak.staging) peak.staging = b;
       }
       samples++;
@@ -383,6 +442,7 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
     await sampler;
   }
   const r1 = await redisSnapshot(redis);
+  const replicaCpuSeconds = (await replicaCpu(redis)) - replicaCpu0;
   const cpu1 = pids.map(procCpu);
   const self1 = process.cpuUsage(self0);
   const mach1 = machineJiffies();
@@ -397,22 +457,27 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
   const slots: Record<string, number> = { download: o.n * loaded.config.pipeline.concurrency.download, caption: o.n * loaded.config.pipeline.concurrency.caption, filter: o.n * loaded.config.pipeline.concurrency.filter };
   const stageBusy = Object.fromEntries(Object.entries(busyMs).map(([k, ms]) => [k, { busySeconds: round(ms / 1000, 1), slotUtilisation: round(ms / 1000 / wall / (slots[k] ?? 1), 2) }]));
 
+  const usedAfter = await usedMemory(redis);
+  const keysAfter = await keysPerMaster(redis);
   // Redis memory of what a run leaves and what grows with rows: duplicate index, run keys, stats.
+  // SCAN and MEMORY USAGE are about one node: each master in turn.
   const memOf = async (pattern: string, cap = 400) => {
-    let cursor = '0';
     let keys = 0;
     let sampled = 0;
     let bytes = 0;
-    do {
-      const [next, ks] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 2000);
-      cursor = next;
-      keys += ks.length;
-      for (const k of ks) {
-        if (sampled >= cap) break;
-        bytes += Number(await redis.memory('USAGE', k));
-        sampled++;
-      }
-    } while (cursor !== '0');
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, ks] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 2000);
+        cursor = next;
+        keys += ks.length;
+        for (const k of ks) {
+          if (sampled >= cap) break;
+          bytes += Number(await node.memory('USAGE', k));
+          sampled++;
+        }
+      } while (cursor !== '0');
+    }
     return { keys, bytes: sampled ? (bytes / sampled) * keys : 0, perKey: sampled ? bytes / sampled : 0 };
   };
   const dup = await memOf(`${PREFIX}:run:${runId}:dup:*`);
@@ -428,7 +493,7 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
   });
   const redisCpu = r1.cpu - r0.cpu;
   const coordinatorCpu = (self1.user + self1.system) / 1e6;
-  const ourCpu = Object.values(byGroup).reduce((a, b) => a + b, 0) + redisCpu + coordinatorCpu;
+  const ourCpu = Object.values(byGroup).reduce((a, b) => a + b, 0) + redisCpu + replicaCpuSeconds + coordinatorCpu;
   const commands = r1.commands - r0.commands - Object.values(own).reduce((a, b) => a + b, 0);
   const delta = (c: string) => (r1.calls[c] ?? 0) - (r0.calls[c] ?? 0) - (own[c] ?? 0);
   // Time-driven, not work-driven: the idle workers' polling (measured above) and the
@@ -443,6 +508,39 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
     .sort((a, b) => b[1] - a[1])
     .slice(0, 12)
     .map(([c, n]) => ({ command: c, perShard: round(n / shards, 1), perRow: round(n / rows, 3) }));
+  const replicas = replicaNodes(redis).length;
+  // Each master over the measured run, less what this benchmark sent it. Its own commands' bytes
+  // are approximate: the INFO replies exactly, ~40 B per command sent and ~8 B per short reply.
+  const perMaster = nodes.map((node, i) => {
+    const [a, b] = [r0.per[i], r1.per[i]];
+    const ownCommands = Object.values(ownAt[i]).reduce((x, y) => x + y, 0);
+    const cmds = b.commands - a.commands - ownCommands;
+    const netIn = b.netIn - a.netIn - 40 * ownCommands;
+    const netOut = b.netOut - a.netOut - ownReplyBytes[i] - 8 * ownCommands;
+    return {
+      master: nodeName(node),
+      commands: cmds,
+      commandsPerSec: round(cmds / wall, 1),
+      commandsPerRow: round(cmds / rows, 2),
+      idleCommandsPerSec: round(idleAt[i], 1),
+      cpuSeconds: round(b.cpu - a.cpu, 2),
+      cpuOfOneCore: round((b.cpu - a.cpu) / wall, 3),
+      commandExecUsPerRow: round((b.usec - a.usec) / rows, 1),
+      netInputBytesPerRow: Math.round(netIn / rows),
+      netOutputBytesPerRow: Math.round(netOut / rows),
+      ...(replicas ? { replicationOutputBytesPerRow: Math.round((b.replOut - a.replOut) / rows) } : {}),
+      usedMemoryMBAfterRun: round(usedAfter[i] / 2 ** 20, 2),
+      peakUsedMemoryAboveBaselineMB: round((peakAt[i] - baselineAt[i]) / 2 ** 20, 2),
+      keysAfterRun: keysAfter[i],
+      topCommands: Object.entries(b.calls)
+        .map(([c, n]) => [c, n - (a.calls[c] ?? 0) - (ownAt[i][c] ?? 0)] as const)
+        .filter(([, n]) => n > 0)
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, 6)
+        .map(([c, n]) => ({ command: c, perRow: round(n / rows, 3) })),
+    };
+  });
+  const sumOf = (f: 'netInputBytesPerRow' | 'netOutputBytesPerRow' | 'keysAfterRun') => perMaster.reduce((x, m) => x + m[f], 0);
   redis.disconnect();
   rmSync(out, { recursive: true, force: true });
 
@@ -463,7 +561,11 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
     rowsPerSec: round(rows / wall, 2),
     stageBusy,
     meanWaitingJobs: Object.fromEntries(Object.entries(depth).map(([k, v]) => [k, round(v / Math.max(1, samples), 2)])),
-    cpuSeconds: { ...Object.fromEntries(Object.entries(byGroup).map(([k, v]) => [k, round(v, 1)])), redis: round(redisCpu, 1), coordinatorAndImageServer: round(coordinatorCpu, 1) },
+    cpuSeconds: {
+      ...Object.fromEntries(Object.entries(byGroup).map(([k, v]) => [k, round(v, 1)])), redis: round(redisCpu, 1),
+      ...(replicas ? { redisReplicas: round(replicaCpuSeconds, 1) } : {}),
+      coordinatorAndImageServer: round(coordinatorCpu, 1),
+    },
     cpuUtilisation: round(ourCpu / wall / CORES, 2),
     cpuMsPerRow: round((ourCpu / rows) * 1000, 2),
     machineBusy: round((mach1.busy - mach0.busy) / Math.max(1, mach1.total - mach0.total), 2),
@@ -493,6 +595,11 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
       doneHashBytesPerShard: round(doneHash.bytes / Math.max(1, shards), 1),
       statsKeysKB: round(stats.bytes / 1024, 1),
       topCommands,
+      masters: nodes.length,
+      netInputBytesPerRow: sumOf('netInputBytesPerRow'),
+      netOutputBytesPerRow: sumOf('netOutputBytesPerRow'),
+      keysAfterRun: sumOf('keysAfterRun'),
+      perMaster,
     },
     staging: {
       peakInFlightShards: peak.inFlight,
@@ -536,11 +643,35 @@ async function runExtras(redisUrl: string, images: Awaited<ReturnType<typeof ima
   };
 }
 
+/**
+ * Until every master has its replica attached and in sync: the cluster is usable before that,
+ * but a client that learned the slot map earlier would not know the replicas (their CPU would
+ * go unreported) and the first level would pay the initial sync.
+ */
+async function replicasOnline(url: string): Promise<void> {
+  const probe = openRedis(url);
+  try {
+    await ready(probe);
+    for (let i = 0; ; i++) {
+      const slots = (await probe.cluster('SLOTS')) as unknown as unknown[][];
+      const synced = await Promise.all(masterNodes(probe).map(async (n) => /slave0:.*state=online/.test(await n.info('replication'))));
+      if (slots.every((s) => s.length >= 4) && synced.every(Boolean)) return;
+      if (i > 300) throw new Error('cluster replicas did not come online within 30 s');
+      await sleep(100);
+    }
+  } finally {
+    probe.disconnect();
+  }
+}
+
 const started = performance.now();
-const redisServer = await startPrivateRedis();
+const redisServer = values.cluster
+  ? await startRedisCluster({ masters: 3, replicas: 1, aof: false }).then((c) => ({ url: c.url, stop: () => c.dispose() }))
+  : await startPrivateRedis();
 if (!redisServer) throw new Error('bench:scaling needs redis-server on PATH (apt-get install redis-server)');
 let images: Awaited<ReturnType<typeof imageServer>> | null = null;
 try {
+  if (values.cluster) await replicasOnline(redisServer.url);
   const model = modelDir();
   const pool: Buffer[] = [];
   for (let i = 0; i < 24; i++) pool.push(await photoLike(i + 1));
@@ -551,7 +682,8 @@ try {
     cores: CORES,
     loadAvgAtStart: loadavg().map((x) => round(x, 2)),
     model: model.name,
-    topology: 'per level N: N x worker --stages download,write + N x --stages caption + N x --stages filter, --threads 1 each; one coordinator (runPipeline, workers off) in the benchmark process; private redis-server',
+    topology: `per level N: N x worker --stages download,write + N x --stages caption + N x --stages filter, --threads 1 each; one coordinator (runPipeline, workers off) in the benchmark process; ${values.cluster ? 'private Redis Cluster, 3 masters + 3 replicas, redis+cluster:// URL' : 'private redis-server'}`,
+    redis: values.cluster ? 'cluster' : 'single',
     rowsPerLevel: ROWS,
     shardRows: SHARD_ROWS,
     maxInFlightShards: MAX_IN_FLIGHT,

@@ -8,7 +8,8 @@ import { freePort } from '../../src/workers/private-redis.ts';
 /**
  * A real Redis Cluster on 127.0.0.1 for one test file: `masters` × (1 + `replicas`) redis-server
  * processes started with `--cluster-enabled yes` on free ports (each in its own temp dir, AOF
- * on, noeviction), joined by `redis-cli --cluster create`. A node can be killed with SIGKILL;
+ * on unless `aof: false`, noeviction), joined by `redis-cli --cluster create`. Also what
+ * `bench:scaling -- --cluster` and `bench:dup-index -- --cluster` run on. A node can be killed with SIGKILL;
  * `waitForFailover` waits until the cluster is healthy again with a replica promoted.
  */
 export interface ClusterNode {
@@ -62,7 +63,7 @@ async function clusterInfo(port: number): Promise<string> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function startRedisCluster(o: { masters?: number; replicas?: number } = {}): Promise<LocalCluster> {
+export async function startRedisCluster(o: { masters?: number; replicas?: number; aof?: boolean } = {}): Promise<LocalCluster> {
   const masters = o.masters ?? 3;
   const total = masters * (1 + (o.replicas ?? 1));
   const root = mkdtempSync(join(tmpdir(), 'capfilt-cluster-'));
@@ -77,7 +78,7 @@ export async function startRedisCluster(o: { masters?: number; replicas?: number
     mkdirSync(dir);
     const child = spawn('redis-server', [
       '--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-      '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--save', '', '--appendonly', 'yes', '--maxmemory-policy', 'noeviction',
+      '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--save', '', '--appendonly', o.aof === false ? 'no' : 'yes', '--maxmemory-policy', 'noeviction',
     ], { stdio: 'ignore' });
     nodes.push({ port, child, dir });
   }
