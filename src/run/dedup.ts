@@ -1,5 +1,6 @@
 import { access, mkdir, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { isS3Url } from '../io/storage/s3-url.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { RowRecord } from '../core/records.ts';
 import { readEmbeddings, type ShardEmbeddings } from '../io/writers/embeddings.ts';
@@ -80,6 +81,11 @@ interface LoadedShard {
 
 export async function dedup(from: string, to: string, o: DedupOptions): Promise<DedupSummary> {
   checkThreshold(o.threshold);
+  // k-means over every embedding wants them in one process's memory from local files; an S3
+  // output is copied down first (e.g. `aws s3 sync`), deduplicated, and synced back.
+  for (const [flag, dir] of [['OUT', from], ['--to', to]] as const) {
+    if (isS3Url(dir)) throw new CapfiltError('CLI_USAGE', `dedup reads and writes local folders, ${flag} is ${dir}: copy the output down first (aws s3 sync ${dir} ./out), then dedup ./out`, { dir });
+  }
   if (resolve(from) === resolve(to)) throw new CapfiltError('CLI_USAGE', `dedup writes a new output folder: --to must differ from ${from}`);
   const shards = await listShards(from);
   if (shards.length === 0) throw new CapfiltError('OUTPUT_SHARD_INVALID', `${from}: no finished shards (NNNNN.parquet) to deduplicate`, { dir: from });

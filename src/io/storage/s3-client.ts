@@ -20,6 +20,9 @@ export function s3Client(o: S3Options): S3Client {
   const id = JSON.stringify({ ...o, endpoint });
   let c = clients.get(id);
   if (!c) {
+    // The SDK prints a 9-line warning on Node 20 that its releases after January 2027 need Node 22;
+    // capfilt pins a release that supports Node 20 (package.json), so it is no news to a user.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     c = new S3Client({
       ...(endpoint ? { endpoint } : {}),
       region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
