@@ -7,6 +7,8 @@ import type { Logger } from 'pino';
 import { loadConfig, type LoadedConfig, type Override } from '../config/load.ts';
 import { captionMatchesScene, generateDemoPair, renderScene } from '../demo/index.ts';
 import { SHAPE_KINDS } from '../demo/vocab.ts';
+import { CapfiltError } from '../core/errors.ts';
+import { isS3Url } from '../io/storage/s3-url.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import { scoreOf, type RowRecord } from '../core/records.ts';
 import { isCapfiltError } from '../core/errors.ts';
@@ -306,6 +308,8 @@ export function demoConfig(o: DemoOptions, input: string, imagesUrl: string, lab
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
+  // The demo writes its input beside its output and scores the output against its ground truth.
+  if (isS3Url(o.out)) throw new CapfiltError('CLI_USAGE', `the demo writes to a local folder, --out is ${o.out}; \`capfilt run --out s3://…\` writes to a bucket`, { dir: o.out });
   mkdirSync(o.out, { recursive: true });
   const images = await serveDemoImages(o.seed, o.size);
   try {
