@@ -50,14 +50,17 @@ describe('ModelCache', () => {
     expect(await cache.info(join(dir, 'blip'), 'filter')).toMatchObject({ architecture: 'BlipForImageTextRetrieval' });
   });
 
-  it('builds each role at its own precision under models.precision auto (int8 filter and embedder, fp32 captioner on the CPU)', async () => {
+  it('builds each role at its own precision under models.precision auto (int8 on the CPU), fp32 when asked', async () => {
     const auto = new ModelCache(runtimeFromConfig({ device: 'cpu', threads: 1, precision: 'auto' }), pino({ level: 'silent' }));
+    const fp32 = new ModelCache(runtimeFromConfig({ device: 'cpu', threads: 1, precision: 'fp32' }), pino({ level: 'silent' }));
     try {
-      expect(await auto.info(join(dir, 'blip'), 'captioner')).toMatchObject({ precision: 'fp32' });
+      expect(await fp32.info(join(dir, 'blip'), 'captioner')).toMatchObject({ precision: 'fp32' });
+      expect(await auto.info(join(dir, 'blip'), 'captioner')).toMatchObject({ precision: 'int8' });
       expect(await auto.info(join(dir, 'blip'), 'filter')).toMatchObject({ precision: 'int8' });
       expect(await auto.info(join(dir, 'clip'), 'embedder')).toMatchObject({ precision: 'int8' });
     } finally {
       await auto.close();
+      await fp32.close();
     }
   });
 

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { resolvePrecision, runtimeFromConfig } from '../../../../src/models/runtime/precision.ts';
 
 describe('resolvePrecision', () => {
-  it('auto: int8 filter and embedder, fp32 captioner on the CPU; fp32 for every role on CUDA', () => {
-    expect(['captioner', 'filter', 'embedder'].map((r) => resolvePrecision('cpu', 'auto', r as 'filter'))).toEqual(['fp32', 'int8', 'int8']);
+  it('auto: int8 for every role on the CPU; fp32 for every role on CUDA', () => {
+    expect(['captioner', 'filter', 'embedder'].map((r) => resolvePrecision('cpu', 'auto', r as 'filter'))).toEqual(['int8', 'int8', 'int8']);
     expect(['captioner', 'filter', 'embedder'].map((r) => resolvePrecision('cuda:0', 'auto', r as 'filter'))).toEqual(['fp32', 'fp32', 'fp32']);
   });
 
