@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { LocalObjectStore, openObjectStore, type ObjectStore } from './object-store.ts';
@@ -24,8 +25,6 @@ export interface OutputLocation {
    * for a rewrite that must make an intermediate state durable (a no-op on a local folder).
    */
   withShard<T>(name: string, fn: (dir: string, checkpoint: () => Promise<void>) => Promise<T>, o?: { fetch?: boolean }): Promise<T>;
-  /** Runs `fn` on a local folder with the named files (those that exist), then publishes what changed. */
-  withFiles<T>(names: readonly string[], fn: (dir: string) => Promise<T>): Promise<T>;
 }
 
 export function isRemoteLocation(location: string | null | undefined): boolean {
@@ -59,9 +58,6 @@ class LocalOutput implements OutputLocation {
   withShard<T>(_name: string, fn: (dir: string, checkpoint: () => Promise<void>) => Promise<T>): Promise<T> {
     return fn(this.location, async () => undefined);
   }
-  withFiles<T>(_names: readonly string[], fn: (dir: string) => Promise<T>): Promise<T> {
-    return fn(this.location);
-  }
 }
 
 /** An object's bytes, or null when it does not exist (one GET, no HEAD first). */
@@ -76,6 +72,13 @@ export async function readIfPresent(store: ObjectStore, name: string): Promise<B
 }
 
 const digest = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** sha256 of a file, streamed (a shard's tar can be larger than is worth holding twice). */
+async function fileDigest(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
 
 /** Upload order: data first, a shard's stats next, its parquet (the "done" mark) last. */
 function publishRank(name: string): number {
@@ -114,8 +117,7 @@ class RemoteOutput implements OutputLocation {
     const files = (await new LocalObjectStore(dir).list()).map((f) => f.name).sort((a, b) => publishRank(a) - publishRank(b) || (a < b ? -1 : 1));
     const present = new Set(files);
     for (const name of files) {
-      const bytes = await readFile(join(dir, name));
-      const d = digest(bytes);
+      const d = await fileDigest(join(dir, name));
       if (seen.get(name) === d) continue;
       await this.store.putFile(name, join(dir, name));
       seen.set(name, d);
@@ -135,18 +137,6 @@ class RemoteOutput implements OutputLocation {
       await this.publish(dir, seen);
       // A fresh write replaces whatever an earlier attempt left of this shard (one batch delete).
       if (!o.fetch) await this.store.delete(shardFileNames(name).filter((n) => !seen.has(n)));
-      return result;
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-
-  async withFiles<T>(names: readonly string[], fn: (dir: string) => Promise<T>): Promise<T> {
-    const dir = await this.scratch();
-    try {
-      const seen = await this.fetch(dir, names);
-      const result = await fn(dir);
-      await this.publish(dir, seen);
       return result;
     } finally {
       await rm(dir, { recursive: true, force: true });
