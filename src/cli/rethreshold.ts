@@ -53,6 +53,7 @@ export function register(program: Command): void {
         clipMinScore: o.clipMinScore === 'none' ? null : num('--clip-min-score', o.clipMinScore, -1, 1) ?? cfg.clip?.minScore ?? null,
         clipTopFraction: topFraction,
       }, s3);
+      if (summary.report?.error) process.stderr.write(`capfilt: warning: report.html not written: ${summary.report.error}\n`);
       if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else {
         process.stdout.write(

@@ -18,6 +18,7 @@ export function register(program: Command): void {
       const { retryFailed } = await import('../run/retry-failed.ts');
       const reasons = o.reasons ? o.reasons.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
       const summary = await retryFailed({ out, s3: s3OptionsFrom(o), reasons, dryRun: o.dryRun === true, log: logger().child({ cmd: 'retry-failed' }) });
+      if (summary.report?.error) process.stderr.write(`capfilt: warning: report.html not written: ${summary.report.error}\n`);
       if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else {
         const failed = Object.entries(summary.stillFailed).map(([k, v]) => `${k} ${v}`).join(', ');

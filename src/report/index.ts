@@ -36,4 +36,16 @@ export async function writeRunReport(out: string | OutputLocation, log: Logger):
   }
 }
 
+/**
+ * The report of an output just rewritten (rethreshold's new folder, retry-failed's merged shards):
+ * where it went, or why it could not be built — never a failed command, as the data is written.
+ */
+export async function refreshReport(out: string | OutputLocation): Promise<{ file: string | null; error?: string }> {
+  try {
+    return { file: (await writeReport(out)).file };
+  } catch (e) {
+    return { file: null, error: describeError(e).message };
+  }
+}
+
 export type { ReportData } from './collect.ts';

@@ -13,6 +13,7 @@ import { exactTopThreshold, rankedScores } from '../pipeline/top-fraction.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import { readTarEntries } from '../io/writers/tar.ts';
 import { outputColumns } from '../pipeline/stages/table.ts';
+import { refreshReport } from '../report/index.ts';
 
 /**
  * `rethreshold`: a new output folder with the filter decisions remade from the scores stored in
@@ -75,6 +76,8 @@ export interface RethresholdSummary {
   changed: number;
   /** With clipTopFraction: the exact threshold and what it moved. */
   topFraction?: TopFractionSummary;
+  /** The new output's report.html (null, with the reason, when it could not be built). */
+  report?: { file: string | null; error?: string };
 }
 
 /** The images of a written shard, addressed by the `tar:<key>` refs readShardParquet gives. */
@@ -210,6 +213,7 @@ export async function rethreshold(from: string | OutputLocation, to: string | Ou
     failed: summary.failed,
     ...(summary.topFraction ? { clipTopFraction: summary.topFraction } : {}),
   });
+  summary.report = await refreshReport(dst);
   return summary;
 }
 

@@ -17,6 +17,7 @@ import type { ShardStats } from '../io/writers/stats.ts';
 import { finalizeRecords } from '../pipeline/decisions.ts';
 import { FsStagingStore } from '../pipeline/staging/fs.ts';
 import { STAGE_TABLE, checkChain, outputColumns, type StageTable } from '../pipeline/stages/table.ts';
+import { refreshReport } from '../report/index.ts';
 import { StageRegistry } from '../workers/stages.ts';
 import { MemoryTopFractionSketch } from '../pipeline/top-fraction.ts';
 import { defaultS3Options, finishTopFraction, shardImages, type TopFractionSummary } from './rethreshold.ts';
@@ -130,6 +131,8 @@ export interface RetryFailedSummary {
   stillFailed: Record<string, number>;
   /** With clip.topFraction and recovered rows: the final pass over the whole output again. */
   topFraction?: TopFractionSummary;
+  /** report.html rebuilt over the merged shards (null, with the reason, when it could not be). */
+  report?: { file: string | null; error?: string };
 }
 
 export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSummary> {
@@ -197,5 +200,6 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
     }, outputColumns(table));
     summary.topFraction = pass.topFraction;
   }
+  summary.report = await refreshReport(output);
   return summary;
 }

@@ -44,7 +44,9 @@ describe('capfilt rethreshold', () => {
     const { stdout } = await capfilt('rethreshold', out, '--itm', '0.6', '--to', to, '--json');
     const summary = JSON.parse(stdout.trim().split('\n').pop()!);
     expect(summary).toMatchObject({ shards: 2, rows: 6, kept: 3, filtered: 2, failed: 1, changed: 2 });
-    expect(readdirSync(to).sort()).toEqual(['00000.parquet', '00000.tar', '00000_stats.json', '00001.parquet', '00001.tar', '00001_stats.json', 'filtered', 'run.json']);
+    expect(readdirSync(to).sort()).toEqual(['00000.parquet', '00000.tar', '00000_stats.json', '00001.parquet', '00001.tar', '00001_stats.json', 'filtered', 'report.html', 'run.json']);
+    // The new folder's report is built from its own shards.
+    expect(summary.report).toEqual({ file: join(to, 'report.html') });
     expect(readdirSync(join(to, 'filtered')).sort()).toEqual(['00000.tar', '00001.tar']);
     const rows = await readShardParquet(join(to, '00000.parquet'));
     expect(rows.map((r) => [r.status, r.reason, r.selected])).toEqual([

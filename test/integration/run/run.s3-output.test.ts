@@ -83,6 +83,8 @@ describe('capfilt run --out s3://bucket/prefix/', () => {
     const s = await retryFailed({ out, s3: s3.options, log });
     // The fixture's failing URLs still fail: the rows are retried, stay failed, and every row is still there once.
     expect(s).toMatchObject({ retried: transient, recovered: 0, stillFailed: { DOWNLOAD_HTTP_STATUS: transient } });
+    // The report is rebuilt over the merged shards, in the bucket.
+    expect(s.report).toEqual({ file: `${out}report.html` });
     const rows = (await Promise.all(['00000', '00001', '00002'].map((n) => readShardParquet({ store, name: `${n}.parquet` })))).flat();
     expect(rows.length).toBe(ROWS);
     expect(rows.filter((r) => r.status === 'failed').map((r) => r.rowIndex).sort((a, b) => a - b)).toEqual([...fx.failing].sort((a, b) => a - b));
@@ -150,7 +152,8 @@ describe('rethreshold on S3', () => {
     const decisions = { itmThreshold: 0.6, itcThreshold: null, selection: 'original-first' as const, keepTop: null };
     const a = await rethreshold(from.local, join(local, 'to'), decisions, s3.options);
     const b = await rethreshold(from.s3, `s3://${BUCKET}/rethreshold/to/`, decisions, s3.options);
-    expect({ ...b, from: '', to: '' }).toEqual({ ...a, from: '', to: '' });
+    expect({ ...b, from: '', to: '', report: null }).toEqual({ ...a, from: '', to: '', report: null });
+    expect(b.report).toEqual({ file: `s3://${BUCKET}/rethreshold/to/report.html` });
     expect(a.changed).toBeGreaterThan(0);
     const toS3 = new S3ObjectStore(`s3://${BUCKET}/rethreshold/to/`, s3.options);
     const toLocal = new LocalObjectStore(join(local, 'to'));
