@@ -482,7 +482,7 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
   };
   const dup = await memOf(`${PREFIX}:run:${runId}:dup:*`);
   const runKeys = await memOf(`${PREFIX}:run:{${runId}}:*`);
-  const doneHash = await memOf(`${PREFIX}:run:{${runId}}:done`);
+  const doneRecord = await memOf(`${PREFIX}:run:{${runId}}:done`);
   const stats = await memOf(`${PREFIX}:stats:*`);
 
   const byGroup: Record<string, number> = {};
@@ -588,11 +588,11 @@ async function measureLevel(redisUrl: string, images: Awaited<ReturnType<typeof 
       cpuOfOneCore: round(redisCpu / wall, 3),
       peakUsedMemoryAboveBaselineMB: round((peak.redis - baseline) / 2 ** 20, 2),
       // Approximate: the peak less what does not scale with shards in flight (end-of-run sizes).
-      perInFlightShardKB: round((peak.redis - baseline - dup.bytes - stats.bytes - runKeys.bytes - doneHash.bytes) / Math.max(1, peak.inFlight) / 1024, 1),
+      perInFlightShardKB: round((peak.redis - baseline - dup.bytes - stats.bytes - runKeys.bytes - doneRecord.bytes) / Math.max(1, peak.inFlight) / 1024, 1),
       // MEMORY USAGE of the bucket strings (bench:dup-index measures used_memory at 10M rows).
       duplicateIndex: { buckets: dup.keys, bytesPerRow: round(dup.bytes / rows, 1), MB: round(dup.bytes / 2 ** 20, 3) },
       runKeysExceptDuplicateIndexKB: round(runKeys.bytes / 1024, 1),
-      doneHashBytesPerShard: round(doneHash.bytes / Math.max(1, shards), 1),
+      doneRecordBytesPerShard: round(doneRecord.bytes / Math.max(1, shards), 1),
       statsKeysKB: round(stats.bytes / 1024, 1),
       topCommands,
       masters: nodes.length,

@@ -14,8 +14,10 @@ import type { CapfiltConfig } from '../config/schema.ts';
  *                               skippedShards, startedAt, finishedAt, error
  *   K:lock              string  token of the `capfilt run` process driving the run (PX expiry)
  *   K:inflight          set     shards staged and not yet written (the backpressure bound)
- *   K:done              hash    shardId → JSON counts, set once per shard (HSETNX)
- *   K:totals            hash    rows, kept, filtered, failed, shards (sums over K:done)
+ *   K:done              string  bitmap, bit <shard number> set once per written shard (SETBIT):
+ *                               one bit a shard (1.25 MB at 10M shards), so the run's keys stay
+ *                               flat in dataset size but for the duplicate index
+ *   K:totals            hash    rows, kept, filtered, failed, shards (sums over the shards in K:done)
  *   K:failed            hash    shardId → error, shards whose write failed for good (never
  *                               also in K:done: a shard written after all leaves it)
  *   K:attempt           string  counter of `begin` calls: jobs carry the attempt that fed them,
@@ -50,13 +52,19 @@ export interface RunTotals extends ShardCounts {
   shards: number;
 }
 
+/** A shard as the run's records name it: its id (in-flight set, failures) and number (done bitmap). */
+export interface ShardRef {
+  shardId: string;
+  number: number;
+}
+
 const MARK_DONE = `
 -- KEYS: 1 done, 2 totals, 3 inflight, 4 failed
--- ARGV: 1 shardId, 2 counts JSON, 3 rows, 4 kept, 5 filtered, 6 failed
+-- ARGV: 1 shardId, 2 shard number, 3 rows, 4 kept, 5 filtered, 6 failed
 -- Output: 1 when recorded now, 0 when the shard was already recorded (a retried write).
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if redis.call('SETBIT', KEYS[1], ARGV[2], 1) == 1 then return 0 end
 redis.call('HINCRBY', KEYS[2], 'rows', ARGV[3])
 redis.call('HINCRBY', KEYS[2], 'kept', ARGV[4])
 redis.call('HINCRBY', KEYS[2], 'filtered', ARGV[5])
@@ -65,11 +73,11 @@ redis.call('HINCRBY', KEYS[2], 'shards', 1)
 return 1`;
 
 const MARK_FAILED = `
--- KEYS: 1 failed, 2 done, 3 inflight; ARGV: 1 shardId, 2 error
+-- KEYS: 1 failed, 2 done, 3 inflight; ARGV: 1 shardId, 2 error, 3 shard number
 -- A shard that was written after all (a leftover job failing after the shard's own chain
 -- wrote it) is not failed: counting it twice would end the run before its last shards.
 redis.call('SREM', KEYS[3], ARGV[1])
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+if tonumber(ARGV[3]) >= 0 and redis.call('GETBIT', KEYS[2], ARGV[3]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1`;
 
@@ -196,18 +204,23 @@ export class RunState {
   }
 
   /** Records a written shard once; a retried write returns false and changes nothing. */
-  async markDone(shardId: string, counts: ShardCounts): Promise<boolean> {
-    const r = await this.redis.eval(MARK_DONE, 4, `${this.key}:done`, `${this.key}:totals`, `${this.key}:inflight`, `${this.key}:failed`, shardId, JSON.stringify(counts), counts.rows, counts.kept, counts.filtered, counts.failed);
+  async markDone(shard: ShardRef, counts: ShardCounts): Promise<boolean> {
+    const r = await this.redis.eval(MARK_DONE, 4, `${this.key}:done`, `${this.key}:totals`, `${this.key}:inflight`, `${this.key}:failed`, shard.shardId, checkedNumber(shard), counts.rows, counts.kept, counts.filtered, counts.failed);
     return r === 1;
   }
 
-  /** Records a shard whose write failed for good; false (nothing recorded) when it is written. */
-  async markFailed(shardId: string, error: string): Promise<boolean> {
-    return (await this.redis.eval(MARK_FAILED, 3, `${this.key}:failed`, `${this.key}:done`, `${this.key}:inflight`, shardId, error)) === 1;
+  /**
+   * Records a shard whose write failed for good; false (nothing recorded) when it is written.
+   * A job that does not carry its shard's number (one fed by an older capfilt) is recorded
+   * without that check rather than left unaccounted, which would keep the run from ending.
+   */
+  async markFailed(shard: { shardId: string; number: number | null }, error: string): Promise<boolean> {
+    const number = shard.number === null ? -1 : checkedNumber({ number: shard.number });
+    return (await this.redis.eval(MARK_FAILED, 3, `${this.key}:failed`, `${this.key}:done`, `${this.key}:inflight`, shard.shardId, error, number)) === 1;
   }
 
-  async isDone(shardId: string): Promise<boolean> {
-    return (await this.redis.hexists(`${this.key}:done`, shardId)) === 1;
+  async isDone(shard: Pick<ShardRef, 'number'>): Promise<boolean> {
+    return (await this.redis.getbit(`${this.key}:done`, checkedNumber(shard))) === 1;
   }
 
   async failedShards(): Promise<Record<string, string>> {
@@ -219,10 +232,16 @@ export class RunState {
     return { rows: Number(h.rows ?? 0), kept: Number(h.kept ?? 0), filtered: Number(h.filtered ?? 0), failed: Number(h.failed ?? 0), shards: Number(h.shards ?? 0) };
   }
 
-  async doneCounts(): Promise<Record<string, ShardCounts>> {
-    const h = await this.redis.hgetall(`${this.key}:done`);
-    return Object.fromEntries(Object.entries(h).map(([k, v]) => [k, JSON.parse(v) as ShardCounts]));
+  /** Shards recorded as written (the bits set in K:done). */
+  async doneShards(): Promise<number> {
+    return this.redis.bitcount(`${this.key}:done`);
   }
+}
+
+/** A shard number as a bitmap offset: a whole number Redis accepts (below 2^32). */
+function checkedNumber(shard: Pick<ShardRef, 'number'>): number {
+  if (!Number.isSafeInteger(shard.number) || shard.number < 0 || shard.number >= 2 ** 32) throw new CapfiltError('INTERNAL', `shard number ${shard.number} is not a whole number in [0, 2^32)`);
+  return shard.number;
 }
 
 export async function listRuns(redis: RedisClient, prefix: string, limit = 20): Promise<string[]> {

@@ -71,7 +71,7 @@ async function waitForRoom(d: FeedDeps): Promise<void> {
 async function feedShard(d: FeedDeps, shard: ShardInfo, rows: InputRow[]): Promise<void> {
   const counts = await d.finished(shard);
   if (counts) {
-    await d.run.markDone(shard.shardId, counts);
+    await d.run.markDone(shard, counts);
     d.onShard?.(shard, 'skipped');
     return;
   }

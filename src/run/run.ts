@@ -185,7 +185,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       totals = await guard('reading totals', () => run.totals());
       failedShards = await guard('reading failed shards', () => run.failedShards());
     }
-    const doneCounts = await guard('reading shard counts', () => run.doneCounts());
+    const doneShards = await guard('reading shard counts', () => run.doneShards());
     const rowsOfFailed = shards.filter((s) => failedShards[s.shardId]).reduce((n, s) => n + s.rowCount, 0);
     const summary: RunSummary = {
       runId, input: inputRoot, out,
@@ -195,7 +195,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       rows: totals.rows, kept: totals.kept, filtered: totals.filtered, failed: totals.failed,
       shardsWritten: totals.shards - skippedShards, shardsSkipped: skippedShards,
       failedShards, rowsInFailedShards: rowsOfFailed,
-      reconciled: !interrupted && totals.rows + rowsOfFailed === totalRows && totals.kept + totals.filtered + totals.failed === totals.rows && Object.keys(doneCounts).length === totals.shards,
+      reconciled: !interrupted && totals.rows + rowsOfFailed === totalRows && totals.kept + totals.filtered + totals.failed === totals.rows && doneShards === totals.shards,
       seconds: (Date.now() - t0) / 1000,
       rowsPerSec: (totals.rows - skippedRows) / Math.max(0.001, (Date.now() - t0) / 1000),
       redisUrl: endpoint.url,

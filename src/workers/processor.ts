@@ -97,14 +97,16 @@ export function makeProcessor(stage: string, deps: ProcessorDeps) {
     };
     const state = await staging.getState(runId, shardId);
     if (!state) {
-      if (await run.state.isDone(shardId)) return { shardId, skipped: 'shard already written' };
+      // Every job of a chain carries its shard's output name (= its number): the done bitmap's offset.
       const output = outputOf(job.data);
-      if (output && config.output.dir) {
+      const ref = output ? { shardId, number: Number(output.name) } : null;
+      if (ref && (await run.state.isDone(ref))) return { shardId, skipped: 'shard already written' };
+      if (output && ref && config.output.dir) {
         // A job left over from an earlier attempt, for a shard that attempt wrote (and whose
         // staging it deleted): the parquet is the record, as for the feeder's resume rule.
         const written = await finishedShardCounts(openOutput(config.output.dir, config.s3).store, { outputName: output.name, rowCount: output.rows });
         if (written) {
-          await run.state.markDone(shardId, written);
+          await run.state.markDone(ref, written);
           return { shardId, skipped: 'output already written' };
         }
       }
@@ -130,7 +132,7 @@ export function makeProcessor(stage: string, deps: ProcessorDeps) {
         // deleting the staging leaves a complete shard: record it instead of writing it again.
         const written = await finishedShardCounts(openOutput(config.output.dir, config.s3).store, state.shard);
         if (written) {
-          await run.state.markDone(shardId, written);
+          await run.state.markDone(state.shard, written);
           await staging.deleteShard(runId, shardId);
           return { shardId, skipped: 'output already written' };
         }
@@ -158,7 +160,7 @@ export function makeProcessor(stage: string, deps: ProcessorDeps) {
             .recordRows(runId, 'write', state.records, { shardId, final: true, loadImage: (r) => (r.image ? staging.getBlob(r.image.ref).catch(() => null) : Promise.resolve(null)) })
             .catch((e: unknown) => log.warn({ err: describeError(e) }, 'stats update failed'));
         }
-        await run.state.markDone(shardId, counts);
+        await run.state.markDone(state.shard, counts);
         await staging.deleteShard(runId, shardId);
         return { shardId };
       }
@@ -194,7 +196,8 @@ export async function settleFailedJob(stage: string, job: Job<ShardJobData>, err
   // A coded error, or one that carries it as its cause (permanentFailure); anything else is INTERNAL.
   const { code, text: message } = codeAndText(err);
   if (stage === 'write') {
-    await run.state.markFailed(shardId, `${code}: ${message}`);
+    const output = outputOf(job.data);
+    await run.state.markFailed({ shardId, number: output ? Number(output.name) : null }, `${code}: ${message}`);
     return;
   }
   await deps.queues.enqueue('write', { runId, shardId, failure: { stage, code, message }, ...chainData(job.data) }, run.config);
