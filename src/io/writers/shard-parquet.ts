@@ -107,14 +107,15 @@ function extraColumns(records: RowRecord[], reserved: Set<string>): ExtraColumn[
   });
 }
 
-/**
- * Writes the shard's parquet: the frame around `columns` (the stage table's; by default the
- * built-in record columns).
- */
+/** A Buffer's bytes as the ArrayBuffer hyparquet reads (a Buffer may be a view into a larger pool). */
 function toArrayBuffer(b: Buffer): ArrayBuffer {
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 }
 
+/**
+ * Writes the shard's parquet: the frame around `columns` (the stage table's; by default the
+ * built-in record columns).
+ */
 export async function writeShardParquet(finalPath: string, records: RowRecord[], columns: readonly OutputColumn[] = RECORD_COLUMNS): Promise<void> {
   const extras = extraColumns(records, reservedNames(columns));
   const extraCols: OutputColumn[] = extras.map((e) => ({
