@@ -51,14 +51,25 @@ export async function readTarEntries(source: string | ObjectRef): Promise<Map<st
   const extract = tar.extract();
   const path = typeof source === 'string' ? source : source.store.locate(source.name);
   const input = typeof source === 'string' ? createReadStream(source) : Readable.from(source.store.stream(source.name));
+  // The pipeline's failure (a missing file, a truncated tar) also ends the iteration below with
+  // an error; keeping it here and awaiting `reading` on every path raises it once, coded, and
+  // never leaves a rejected promise behind.
+  let failure: unknown;
   const reading = pipeline(input, extract).catch((e: unknown) => {
-    throw new CapfiltError('OUTPUT_SHARD_INVALID', `${path}: ${(e as Error).message}`, { file: path }, { cause: e });
+    failure = e;
   });
-  for await (const entry of extract) {
-    const chunks: Buffer[] = [];
-    for await (const c of entry) chunks.push(c as Buffer);
-    entries.set(entry.header.name, Buffer.concat(chunks));
+  const invalid = (e: unknown) => new CapfiltError('OUTPUT_SHARD_INVALID', `${path}: ${(e as Error).message}`, { file: path }, { cause: e });
+  try {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      entries.set(entry.header.name, Buffer.concat(chunks));
+    }
+  } catch (e) {
+    await reading;
+    throw invalid(failure ?? e);
   }
   await reading;
+  if (failure !== undefined) throw invalid(failure);
   return entries;
 }
