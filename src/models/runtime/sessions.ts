@@ -62,8 +62,9 @@ function describeFeeds(feeds: Feeds): string {
 export class GraphSession {
   private constructor(readonly name: string, private readonly session: ort.InferenceSession) {}
 
-  static async create(name: string, source: GraphSource, opts: RuntimeOptions): Promise<GraphSession> {
-    const options = sessionOptions(opts);
+  /** `extra`: session options over capfilt's own (benchmarks pass ORT's profiling options here). */
+  static async create(name: string, source: GraphSource, opts: RuntimeOptions, extra: ort.InferenceSession.SessionOptions = {}): Promise<GraphSession> {
+    const options = { ...sessionOptions(opts), ...extra };
     try {
       const session = typeof source === 'string'
         ? await ort.InferenceSession.create(source, options)
@@ -131,6 +132,11 @@ export class GraphSession {
     } catch (e) {
       throw new CapfiltError('SESSION_RUN_FAILED', `graph ${this.name}: run failed with inputs ${describeFeeds(feeds)}: ${(e as Error).message}`, { graph: this.name }, { cause: e });
     }
+  }
+
+  /** Ends ORT profiling (a session created with `enableProfiling`) and writes its JSON file. */
+  endProfiling(): void {
+    this.session.endProfiling();
   }
 
   async release(): Promise<void> {
