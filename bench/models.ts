@@ -27,6 +27,7 @@ import { buildVisionGraph } from '../src/models/blip/graph/vision.ts';
 import { expectedWeights } from '../src/models/blip/weights/names.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
 import { round, timeBest } from './timing.ts';
+import { streamBandwidth } from './bandwidth.ts';
 import { matmulPeak as chainedMatmulPeak, othersShare, waitQuiet } from './clip.ts';
 import type { BlipConfig } from '../src/models/blip/config.ts';
 
@@ -104,39 +105,6 @@ export function decodeStepCost(cfg: BlipConfig, rows: number, images: number, ca
   return { bytes: weightBytes + crossBytes + cacheBytes, flops, weightBytes, crossBytes };
 }
 
-/**
- * The rate this process reads memory that does not fit in cache, as a decode step does:
- * the better of a [8, 768]·[768, 3072]·[3072, 768] GEMM chain over 12 distinct weight pairs
- * (226 MB, the decoder's FFN at batch 8) and a ReduceSum over 256 MB. GB/s.
- */
-async function streamBandwidth(): Promise<{ gemm_gbps: number; reduce_gbps: number }> {
-  const g = new GraphBuilder('stream_gemm');
-  let y = g.input('a', 'float32', [8, 768]);
-  for (let l = 0; l < 12; l++) {
-    y = g.o('MatMul', [y, g.weight(`w1_${l}`, new Float32Array(768 * 3072).fill(1 / 768), [768, 3072])]);
-    y = g.o('MatMul', [y, g.weight(`w2_${l}`, new Float32Array(3072 * 768).fill(1 / 3072), [3072, 768])]);
-  }
-  g.output(y, 'y', 'float32', [8, 768]);
-  const built = g.build('stream.data');
-  const s = await GraphSession.create('stream_gemm', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, runtime);
-  const a = f32(new Float32Array(8 * 768).fill(0.5), [8, 768]);
-  await s.run({ a });
-  const gemmS = await timeBest(6, () => s.run({ a }));
-  await s.release();
-  const r = new GraphBuilder('stream_reduce');
-  const n = 64 * 1024 * 1024;
-  // The second (small) weight only gives the graph external data to load.
-  const sum = (t: string) => r.o('ReduceSum', [t], { keepdims: 0 });
-  r.output(r.o('Add', [sum(r.input('x', 'float32', [n])), sum(r.weight('pad', new Float32Array(4096), [4096]))]), 'y', 'float32', []);
-  const rb = r.build('reduce.data');
-  const rs = await GraphSession.create('stream_reduce', { model: rb.model, dataFile: rb.dataFile, data: graphDataBuffer(rb) }, runtime);
-  const x = f32(new Float32Array(n).fill(1e-3), [n]);
-  await rs.run({ x });
-  const reduceS = await timeBest(6, () => rs.run({ x }));
-  await rs.release();
-  return { gemm_gbps: round((12 * 2 * 768 * 3072 * 4) / gemmS / 1e9, 1), reduce_gbps: round((n * 4) / reduceS / 1e9, 1) };
-}
-
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 async function images(n: number, size: number): Promise<{ key: string; bytes: Uint8Array }[]> {
@@ -179,7 +147,7 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
   for (const method of ['greedy', 'beam', 'nucleus'] as const) {
     const waited = await waitQuiet(quietWait);
     // The floor's rates are measured right before the steps, under the same load.
-    const { value: rates, others: ratesOthers } = await othersShare(async () => ({ bw: await streamBandwidth(), peak: await chainedMatmulPeak(runtime) }));
+    const { value: rates, others: ratesOthers } = await othersShare(async () => ({ bw: await streamBandwidth(runtime), peak: await chainedMatmulPeak(runtime) }));
     const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds!));
     const t = performance.now();
     const { others } = await othersShare(() => generate(timed, Array.from({ length: B }, () => prefix), { ...base, method }, cap.special, Array.from({ length: B }, (_, i) => `k${i}`)));

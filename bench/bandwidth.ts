@@ -1,0 +1,53 @@
+import { GraphBuilder, graphDataBuffer } from '../src/models/runtime/graph/builder.ts';
+import { GraphSession, f32 } from '../src/models/runtime/sessions.ts';
+import type { RuntimeOptions } from '../src/models/runtime/types.ts';
+import { round, timeBest } from './timing.ts';
+
+/**
+ * The rate this process reads memory that does not fit in cache, as a decode step does:
+ * the better of a [8, 768]·[768, 3072]·[3072, 768] GEMM chain over 12 distinct weight pairs
+ * (226 MB, the decoder's FFN at batch 8) and a ReduceSum over 256 MB. GB/s.
+ *
+ * The data is pseudo-random, never a constant fill: on the shared VMs this project measures on,
+ * a weight filled with one value streamed at 37–45 GB/s where the same shapes with random
+ * values ran at 26–28 (one run, side by side; identical pages are likely merged by the host),
+ * so a constant fill overstates the rate a real model's weights are read at.
+ */
+/** Values spread over ±scale/2 from a fixed-seed LCG: no two pages alike, the same every run. */
+function spread(n: number, scale: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    out[i] = scale * (x / 2 ** 32 - 0.5);
+  }
+  return out;
+}
+
+export async function streamBandwidth(runtime: RuntimeOptions): Promise<{ gemm_gbps: number; reduce_gbps: number }> {
+  const g = new GraphBuilder('stream_gemm');
+  let y = g.input('a', 'float32', [8, 768]);
+  for (let l = 0; l < 12; l++) {
+    y = g.o('MatMul', [y, g.weight(`w1_${l}`, spread(768 * 3072, 2 / 768, 2 * l + 1), [768, 3072])]);
+    y = g.o('MatMul', [y, g.weight(`w2_${l}`, spread(3072 * 768, 2 / 3072, 2 * l + 2), [3072, 768])]);
+  }
+  g.output(y, 'y', 'float32', [8, 768]);
+  const built = g.build('stream.data');
+  const s = await GraphSession.create('stream_gemm', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, runtime);
+  const a = f32(new Float32Array(8 * 768).fill(0.5), [8, 768]);
+  await s.run({ a });
+  const gemmS = await timeBest(6, () => s.run({ a }));
+  await s.release();
+  const r = new GraphBuilder('stream_reduce');
+  const n = 64 * 1024 * 1024;
+  // The second (small) weight only gives the graph external data to load.
+  const sum = (t: string) => r.o('ReduceSum', [t], { keepdims: 0 });
+  r.output(r.o('Add', [sum(r.input('x', 'float32', [n])), sum(r.weight('pad', new Float32Array(4096), [4096]))]), 'y', 'float32', []);
+  const rb = r.build('reduce.data');
+  const rs = await GraphSession.create('stream_reduce', { model: rb.model, dataFile: rb.dataFile, data: graphDataBuffer(rb) }, runtime);
+  const x = f32(spread(n, 2e-3, 99), [n]);
+  await rs.run({ x });
+  const reduceS = await timeBest(6, () => rs.run({ x }));
+  await rs.release();
+  return { gemm_gbps: round((12 * 2 * 768 * 3072 * 4) / gemmS / 1e9, 1), reduce_gbps: round((n * 4) / reduceS / 1e9, 1) };
+}
