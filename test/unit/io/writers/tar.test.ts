@@ -40,3 +40,10 @@ describe('readTarEntries', () => {
     await expect(readTarEntries(cut)).rejects.toMatchObject({ code: 'OUTPUT_SHARD_INVALID' });
   });
 });
+
+describe('writeTarAtomic', () => {
+  it('a folder that does not exist is OUTPUT_WRITE_FAILED, with nothing left rejected', async () => {
+    const file = join(dir, 'no-such-folder', 'x.tar');
+    await expect(writeTarAtomic(file, [{ key: '000000003', files: [{ ext: 'jpg', data: new Uint8Array(70_000).fill(1) }] }])).rejects.toMatchObject({ code: 'OUTPUT_WRITE_FAILED' });
+  });
+});
