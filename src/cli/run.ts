@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { COMMON_FLAGS, RUN_FLAGS, WORKER_FLAGS, addConfigFlags, loadFromFlags } from '../config/cli.ts';
 import { CapfiltError } from '../core/errors.ts';
@@ -38,7 +36,7 @@ export function printSummary(s: RunSummary, json: boolean): void {
     `  speed      ${s.rowsPerSec.toFixed(1)} rows/s over ${s.seconds.toFixed(1)} s`,
     `  output     ${s.out}`,
   ];
-  if (existsSync(join(s.out, 'report.html'))) lines.push(`  report     ${join(s.out, 'report.html')}`);
+  if (s.report) lines.push(`  report     ${s.report}`);
   const failedShards = Object.entries(s.failedShards);
   if (failedShards.length) lines.push(`  FAILED SHARDS (${s.rowsInFailedShards} rows not written): ${failedShards.map(([k, v]) => `${k}: ${v}`).join('; ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -236,7 +236,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     }
     const modelHost = host ?? o.host;
     if (!interrupted) await writeRunSummary(summary, modelHost ? await modelHost.modelInfo(config).catch(() => null) : null, output);
-    if (!interrupted) await writeRunReport(output, o.log);
+    if (!interrupted) summary.report = await writeRunReport(output, o.log);
     return summary;
   } catch (e) {
     // After REDIS_LOST nothing can be recorded (and the lock expires by itself).

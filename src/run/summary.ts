@@ -44,6 +44,11 @@ export interface RunSummary {
   rejectedBy?: Record<string, number>;
   labelCounts?: Record<string, number>;
   embeddingsWritten?: number;
+  /**
+   * Where report.html went (a path or an s3:// URL), or null when it could not be built. Set
+   * after run.json is written (the report is built from it), so run.json never holds it.
+   */
+  report?: string | null;
 }
 
 export function publicSummary(s: RunSummary): Omit<RunSummary, 'config'> {

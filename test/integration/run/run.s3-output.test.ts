@@ -46,7 +46,7 @@ describe('capfilt run --out s3://bucket/prefix/', () => {
 
   it('uploads every shard whole with run.json and report.html, every row once; a second run resumes from the parquets', async () => {
     const s = await runPipeline({ loaded: config(), workers: true, progress: 'none', log });
-    expect(s).toMatchObject({ status: 'done', reconciled: true, out, rows: ROWS, shardsWritten: 3, failed: fx.failing.size });
+    expect(s).toMatchObject({ status: 'done', reconciled: true, out, rows: ROWS, shardsWritten: 3, failed: fx.failing.size, report: `${out}report.html` });
     expect(await names(out)).toEqual([
       '00000.parquet', '00000.tar', '00000_stats.json',
       '00001.parquet', '00001.tar', '00001_stats.json',
