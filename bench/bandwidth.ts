@@ -3,16 +3,6 @@ import { GraphSession, f32 } from '../src/models/runtime/sessions.ts';
 import type { RuntimeOptions } from '../src/models/runtime/types.ts';
 import { round, timeBest } from './timing.ts';
 
-/**
- * The rate this process reads memory that does not fit in cache, as a decode step does:
- * the better of a [8, 768]·[768, 3072]·[3072, 768] GEMM chain over 12 distinct weight pairs
- * (226 MB, the decoder's FFN at batch 8) and a ReduceSum over 256 MB. GB/s.
- *
- * The data is pseudo-random, never a constant fill: on the shared VMs this project measures on,
- * a weight filled with one value streamed at 37–45 GB/s where the same shapes with random
- * values ran at 26–28 (one run, side by side; identical pages are likely merged by the host),
- * so a constant fill overstates the rate a real model's weights are read at.
- */
 /** Values spread over ±scale/2 from a fixed-seed LCG: no two pages alike, the same every run. */
 function spread(n: number, scale: number, seed: number): Float32Array {
   const out = new Float32Array(n);
@@ -24,6 +14,16 @@ function spread(n: number, scale: number, seed: number): Float32Array {
   return out;
 }
 
+/**
+ * The rate this process reads memory that does not fit in cache, as a decode step does:
+ * the better of a [8, 768]·[768, 3072]·[3072, 768] GEMM chain over 12 distinct weight pairs
+ * (226 MB, the decoder's FFN at batch 8) and a ReduceSum over 256 MB. GB/s.
+ *
+ * The data is pseudo-random, never a constant fill: on the shared VMs this project measures on,
+ * a weight filled with one value streamed at 37–45 GB/s where the same shapes with random
+ * values ran at 26–28 (one run, side by side; identical pages are likely merged by the host),
+ * so a constant fill overstates the rate a real model's weights are read at.
+ */
 export async function streamBandwidth(runtime: RuntimeOptions): Promise<{ gemm_gbps: number; reduce_gbps: number }> {
   const g = new GraphBuilder('stream_gemm');
   let y = g.input('a', 'float32', [8, 768]);

@@ -8,7 +8,8 @@
  * they were read at, beside the streaming rate measured in the same process (bench/bandwidth.ts).
  * A decode step is memory-bound: an operator reading well below the streaming rate is where
  * time can still be won.
- * Options: --threads N (default 2), --precision fp32|int8 (default fp32), --steps N (default 20).
+ * Options: --threads N (default 2), --precision fp32|int8 (default fp32), --steps N (new tokens,
+ * default 20: the prompt step, then N − 1 cached steps, which are what the figures cover).
  */
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,11 +20,12 @@ import { MANIFEST_FORMAT, loadModel } from '../src/models/blip/loader.ts';
 import { readManifest, manifestGraphs } from '../src/models/runtime/manifest.ts';
 import { GraphSession, f32 } from '../src/models/runtime/sessions.ts';
 import { generate } from '../src/models/runtime/generation/index.ts';
-import type { DecoderSession, GenerationOptions } from '../src/models/runtime/generation/types.ts';
+import type { GenerationOptions } from '../src/models/runtime/generation/types.ts';
 import type { RuntimeOptions } from '../src/models/runtime/types.ts';
 import { writeRandomBlip } from './random-blip.ts';
 import { othersShare } from './clip.ts';
 import { round } from './timing.ts';
+import { TimedSession } from './timed-session.ts';
 import { streamBandwidth } from './bandwidth.ts';
 
 const args = process.argv.slice(2);
@@ -67,32 +69,6 @@ function inputBytes(e: ProfileEvent): number {
   return bytes;
 }
 
-class Timed implements DecoderSession {
-  readonly ms: number[] = [];
-  constructor(private readonly inner: DecoderSession) {}
-  get vocabSize(): number {
-    return this.inner.vocabSize;
-  }
-  get rows(): number {
-    return this.inner.rows;
-  }
-  async step(tokens: number[][]): Promise<Float32Array> {
-    const t = performance.now();
-    const out = await this.inner.step(tokens);
-    this.ms.push(performance.now() - t);
-    return out;
-  }
-  reserve(length: number): void {
-    this.inner.reserve?.(length);
-  }
-  select(indices: number[]): void {
-    this.inner.select(indices);
-  }
-  close(): void {
-    this.inner.close();
-  }
-}
-
 const root = mkdtempSync(join(tmpdir(), 'capfilt-decode-profile-'));
 try {
   writeRandomBlip(join(root, 'hf'));
@@ -111,7 +87,7 @@ try {
     method: 'greedy', maxLength: total, minLength: total, numBeams: 3, lengthPenalty: 1, topP: 0.9, topK: 0,
     temperature: 1, repetitionPenalty: 1.1, numReturnSequences: 1, prompt: 'a picture of ', seed: 0,
   };
-  const timed = new Timed(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, profiled, embeds));
+  const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, profiled, embeds));
   const { others } = await othersShare(() => generate(timed, Array.from({ length: B }, () => prefix), gen, cap.special, Array.from({ length: B }, (_, i) => `k${i}`)));
   timed.close();
   profiled.endProfiling();

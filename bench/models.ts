@@ -19,7 +19,7 @@ import { generate } from '../src/models/runtime/generation/index.ts';
 import { graphDataBuffer } from '../src/models/runtime/graph/builder.ts';
 import { loadModel, releaseModel, type LoadedModel } from '../src/models/blip/loader.ts';
 import { GraphSession, f32, i64 } from '../src/models/runtime/sessions.ts';
-import type { DecoderSession, GenerationOptions } from '../src/models/runtime/generation/types.ts';
+import type { GenerationOptions } from '../src/models/runtime/generation/types.ts';
 import type { RuntimeOptions } from '../src/models/runtime/types.ts';
 import { writeRandomBlip } from './random-blip.ts';
 import { loadBlipConfig } from '../src/models/blip/config.ts';
@@ -27,6 +27,7 @@ import { buildVisionGraph } from '../src/models/blip/graph/vision.ts';
 import { expectedWeights } from '../src/models/blip/weights/names.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
 import { round, timeBest } from './timing.ts';
+import { TimedSession } from './timed-session.ts';
 import { streamBandwidth } from './bandwidth.ts';
 import { matmulPeak as chainedMatmulPeak, othersShare, waitQuiet } from './clip.ts';
 import type { BlipConfig } from '../src/models/blip/config.ts';
@@ -46,32 +47,6 @@ function visionFlops(m: LoadedModel): number {
   const patches = 2 * (T - 1) * H * 3 * v.patchSize * v.patchSize;
   const layer = 2 * T * H * 3 * H + 2 * T * H * H + 2 * 2 * T * H * v.intermediateSize + 2 * 2 * T * T * H;
   return patches + v.layers * layer;
-}
-
-class TimedSession implements DecoderSession {
-  readonly ms: number[] = [];
-  constructor(private readonly inner: DecoderSession) {}
-  get vocabSize(): number {
-    return this.inner.vocabSize;
-  }
-  get rows(): number {
-    return this.inner.rows;
-  }
-  async step(tokens: number[][]): Promise<Float32Array> {
-    const t = performance.now();
-    const out = await this.inner.step(tokens);
-    this.ms.push(performance.now() - t);
-    return out;
-  }
-  reserve(length: number): void {
-    this.inner.reserve?.(length);
-  }
-  select(indices: number[]): void {
-    this.inner.select(indices);
-  }
-  close(): void {
-    this.inner.close();
-  }
 }
 
 /**

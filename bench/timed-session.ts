@@ -1,0 +1,28 @@
+import type { DecoderSession } from '../src/models/runtime/generation/types.ts';
+
+/** A DecoderSession that records each step's wall time in ms (step 0 is the prompt's prefix). */
+export class TimedSession implements DecoderSession {
+  readonly ms: number[] = [];
+  constructor(private readonly inner: DecoderSession) {}
+  get vocabSize(): number {
+    return this.inner.vocabSize;
+  }
+  get rows(): number {
+    return this.inner.rows;
+  }
+  async step(tokens: number[][]): Promise<Float32Array> {
+    const t = performance.now();
+    const out = await this.inner.step(tokens);
+    this.ms.push(performance.now() - t);
+    return out;
+  }
+  reserve(length: number): void {
+    this.inner.reserve?.(length);
+  }
+  select(indices: number[]): void {
+    this.inner.select(indices);
+  }
+  close(): void {
+    this.inner.close();
+  }
+}
