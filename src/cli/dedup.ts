@@ -69,7 +69,7 @@ export function register(program: Command): void {
       if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else {
         process.stdout.write(
-          `dedup ${out} → ${o.to}: ${summary.shards} shards, ${summary.rows} rows, ${summary.embedded} embedded (${summary.dim}-d) in ${summary.clusters} clusters: ${summary.nearDuplicates} near-duplicates at cosine ≥ ${summary.threshold} filtered; kept ${summary.kept}, filtered ${summary.filtered}, failed ${summary.failed}\n`,
+          `dedup ${out} → ${o.to}: ${summary.shards} shards, ${summary.rows} rows, ${summary.embedded} embedded (${summary.dim}-d)${summary.keptWithoutEmbedding ? `, ${summary.keptWithoutEmbedding} kept rows without an embedding left as they were` : ''} in ${summary.clusters} clusters: ${summary.nearDuplicates} near-duplicates at cosine ≥ ${summary.threshold} filtered; kept ${summary.kept}, filtered ${summary.filtered}, failed ${summary.failed}\n`,
         );
       }
     });

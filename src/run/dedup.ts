@@ -44,6 +44,11 @@ export interface DedupSummary {
   rows: number;
   /** Kept rows with an embedding: the rows compared. */
   embedded: number;
+  /**
+   * Kept rows without one, written as they were: rows a rethreshold kept that the run had
+   * filtered (a run saves kept rows' embeddings only).
+   */
+  keptWithoutEmbedding: number;
   nearDuplicates: number;
   kept: number;
   filtered: number;
@@ -105,15 +110,14 @@ export async function dedup(from: string, to: string, o: DedupOptions): Promise<
   let dimFrom = '';
   let count = 0;
   let rows = 0;
+  let keptTotal = 0;
   for (const name of shards) {
     const records = await readShardParquet(shardPaths(from, name).parquet, columns);
     rows += records.length;
     const kept = new Set(records.filter((r) => r.status === 'kept').map((r) => r.key));
     const e = await readEmbeddings(from, name);
-    if (!e) {
-      if (kept.size > 0) throw new CapfiltError('EMBEDDINGS_MISSING', `${from}: shard ${name} has ${kept.size} kept rows but no embeddings (embeddings/img_emb/img_emb_${name}.npy)`, { dir: from, shard: name });
-      continue;
-    }
+    keptTotal += kept.size;
+    if (!e) continue;
     if (e.image.dtype !== 'float16') throw new CapfiltError('EMBEDDINGS_INVALID', `${from}: shard ${name}'s image embeddings are ${e.image.dtype}, capfilt writes float16`, { dir: from, shard: name });
     if (dim === 0) {
       dim = e.image.dim;
@@ -171,6 +175,7 @@ export async function dedup(from: string, to: string, o: DedupOptions): Promise<
     shards: shards.length,
     rows,
     embedded: count,
+    keptWithoutEmbedding: keptTotal - count,
     nearDuplicates: result.dropped,
     kept: 0,
     filtered: 0,
@@ -223,6 +228,7 @@ export async function dedup(from: string, to: string, o: DedupOptions): Promise<
       clusters: summary.clusters,
       dim,
       embedded: count,
+      keptWithoutEmbedding: keptTotal - count,
       nearDuplicates: result.dropped,
     },
     rows: summary.rows,

@@ -12,6 +12,7 @@ import type { OutputColumn } from '../io/writers/columns.ts';
 import { exactTopThreshold, rankedScores } from '../pipeline/top-fraction.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import { readTarEntries } from '../io/writers/tar.ts';
+import { carryEmbeddings } from '../io/writers/embeddings.ts';
 import { outputColumns } from '../pipeline/stages/table.ts';
 import { refreshReport } from '../report/index.ts';
 
@@ -21,7 +22,9 @@ import { refreshReport } from '../report/index.ts';
  * model runs. Failed rows, trusted rows and rows of runs without a filter stage stay as they
  * were. Images are copied from the old shard's tars: kept rows from NNNNN.tar, filtered rows
  * from filtered/NNNNN.tar; a row that now passes but whose image was not kept (a shard written
- * without filtered images) is filtered with RETHRESHOLD_IMAGE_MISSING.
+ * without filtered images) is filtered with RETHRESHOLD_IMAGE_MISSING. Saved embeddings
+ * (--save-embeddings) are carried for the rows kept now that had them; a row kept now but
+ * filtered before has none (a run saves kept rows' embeddings only), so the summary counts it.
  *
  * The same machinery is the final pass of a run with `clip.topFraction` (`finishTopFraction`):
  * the exact threshold from every shard's stored CLIP scores, the rows re-decided with it, and the
@@ -78,6 +81,12 @@ export interface RethresholdSummary {
   topFraction?: TopFractionSummary;
   /** The new output's report.html (null, with the reason, when it could not be built). */
   report?: { file: string | null; error?: string };
+  /**
+   * With a source saved with --save-embeddings: rows of the new output whose embeddings were
+   * carried over, and kept rows that have none (filtered in the source, whose embeddings a run
+   * does not save; dedup leaves such rows as they are).
+   */
+  embeddings?: { carried: number; keptWithout: number };
 }
 
 /** The images of a written shard, addressed by the `tar:<key>` refs readShardParquet gives. */
@@ -192,6 +201,9 @@ export async function rethreshold(from: string | OutputLocation, to: string | Ou
   const top = fraction !== null ? await topFractionThreshold(src.store, shards, fraction, columns) : null;
   const f = filterOptions(o, top?.threshold ?? null);
   const moved = { toKept: 0, toFiltered: 0 };
+  const run = (await readRunJson(src.store)) ?? {};
+  // A source run with clip.saveEmbeddings records embeddingsWritten (0 included).
+  if (typeof run.embeddingsWritten === 'number') summary.embeddings = { carried: 0, keptWithout: 0 };
   for (const name of shards) {
     await src.withShard(name, async (fromDir) => {
       const records = await readShardParquet(shardPaths(fromDir, name).parquet, columns);
@@ -199,11 +211,18 @@ export async function rethreshold(from: string | OutputLocation, to: string | Ou
       const m = redecideShard(records, f, images.has, summary);
       moved.toKept += m.toKept;
       moved.toFiltered += m.toFiltered;
-      await dst.withShard(name, (toDir) => writeShardFiles(records, { outDir: toDir, name, images, hasImage: images.has, startTime: Date.now(), columns, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) }));
+      await dst.withShard(name, async (toDir) => {
+        // Before the shard's files: its parquet, written last, marks a complete shard.
+        if (summary.embeddings) {
+          const e = await carryEmbeddings(fromDir, toDir, name, records);
+          summary.embeddings.carried += e.carried;
+          summary.embeddings.keptWithout += e.keptWithout;
+        }
+        return writeShardFiles(records, { outDir: toDir, name, images, hasImage: images.has, startTime: Date.now(), columns, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) });
+      });
     }, { fetch: true });
   }
   if (top && fraction !== null) summary.topFraction = { fraction, ...top, rowsMoved: moved, shardsRewritten: shards.length };
-  const run = (await readRunJson(src.store)) ?? {};
   await writeRunJson(dst.store, {
     ...run,
     rethreshold: { from: src.location, at: new Date().toISOString(), ...o },
@@ -212,6 +231,7 @@ export async function rethreshold(from: string | OutputLocation, to: string | Ou
     filtered: summary.filtered,
     failed: summary.failed,
     ...(summary.topFraction ? { clipTopFraction: summary.topFraction } : {}),
+    ...(summary.embeddings ? { embeddingsWritten: summary.embeddings.carried } : {}),
   });
   summary.report = await refreshReport(dst);
   return summary;

@@ -5,7 +5,7 @@ import { fileWriter, parquetWrite } from 'hyparquet-writer';
 import { CapfiltError } from '../../core/errors.ts';
 import type { RowRecord } from '../../core/records.ts';
 import { commitFile, tempPathFor } from './atomic.ts';
-import { decodeNpy, writeNpy, type NpyMatrix } from './npy.ts';
+import { decodeNpy, float16Table, writeNpy, type NpyMatrix } from './npy.ts';
 
 /**
  * The kept rows' CLIP embeddings in clip-retrieval's layout, so its index builder (autofaiss)
@@ -30,17 +30,23 @@ function decode(b64: string): Float32Array {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
-/** Writes the triple when any kept row carries embeddings; returns how many rows it holds. */
-export async function writeEmbeddings(outDir: string, name: string, records: RowRecord[]): Promise<number> {
-  const rows = records.filter((r) => r.status === 'kept' && r.clipEmbedding);
-  if (!rows.length) return 0;
-  const images = rows.map((r) => decode(r.clipEmbedding!.image));
-  const dim = images[0].length;
-  const texts = rows.map((r) => (r.clipEmbedding!.text ? decode(r.clipEmbedding!.text) : new Float32Array(dim)));
+/** One row of a triple: its metadata and its two embeddings (the text's: zeros without a web text). */
+export interface EmbeddingRow {
+  key: string;
+  url: string | null;
+  caption: string | null;
+  selected: string | null;
+  image: Float32Array;
+  text: Float32Array;
+}
+
+/** Writes one shard's triple, rows in the given order (npy row i = metadata row i). */
+async function writeTriple(outDir: string, name: string, rows: readonly EmbeddingRow[]): Promise<void> {
+  const dim = rows[0].image.length;
   const p = embeddingPaths(outDir, name);
   for (const f of [p.img, p.text, p.metadata]) await mkdir(dirname(f), { recursive: true });
-  await writeNpy(p.img, images, dim);
-  await writeNpy(p.text, texts, dim);
+  await writeNpy(p.img, rows.map((r) => r.image), dim);
+  await writeNpy(p.text, rows.map((r) => r.text), dim);
   const tmp = tempPathFor(p.metadata);
   try {
     await parquetWrite({
@@ -48,7 +54,7 @@ export async function writeEmbeddings(outDir: string, name: string, records: Row
       columnData: [
         { name: 'key', data: rows.map((r) => r.key), type: 'STRING' },
         { name: 'url', data: rows.map((r) => r.url), type: 'STRING' },
-        { name: 'caption', data: rows.map((r) => r.text), type: 'STRING' },
+        { name: 'caption', data: rows.map((r) => r.caption), type: 'STRING' },
         { name: 'selected', data: rows.map((r) => r.selected), type: 'STRING' },
       ],
     });
@@ -57,7 +63,47 @@ export async function writeEmbeddings(outDir: string, name: string, records: Row
     throw new CapfiltError('OUTPUT_WRITE_FAILED', `${p.metadata}: ${(e as Error).message}`, { file: p.metadata }, { cause: e });
   }
   await commitFile(tmp, p.metadata);
+}
+
+/** Writes the triple when any kept row carries embeddings; returns how many rows it holds. */
+export async function writeEmbeddings(outDir: string, name: string, records: RowRecord[]): Promise<number> {
+  const kept = records.filter((r) => r.status === 'kept' && r.clipEmbedding);
+  if (!kept.length) return 0;
+  const rows = kept.map((r) => {
+    const image = decode(r.clipEmbedding!.image);
+    return { key: r.key, url: r.url, caption: r.text, selected: r.selected, image, text: r.clipEmbedding!.text ? decode(r.clipEmbedding!.text) : new Float32Array(image.length) };
+  });
+  await writeTriple(outDir, name, rows);
   return rows.length;
+}
+
+/**
+ * Re-decided rows' embeddings (rethreshold): the old shard's triple cut to the rows that are
+ * kept now, with their new metadata. A row kept now but filtered before has none to carry —
+ * a run saves the kept rows' embeddings only — and is counted in `keptWithout`. float16 values
+ * go through float32 and back unchanged.
+ */
+export async function carryEmbeddings(fromDir: string, toDir: string, name: string, records: readonly RowRecord[]): Promise<{ carried: number; keptWithout: number }> {
+  const kept = records.filter((r) => r.status === 'kept');
+  // No triple: the shard kept no row with embeddings when it was written.
+  const old = await readEmbeddings(fromDir, name, { text: true });
+  if (!old) return { carried: 0, keptWithout: kept.length };
+  const at = new Map(old.keys.map((k, i) => [k, i]));
+  const table = float16Table();
+  const row = (m: NpyMatrix | null, i: number, dim: number): Float32Array => {
+    const out = new Float32Array(dim);
+    if (!m) return out;
+    for (let j = 0; j < dim; j++) out[j] = m.dtype === 'float16' ? table[(m.data as Uint16Array)[i * dim + j]] : (m.data as Float32Array)[i * dim + j];
+    return out;
+  };
+  const rows: EmbeddingRow[] = [];
+  for (const r of kept) {
+    const i = at.get(r.key);
+    if (i === undefined) continue;
+    rows.push({ key: r.key, url: r.url, caption: r.text, selected: r.selected, image: row(old.image, i, old.image.dim), text: row(old.text, i, old.image.dim) });
+  }
+  if (rows.length) await writeTriple(toDir, name, rows);
+  return { carried: rows.length, keptWithout: kept.length - rows.length };
 }
 
 /** One shard's stored embeddings: the metadata keys in npy row order and the two matrices. */

@@ -9,6 +9,8 @@ import { logger } from '../../../src/core/logger.ts';
 import { scoreOf, type RowRecord } from '../../../src/core/records.ts';
 import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
 import { rethreshold } from '../../../src/run/rethreshold.ts';
+import { dedup } from '../../../src/run/dedup.ts';
+import { readEmbeddings } from '../../../src/io/writers/embeddings.ts';
 import { runPipeline } from '../../../src/run/run.ts';
 import { startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
@@ -156,6 +158,43 @@ print(json.dumps({"dtype": str(i.dtype), "shape": list(i.shape), "tshape": list(
     db.closeSync();
     expect(seen).toBe(kept.size);
     expect(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')).embeddingsWritten).toBe(kept.size);
+  });
+
+  it('rethreshold carries the embeddings of the rows it keeps, counts kept rows that have none, and dedup reads the result', async () => {
+    const { rows, out } = await run('embeddings-re', 'download,clip,write', { 'clip.minScore': 0.4, 'clip.saveEmbeddings': true });
+    const keptBefore = rows.filter((r) => r.status === 'kept');
+    const before = new Map<string, Uint16Array>();
+    for (const f of readdirSync(join(out, 'embeddings', 'img_emb'))) {
+      const e = (await readEmbeddings(out, f.replace(/^img_emb_|\.npy$/g, '')))!;
+      e.keys.forEach((k, i) => before.set(k, (e.image.data as Uint16Array).slice(i * e.image.dim, (i + 1) * e.image.dim)));
+    }
+    expect(before.size).toBe(keptBefore.length);
+    const scores = keptBefore.map((r) => clipOf(r)[0]!).sort((a, b) => a - b);
+    const stricter = scores[Math.floor(scores.length / 2)];
+    const cases = [
+      { to: join(fx.dir, 'out-embeddings-strict'), min: stricter },
+      { to: join(fx.dir, 'out-embeddings-loose'), min: -1 },
+    ];
+    for (const c of cases) {
+      const s = await rethreshold(out, c.to, { itmThreshold: 0.5, itcThreshold: null, selection: 'original-first', keepTop: null, clipMinScore: c.min });
+      const keptNow = (await readRows(c.to)).filter((r) => r.status === 'kept');
+      const carried = keptNow.filter((r) => before.has(r.key));
+      expect(s.embeddings).toEqual({ carried: carried.length, keptWithout: keptNow.length - carried.length });
+      const after = new Map<string, Uint16Array>();
+      for (const f of readdirSync(join(c.to, 'embeddings', 'img_emb'))) {
+        const e = (await readEmbeddings(c.to, f.replace(/^img_emb_|\.npy$/g, '')))!;
+        e.keys.forEach((k, i) => after.set(k, (e.image.data as Uint16Array).slice(i * e.image.dim, (i + 1) * e.image.dim)));
+      }
+      // Exactly the rows kept now that had embeddings, bit for bit.
+      expect([...after.keys()].sort()).toEqual(carried.map((r) => r.key).sort());
+      for (const [k, bits] of after) expect(bits).toEqual(before.get(k));
+      expect(JSON.parse(readFileSync(join(c.to, 'run.json'), 'utf8')).embeddingsWritten).toBe(carried.length);
+    }
+    const loose = await dedup(cases[1].to, join(fx.dir, 'out-embeddings-dedup'), { threshold: 0.95, threads: 1 });
+    const keptLoose = (await readRows(cases[1].to)).filter((r) => r.status === 'kept').length;
+    expect(keptLoose).toBeGreaterThan(before.size);
+    expect(loose).toMatchObject({ embedded: before.size, keptWithoutEmbedding: keptLoose - before.size });
+    expect(loose.rows).toBe(rows.length);
   });
 
   it('labels every scored image zero-shot, with either template set; counts the top labels in _stats.json', async () => {
