@@ -12,7 +12,7 @@ import type { OutputColumn } from '../io/writers/columns.ts';
 import { exactTopThreshold, rankedScores } from '../pipeline/top-fraction.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import { readTarEntries } from '../io/writers/tar.ts';
-import { carryEmbeddings } from '../io/writers/embeddings.ts';
+import { readEmbeddings } from '../io/writers/embeddings.ts';
 import { outputColumns } from '../pipeline/stages/table.ts';
 import { refreshReport } from '../report/index.ts';
 
@@ -212,13 +212,15 @@ export async function rethreshold(from: string | OutputLocation, to: string | Ou
       moved.toKept += m.toKept;
       moved.toFiltered += m.toFiltered;
       await dst.withShard(name, async (toDir) => {
-        // Before the shard's files: its parquet, written last, marks a complete shard.
+        const carried = summary.embeddings ? await readEmbeddings(fromDir, name, { text: true }) : null;
         if (summary.embeddings) {
-          const e = await carryEmbeddings(fromDir, toDir, name, records);
-          summary.embeddings.carried += e.carried;
-          summary.embeddings.keptWithout += e.keptWithout;
+          const saved = new Set(carried?.keys ?? []);
+          const kept = records.filter((r) => r.status === 'kept');
+          const n = kept.filter((r) => saved.has(r.key)).length;
+          summary.embeddings.carried += n;
+          summary.embeddings.keptWithout += kept.length - n;
         }
-        return writeShardFiles(records, { outDir: toDir, name, images, hasImage: images.has, startTime: Date.now(), columns, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) });
+        return writeShardFiles(records, { outDir: toDir, name, images, hasImage: images.has, startTime: Date.now(), columns, carriedEmbeddings: carried, ...(fraction !== null ? { topFraction: { fraction, rowsMoved: m.toKept + m.toFiltered } } : {}) });
       });
     }, { fetch: true });
   }

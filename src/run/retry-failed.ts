@@ -12,6 +12,7 @@ import { storeOf, type ObjectStore } from '../io/storage/object-store.ts';
 import { openOutput, type OutputLocation } from '../io/storage/output.ts';
 import { readRunJson } from '../io/writers/run-json.ts';
 import { listShards, shardPaths, writeShardFiles, type ImageSource } from '../io/writers/shard.ts';
+import { readEmbeddings } from '../io/writers/embeddings.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
 import type { ShardStats } from '../io/writers/stats.ts';
 import { finalizeRecords } from '../pipeline/decisions.ts';
@@ -86,7 +87,10 @@ export async function mergeRetriedShard(outDir: string | OutputLocation, shard: 
   return output.withShard(shard.name, async (dir) => {
     const old = await shardImages(dir, shard.name);
     const source: ImageSource = { get: (ref) => (ref.startsWith('tar:') ? old.get(ref) : images.get(ref)) };
-    const { stats } = await writeShardFiles(shard.records, { outDir: dir, name: shard.name, images: source, startTime: Date.now(), columns: outputColumns(table) });
+    // Untouched kept rows come back from the parquet without their embeddings: the shard's saved
+    // triple supplies them, the retried rows bring their own.
+    const carriedEmbeddings = await readEmbeddings(dir, shard.name, { text: true });
+    const { stats } = await writeShardFiles(shard.records, { outDir: dir, name: shard.name, images: source, startTime: Date.now(), columns: outputColumns(table), carriedEmbeddings });
     return stats;
   }, { fetch: true });
 }

@@ -65,45 +65,37 @@ async function writeTriple(outDir: string, name: string, rows: readonly Embeddin
   await commitFile(tmp, p.metadata);
 }
 
-/** Writes the triple when any kept row carries embeddings; returns how many rows it holds. */
-export async function writeEmbeddings(outDir: string, name: string, records: RowRecord[]): Promise<number> {
-  const kept = records.filter((r) => r.status === 'kept' && r.clipEmbedding);
-  if (!kept.length) return 0;
-  const rows = kept.map((r) => {
-    const image = decode(r.clipEmbedding!.image);
-    return { key: r.key, url: r.url, caption: r.text, selected: r.selected, image, text: r.clipEmbedding!.text ? decode(r.clipEmbedding!.text) : new Float32Array(image.length) };
-  });
-  await writeTriple(outDir, name, rows);
-  return rows.length;
-}
-
 /**
- * Re-decided rows' embeddings (rethreshold): the old shard's triple cut to the rows that are
- * kept now, with their new metadata. A row kept now but filtered before has none to carry —
- * a run saves the kept rows' embeddings only — and is counted in `keptWithout`. float16 values
- * go through float32 and back unchanged.
+ * Writes the triple of a shard's kept rows that have embeddings — from the row itself (the clip
+ * stage's `clipEmbedding`) or, for a row rewritten from a parquet, from `carried`, the shard's
+ * triple before the rewrite (rethreshold, retry-failed) — and returns how many rows it holds.
+ * Writes nothing when no kept row has one. A row kept now but filtered when the triple was
+ * written has none (a run saves kept rows' embeddings only). float16 values go through float32
+ * and back unchanged.
  */
-export async function carryEmbeddings(fromDir: string, toDir: string, name: string, records: readonly RowRecord[]): Promise<{ carried: number; keptWithout: number }> {
-  const kept = records.filter((r) => r.status === 'kept');
-  // No triple: the shard kept no row with embeddings when it was written.
-  const old = await readEmbeddings(fromDir, name, { text: true });
-  if (!old) return { carried: 0, keptWithout: kept.length };
-  const at = new Map(old.keys.map((k, i) => [k, i]));
-  const table = float16Table();
-  const row = (m: NpyMatrix | null, i: number, dim: number): Float32Array => {
+export async function writeEmbeddings(outDir: string, name: string, records: readonly RowRecord[], carried: ShardEmbeddings | null = null): Promise<number> {
+  const at = new Map((carried?.keys ?? []).map((k, i) => [k, i]));
+  const table = carried?.image.dtype === 'float16' ? float16Table() : null;
+  const carriedRow = (m: NpyMatrix | null, i: number, dim: number): Float32Array => {
     const out = new Float32Array(dim);
     if (!m) return out;
-    for (let j = 0; j < dim; j++) out[j] = m.dtype === 'float16' ? table[(m.data as Uint16Array)[i * dim + j]] : (m.data as Float32Array)[i * dim + j];
+    for (let j = 0; j < dim; j++) out[j] = table ? table[(m.data as Uint16Array)[i * dim + j]] : (m.data as Float32Array)[i * dim + j];
     return out;
   };
   const rows: EmbeddingRow[] = [];
-  for (const r of kept) {
+  for (const r of records) {
+    if (r.status !== 'kept') continue;
+    const meta = { key: r.key, url: r.url, caption: r.text, selected: r.selected };
+    if (r.clipEmbedding) {
+      const image = decode(r.clipEmbedding.image);
+      rows.push({ ...meta, image, text: r.clipEmbedding.text ? decode(r.clipEmbedding.text) : new Float32Array(image.length) });
+      continue;
+    }
     const i = at.get(r.key);
-    if (i === undefined) continue;
-    rows.push({ key: r.key, url: r.url, caption: r.text, selected: r.selected, image: row(old.image, i, old.image.dim), text: row(old.text, i, old.image.dim) });
+    if (i !== undefined && carried) rows.push({ ...meta, image: carriedRow(carried.image, i, carried.image.dim), text: carriedRow(carried.text, i, carried.image.dim) });
   }
-  if (rows.length) await writeTriple(toDir, name, rows);
-  return { carried: rows.length, keptWithout: kept.length - rows.length };
+  if (rows.length) await writeTriple(outDir, name, rows);
+  return rows.length;
 }
 
 /** One shard's stored embeddings: the metadata keys in npy row order and the two matrices. */

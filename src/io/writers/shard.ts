@@ -5,7 +5,7 @@ import type { RowRecord } from '../../core/records.ts';
 import { storeOf, type ObjectStore } from '../storage/object-store.ts';
 import { writeFileAtomic } from './atomic.ts';
 import type { OutputColumn } from './columns.ts';
-import { writeEmbeddings } from './embeddings.ts';
+import { writeEmbeddings, type ShardEmbeddings } from './embeddings.ts';
 import { writeShardParquet } from './shard-parquet.ts';
 import { shardStats, type ShardStats } from './stats.ts';
 import { writeTarAtomic, type TarSample } from './tar.ts';
@@ -37,6 +37,8 @@ export interface WriteShardOptions {
   hasImage?(ref: string): boolean;
   /** The run's final top-fraction pass wrote this shard: the fraction and the rows it moved (for _stats.json). */
   topFraction?: { fraction: number; rowsMoved: number };
+  /** The shard's saved embeddings before a rewrite, for its kept rows read back from a parquet (writeEmbeddings). */
+  carriedEmbeddings?: ShardEmbeddings | null;
 }
 
 export interface ShardPaths {
@@ -133,7 +135,7 @@ export async function writeShardFiles(records: RowRecord[], o: WriteShardOptions
     await writeTarAtomic(paths.filteredTar, samples(filtered, o.images));
   }
   else await rm(paths.filteredTar, { force: true });
-  await writeEmbeddings(o.outDir, o.name, records);
+  await writeEmbeddings(o.outDir, o.name, records, o.carriedEmbeddings ?? null);
   return writeShardTable(records, o);
 }
 

@@ -8,7 +8,10 @@ import { loadConfig, type Override } from '../../../src/config/load.ts';
 import { logger } from '../../../src/core/logger.ts';
 import { scoreOf, type RowRecord } from '../../../src/core/records.ts';
 import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
-import { rethreshold } from '../../../src/run/rethreshold.ts';
+import { rethreshold, shardImages } from '../../../src/run/rethreshold.ts';
+import { retryFailed } from '../../../src/run/retry-failed.ts';
+import { listShards, shardPaths, writeShardFiles } from '../../../src/io/writers/shard.ts';
+import { float16Table } from '../../../src/io/writers/npy.ts';
 import { dedup } from '../../../src/run/dedup.ts';
 import { readEmbeddings } from '../../../src/io/writers/embeddings.ts';
 import { runPipeline } from '../../../src/run/run.ts';
@@ -195,6 +198,41 @@ print(json.dumps({"dtype": str(i.dtype), "shape": list(i.shape), "tshape": list(
     expect(keptLoose).toBeGreaterThan(before.size);
     expect(loose).toMatchObject({ embedded: before.size, keptWithoutEmbedding: keptLoose - before.size });
     expect(loose.rows).toBe(rows.length);
+  });
+
+  it('retry-failed keeps the saved embeddings of untouched rows and adds those of the rows it recovers', async () => {
+    const { out } = await run('embeddings-retry', 'download,clip,write', { 'clip.minScore': -1, 'clip.saveEmbeddings': true });
+    const bits = async (dir: string, name: string) => {
+      const e = (await readEmbeddings(dir, name))!;
+      return new Map(e.keys.map((k, i) => [k, (e.image.data as Uint16Array).slice(i * e.image.dim, (i + 1) * e.image.dim)]));
+    };
+    const [first] = await listShards(out);
+    const before = await bits(out, first);
+    // Two kept rows of the first shard fail as if their download had timed out; the shard is
+    // rewritten without them, its triple cut to the rows still kept.
+    const records = await readShardParquet(shardPaths(out, first).parquet);
+    const images = await shardImages(out, first);
+    const victims = records.filter((r) => r.status === 'kept').slice(0, 2);
+    expect(victims.length).toBe(2);
+    const saved = await readEmbeddings(out, first, { text: true });
+    for (const r of victims) Object.assign(r, { status: 'failed', reason: 'DOWNLOAD_TIMEOUT', reasonDetail: 'test', image: null, scores: [], selected: null });
+    await writeShardFiles(records, { outDir: out, name: first, images, startTime: Date.now(), carriedEmbeddings: saved });
+    expect([...(await bits(out, first)).keys()].sort()).toEqual([...before.keys()].filter((k) => !victims.some((v) => v.key === k)).sort());
+
+    // The fixture's failing URLs are retried too and still fail; the two victims come back.
+    expect((await retryFailed({ out, log })).recovered).toBe(2);
+    const after = await bits(out, first);
+    const kept = (await readShardParquet(shardPaths(out, first).parquet)).filter((r) => r.status === 'kept');
+    expect([...after.keys()].sort()).toEqual(kept.map((r) => r.key).sort());
+    expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+    const half = float16Table();
+    for (const [k, b] of after) {
+      if (victims.some((v) => v.key === k)) {
+        // Recomputed from the same image by the same model.
+        const old = before.get(k)!;
+        b.forEach((x, j) => expect(half[x]).toBeCloseTo(half[old[j]], 2));
+      } else expect(b).toEqual(before.get(k));
+    }
   });
 
   it('labels every scored image zero-shot, with either template set; counts the top labels in _stats.json', async () => {
