@@ -212,7 +212,7 @@ export async function rethreshold(from: string | OutputLocation, to: string | Ou
       moved.toKept += m.toKept;
       moved.toFiltered += m.toFiltered;
       await dst.withShard(name, async (toDir) => {
-        const carried = summary.embeddings ? await readEmbeddings(fromDir, name, { text: true }) : null;
+        const carried = await readEmbeddings(fromDir, name, { text: true });
         if (summary.embeddings) {
           const saved = new Set(carried?.keys ?? []);
           const kept = records.filter((r) => r.status === 'kept');
