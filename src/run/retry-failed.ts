@@ -10,7 +10,7 @@ import type { ShardState } from '../core/shard.ts';
 import { MemoryDuplicateIndex } from '../io/duplicates.ts';
 import { storeOf, type ObjectStore } from '../io/storage/object-store.ts';
 import { openOutput, type OutputLocation } from '../io/storage/output.ts';
-import { readRunJson } from '../io/writers/run-json.ts';
+import { readRunJson, writeRunJson } from '../io/writers/run-json.ts';
 import { listShards, shardPaths, writeShardFiles, type ImageSource } from '../io/writers/shard.ts';
 import { readEmbeddings } from '../io/writers/embeddings.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
@@ -166,6 +166,8 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
     topFractionSketch: () => sketch,
   });
   const signal = new AbortController().signal;
+  // Final statuses of the recovered rows, for run.json's totals.
+  const recoveredAs = { kept: 0, filtered: 0 };
   try {
     for (const [i, s] of plan.shards.entries()) {
       const state: ShardState = {
@@ -190,7 +192,10 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
       await staging.deleteShard('retry', `s${i}`);
       for (const r of s.retry) {
         if (r.status === 'failed') summary.stillFailed[r.reason ?? 'UNKNOWN'] = (summary.stillFailed[r.reason ?? 'UNKNOWN'] ?? 0) + 1;
-        else summary.recovered++;
+        else {
+          summary.recovered++;
+          recoveredAs[r.status as 'kept' | 'filtered']++;
+        }
       }
     }
   } finally {
@@ -203,7 +208,31 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
       keepTop: config.caption.keepTop, selectBy: config.caption.selectBy, clipMinScore: config.clip.minScore, clipTopFraction: config.clip.topFraction,
     }, outputColumns(table));
     summary.topFraction = pass.topFraction;
-  }
+    await recordRetry(output.store, summary, { kept: pass.kept, filtered: pass.filtered, failed: pass.failed });
+  } else await recordRetry(output.store, summary, recoveredAs);
   summary.report = await refreshReport(output);
   return summary;
+}
+
+/**
+ * run.json after a retry: its totals moved by what the retry changed (the recovered rows' new
+ * statuses, or with a top-fraction pass the pass's totals over every row) and the retry appended
+ * to `retryFailed`. A run.json without totals keeps none; an output without run.json gets none.
+ */
+async function recordRetry(store: ObjectStore, s: RetryFailedSummary, change: { kept: number; filtered: number } | { kept: number; filtered: number; failed: number }): Promise<void> {
+  const run = await readRunJson(store);
+  if (!run) return;
+  const next: Record<string, unknown> = { ...run };
+  const num = (k: string) => (typeof run[k] === 'number' ? (run[k] as number) : null);
+  if ('failed' in change) {
+    for (const k of ['kept', 'filtered', 'failed'] as const) if (num(k) !== null) next[k] = change[k];
+    if (s.topFraction) next.clipTopFraction = s.topFraction;
+  } else {
+    if (num('kept') !== null) next.kept = num('kept')! + change.kept;
+    if (num('filtered') !== null) next.filtered = num('filtered')! + change.filtered;
+    if (num('failed') !== null) next.failed = num('failed')! - s.recovered;
+  }
+  const earlier = Array.isArray(run.retryFailed) ? run.retryFailed : [];
+  next.retryFailed = [...earlier, { at: new Date().toISOString(), reasons: s.reasons, shards: s.shards, retried: s.retried, recovered: s.recovered, stillFailed: s.stillFailed }];
+  await writeRunJson(store, next);
 }

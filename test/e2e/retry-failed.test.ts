@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -39,7 +39,7 @@ beforeAll(async () => {
     ],
     { outDir: out, name: '00000', images, startTime: Date.now() },
   );
-  await writeRunJson(out, { runId: 'r', config });
+  await writeRunJson(out, { runId: 'r', config, rows: 4, kept: 1, filtered: 0, failed: 3 });
 });
 afterAll(async () => {
   await srv.close();
@@ -71,11 +71,18 @@ describe('capfilt retry-failed', () => {
     expect([...tar.keys()]).toEqual(['000070000.jpg', '000070000.txt', '000070000.json', '000070001.jpg', '000070001.txt', '000070001.json']);
     expect([...tar.get('000070000.jpg')!]).toEqual([9, 9, 9]);
     expect(tar.get('000070001.txt')!.toString()).toBe('web text 1');
+    // run.json's totals follow the merged shard, and the retry is on record.
+    const runJson = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+    expect(runJson).toMatchObject({ rows: 4, kept: 2, filtered: 0, failed: 2 });
+    expect(runJson.retryFailed).toEqual([expect.objectContaining({ retried: 2, recovered: 1, stillFailed: { DOWNLOAD_HTTP_STATUS: 1 } })]);
   });
 
   it('retries only the reasons asked for', async () => {
     const summary = JSON.parse((await capfilt('retry-failed', out, '--reasons', 'IMAGE_DECODE_FAILED', '--json')).stdout.trim().split('\n').pop()!);
     expect(summary).toMatchObject({ retried: 1, recovered: 1 });
     expect((await readShardParquet(join(out, '00000.parquet')))[3].status).toBe('kept');
+    const runJson = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+    expect(runJson).toMatchObject({ rows: 4, kept: 3, filtered: 0, failed: 1 });
+    expect(runJson.retryFailed.map((r: { recovered: number }) => r.recovered)).toEqual([1, 1]);
   });
 });

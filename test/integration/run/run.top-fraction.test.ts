@@ -249,5 +249,8 @@ describe('clip.topFraction', () => {
       r.score_clip.forEach((c, i) => expect(r.score_kept[i]).toBe(c! >= t));
     }
     expectTarsMatch(out, rows);
+    // run.json's totals are the final pass's, over every row.
+    const count = (st: string) => rows.filter((r) => r.status === st).length;
+    expect(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'))).toMatchObject({ kept: count('kept'), filtered: count('filtered'), failed: count('failed'), clipTopFraction: { threshold: t } });
   }, 180_000);
 });
