@@ -166,8 +166,8 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
     topFractionSketch: () => sketch,
   });
   const signal = new AbortController().signal;
-  // Final statuses of the recovered rows, for run.json's totals.
-  const recoveredAs = { kept: 0, filtered: 0 };
+  // Final statuses of the recovered rows (and kept rows that brought embeddings), for run.json.
+  const recoveredAs = { kept: 0, filtered: 0, embeddings: 0 };
   try {
     for (const [i, s] of plan.shards.entries()) {
       const state: ShardState = {
@@ -195,6 +195,7 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
         else {
           summary.recovered++;
           recoveredAs[r.status as 'kept' | 'filtered']++;
+          if (r.status === 'kept' && r.clipEmbedding) recoveredAs.embeddings++;
         }
       }
     }
@@ -219,7 +220,7 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
  * statuses, or with a top-fraction pass the pass's totals over every row) and the retry appended
  * to `retryFailed`. A run.json without totals keeps none; an output without run.json gets none.
  */
-async function recordRetry(store: ObjectStore, s: RetryFailedSummary, change: { kept: number; filtered: number } | { kept: number; filtered: number; failed: number }): Promise<void> {
+async function recordRetry(store: ObjectStore, s: RetryFailedSummary, change: { kept: number; filtered: number; embeddings: number } | { kept: number; filtered: number; failed: number }): Promise<void> {
   const run = await readRunJson(store);
   if (!run) return;
   const next: Record<string, unknown> = { ...run };
@@ -231,6 +232,7 @@ async function recordRetry(store: ObjectStore, s: RetryFailedSummary, change: { 
     if (num('kept') !== null) next.kept = num('kept')! + change.kept;
     if (num('filtered') !== null) next.filtered = num('filtered')! + change.filtered;
     if (num('failed') !== null) next.failed = num('failed')! - s.recovered;
+    if (num('embeddingsWritten') !== null) next.embeddingsWritten = num('embeddingsWritten')! + change.embeddings;
   }
   const earlier = Array.isArray(run.retryFailed) ? run.retryFailed : [];
   next.retryFailed = [...earlier, { at: new Date().toISOString(), reasons: s.reasons, shards: s.shards, retried: s.retried, recovered: s.recovered, stillFailed: s.stillFailed }];

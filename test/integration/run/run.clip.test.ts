@@ -219,8 +219,14 @@ print(json.dumps({"dtype": str(i.dtype), "shape": list(i.shape), "tshape": list(
     await writeShardFiles(records, { outDir: out, name: first, images, startTime: Date.now(), carriedEmbeddings: saved });
     expect([...(await bits(out, first)).keys()].sort()).toEqual([...before.keys()].filter((k) => !victims.some((v) => v.key === k)).sort());
 
+    // run.json as a run whose victims had failed would have written it.
+    const runJson = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+    const totals = { kept: runJson.kept, failed: runJson.failed, embeddingsWritten: runJson.embeddingsWritten };
+    writeFileSync(join(out, 'run.json'), JSON.stringify({ ...runJson, kept: totals.kept - 2, failed: totals.failed + 2, embeddingsWritten: totals.embeddingsWritten - 2 }));
+
     // The fixture's failing URLs are retried too and still fail; the two victims come back.
     expect((await retryFailed({ out, log })).recovered).toBe(2);
+    expect(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'))).toMatchObject(totals);
     const after = await bits(out, first);
     const kept = (await readShardParquet(shardPaths(out, first).parquet)).filter((r) => r.status === 'kept');
     expect([...after.keys()].sort()).toEqual(kept.map((r) => r.key).sort());
