@@ -4,7 +4,6 @@ import { isS3Url } from '../io/storage/s3-url.ts';
 import { CapfiltError } from '../core/errors.ts';
 import type { RowRecord } from '../core/records.ts';
 import { readEmbeddings, type ShardEmbeddings } from '../io/writers/embeddings.ts';
-import { float16Table } from '../io/writers/npy.ts';
 import { readRunJson, writeRunJson } from '../io/writers/run-json.ts';
 import { listShards, shardPaths, writeShardFiles } from '../io/writers/shard.ts';
 import { readShardParquet } from '../io/writers/shard-parquet.ts';
@@ -67,14 +66,6 @@ const exists = (f: string) => access(f).then(() => true, () => false);
 
 function checkThreshold(t: number): void {
   if (!(Number.isFinite(t) && t > 0 && t <= 1)) throw new CapfiltError('CLI_USAGE', `--semantic must be a cosine in (0, 1], got ${t}`);
-}
-
-/** Little-endian float32 bytes of row `r` of a float16 matrix, as base64 (RowRecord.clipEmbedding). */
-function rowBase64(half: Uint16Array, r: number, dim: number): string {
-  const table = float16Table();
-  const f = new Float32Array(dim);
-  for (let j = 0; j < dim; j++) f[j] = table[half[r * dim + j]];
-  return Buffer.from(f.buffer).toString('base64');
 }
 
 interface LoadedShard {
@@ -193,8 +184,9 @@ export async function dedup(from: string, to: string, o: DedupOptions): Promise<
   for (const name of shards) {
     const records = await readShardParquet(shardPaths(from, name).parquet, columns);
     const l = byName.get(name);
+    // The shard's triple, for the rows that stay kept (writeEmbeddings takes them from it).
+    const carried = l ? await readEmbeddings(from, name, { text: true }) : null;
     if (l) {
-      const text = (await readEmbeddings(from, name, { text: true }))?.text ?? null;
       const at = new Map(l.keys.map((k, i) => [k, i]));
       for (const r of records) {
         const i = at.get(r.key);
@@ -202,17 +194,11 @@ export async function dedup(from: string, to: string, o: DedupOptions): Promise<
         const g = l.offset + i;
         const of = result.duplicateOf[g];
         if (of >= 0) markNearDuplicate(r, keyOf(of), result.cosine[g]);
-        else {
-          r.clipEmbedding = {
-            image: rowBase64(half, g, dim),
-            text: text ? rowBase64(text.data as Uint16Array, i, dim) : null,
-          };
-        }
       }
     }
     for (const r of records) summary[r.status as 'kept' | 'filtered' | 'failed']++;
     const images = await shardImages(from, name);
-    await writeShardFiles(records, { outDir: to, name, images, startTime: Date.now(), columns });
+    await writeShardFiles(records, { outDir: to, name, images, startTime: Date.now(), columns, carriedEmbeddings: carried });
     written += records.length;
     o.progress?.('write', written, rows);
   }
@@ -228,7 +214,7 @@ export async function dedup(from: string, to: string, o: DedupOptions): Promise<
       clusters: summary.clusters,
       dim,
       embedded: count,
-      keptWithoutEmbedding: keptTotal - count,
+      keptWithoutEmbedding: summary.keptWithoutEmbedding,
       nearDuplicates: result.dropped,
     },
     rows: summary.rows,
