@@ -44,6 +44,9 @@ interface ProfileEvent {
 
 const ELEMENT_BYTES: Record<string, number> = { float: 4, int64: 8, int32: 4, int8: 1, uint8: 1 };
 
+/** The first tensor's shape of a profile input or output list. */
+const firstShape = (list?: Record<string, number[]>[]): number[] | undefined => (list?.[0] ? Object.values(list[0])[0] : undefined);
+
 const INT8_MATMULS = new Set(['DynamicQuantizeMatMul', 'MatMulIntegerToFloat', 'MatMulInteger']);
 const MATMULS = new Set(['Gemm', 'MatMul', 'FusedMatMul', ...INT8_MATMULS]);
 
@@ -59,8 +62,8 @@ function inputBytes(e: ProfileEvent): number {
     for (const [type, shape] of Object.entries(input)) bytes += (ELEMENT_BYTES[type] ?? 4) * shape.reduce((a, b) => a * b, 1);
   }
   const op = e.args?.op_name ?? '';
-  const a = inputs[0] ? Object.values(inputs[0])[0] : undefined;
-  const y = e.args?.output_type_shape?.[0] ? Object.values(e.args.output_type_shape[0])[0] : undefined;
+  const a = firstShape(inputs);
+  const y = firstShape(e.args?.output_type_shape);
   if (MATMULS.has(op) && a && y) {
     const [K, N] = [a[a.length - 1], y[y.length - 1]];
     const listed = inputs.slice(1).some((i) => Object.values(i).some((sh) => sh.length >= 2 && sh.includes(K) && sh.includes(N)));
@@ -105,10 +108,10 @@ try {
   for (const k of stepKernels) {
     const op = k.args?.op_name ?? '?';
     const lmHead = MATMULS.has(op) && (k.args?.output_type_shape ?? []).some((o) => Object.values(o).some((sh) => sh[sh.length - 1] === vocab));
-    const a = k.args?.input_type_shape?.[0] ? Object.values(k.args.input_type_shape[0])[0] : [];
-    const y = k.args?.output_type_shape?.[0] ? Object.values(k.args.output_type_shape[0])[0] : [];
+    const a = firstShape(k.args?.input_type_shape);
+    const y = firstShape(k.args?.output_type_shape);
     // Matrix products apart by weight shape (K × N): small ones pay more per byte for dispatch.
-    const key = lmHead ? `${op} (LM head)` : MATMULS.has(op) && a.length && y.length ? `${op} ${a[a.length - 1]}×${y[y.length - 1]}` : op;
+    const key = lmHead ? `${op} (LM head)` : MATMULS.has(op) && a && y ? `${op} ${a[a.length - 1]}×${y[y.length - 1]}` : op;
     const acc = byOp.get(key) ?? { us: 0, bytes: 0 };
     acc.us += k.dur;
     acc.bytes += inputBytes(k);
