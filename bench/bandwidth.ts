@@ -23,13 +23,16 @@ function spread(n: number, scale: number, seed: number): Float32Array {
  * a weight filled with one value streamed at 37–45 GB/s where the same shapes with random
  * values ran at 26–28 (one run, side by side; identical pages are likely merged by the host),
  * so a constant fill overstates the rate a real model's weights are read at.
+ * Each weight's spread keeps the activations' scale through the 24 products (variance 1/K per
+ * element): smaller weights shrink them into denormals within a few layers, which Intel cores
+ * multiply a hundred times slower (the chain read 2 GB/s on a Xeon with ±1/K weights).
  */
 export async function streamBandwidth(runtime: RuntimeOptions): Promise<{ gemm_gbps: number; reduce_gbps: number }> {
   const g = new GraphBuilder('stream_gemm');
   let y = g.input('a', 'float32', [8, 768]);
   for (let l = 0; l < 12; l++) {
-    y = g.o('MatMul', [y, g.weight(`w1_${l}`, spread(768 * 3072, 2 / 768, 2 * l + 1), [768, 3072])]);
-    y = g.o('MatMul', [y, g.weight(`w2_${l}`, spread(3072 * 768, 2 / 3072, 2 * l + 2), [3072, 768])]);
+    y = g.o('MatMul', [y, g.weight(`w1_${l}`, spread(768 * 3072, Math.sqrt(12 / 768), 2 * l + 1), [768, 3072])]);
+    y = g.o('MatMul', [y, g.weight(`w2_${l}`, spread(3072 * 768, Math.sqrt(12 / 3072), 2 * l + 2), [3072, 768])]);
   }
   g.output(y, 'y', 'float32', [8, 768]);
   const built = g.build('stream.data');
