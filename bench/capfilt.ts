@@ -1,6 +1,7 @@
 /**
  * End-to-end CapFilt at BLIP-base size: `npm run bench:capfilt -- [--rows 64] [--new-tokens 20]
- *     [--threads N[,N…]] [--precision auto|fp32|int8] [--hf] [--quiet-wait S] [--keep]`. Prints one JSON object.
+ *     [--threads N[,N…]] [--spinning auto|on|off[,…]] [--precision auto|fp32|int8] [--hf] [--quiet-wait S] [--keep]`.
+ * Prints one JSON object.
  *
  * The real pipeline (Redis/BullMQ through a private redis-server, in-process workers whose
  * models are loaded before the clock starts): download from a loopback HTTP server (demo scenes,
@@ -16,7 +17,10 @@
  * intra-op threads of each model's session; the captioner and the filter each run in their own
  * inference thread, so a host serving both runs 2 × N ORT threads beside the event loop and
  * sharp's libvips threads), one after the other on the same rows, each with freshly loaded
- * models; `threads` lists them side by side.
+ * models; `--spinning on,off` likewise runs once per models.spinning value (whether ORT's
+ * intra-op threads spin-wait; auto = off here, since this host serves caption and filter), and
+ * every thread count × spinning pair is run. `variants` lists the runs side by side; `ours` is
+ * the fastest.
  *
  * --hf runs tools/reference/blip_capfilt_torch.py (HF's BLIP modules in PyTorch, Debian's
  * python3-torch under /usr/bin/python3 or $CAPFILT_TORCH_PYTHON) over the same rows from the
@@ -46,6 +50,7 @@ const { values } = parseArgs({
     rows: { type: 'string', default: '64' },
     'new-tokens': { type: 'string', default: '20' },
     threads: { type: 'string' },
+    spinning: { type: 'string' },
     precision: { type: 'string', default: 'auto' },
     hf: { type: 'boolean', default: false },
     'quiet-wait': { type: 'string', default: '0' },
@@ -88,14 +93,16 @@ try {
   const input = join(work, 'rows.jsonl');
   writeDemoInput(input, images.url, seed, rows);
   const prefix = promptPrefix(loadTokenizer(join(model, 'captioner')).encode('a picture of '), 30522);
-  const runOurs = async (threads: number | undefined): Promise<Record<string, unknown>> => {
-    const out = join(work, `out-${threads ?? 'default'}`);
+  const runOurs = async (threads: number | undefined, spinning: string | undefined): Promise<Record<string, unknown>> => {
+    const name = `${threads ?? 'default'}-${spinning ?? 'default'}`;
+    const out = join(work, `out-${name}`);
     const loaded = loadConfig({
       env: {},
       overrides: [
-        set('redis.url', redis.url), set('redis.prefix', `bench-capfilt-${threads ?? 'default'}`), set('input.path', input), set('input.format', 'jsonl'), set('output.dir', out),
+        set('redis.url', redis.url), set('redis.prefix', `bench-capfilt-${name}`), set('input.path', input), set('input.format', 'jsonl'), set('output.dir', out),
         set('models.captioner', model), set('models.filter', model), set('models.precision', values.precision),
         ...(threads !== undefined ? [set('models.threads', threads)] : []),
+        ...(spinning !== undefined ? [set('models.spinning', spinning)] : []),
         set('pipeline.stages', ['download', 'caption', 'filter', 'write']), set('download.ssrfAllowlist', ['127.0.0.1']),
         set('caption.k', 1), set('caption.method', 'greedy'), set('caption.maxLength', prefix.length + newTokens), set('caption.minLength', prefix.length + newTokens),
         set('shards.rows', 16),
@@ -120,7 +127,7 @@ try {
     const stageTotal = Object.values(stageMs).reduce((a, b) => a + b, 0);
     const precisionOf = (role: string) => ((models as Record<string, { precision?: string } | null> | null)?.[role])?.precision ?? null;
     return {
-      threads: config.models.threads, batch: config.caption.batchSize,
+      threads: config.models.threads, spinning: config.models.spinning, batch: config.caption.batchSize,
       rows_per_s: round(s.rowsPerSec), seconds: round(s.seconds), reconciled: s.reconciled, kept: s.kept, filtered: s.filtered, failed: s.failed,
       stage_share: Object.fromEntries(Object.entries(stageMs).map(([k, v]) => [k, round(v / stageTotal, 2)])),
       stage_seconds: Object.fromEntries(Object.entries(stageMs).map(([k, v]) => [k, round(v / 1000)])),
@@ -130,14 +137,15 @@ try {
     };
   };
   const threadList = values.threads === undefined ? [undefined] : values.threads.split(',').map(Number);
+  const spinningList = values.spinning === undefined ? [undefined] : values.spinning.split(',');
   const runs: Record<string, unknown>[] = [];
-  for (const t of threadList) runs.push(await runOurs(t));
+  for (const t of threadList) for (const sp of spinningList) runs.push(await runOurs(t, sp));
   const ours = runs.reduce((a, b) => ((b.rows_per_s as number) > (a.rows_per_s as number) ? b : a));
   const result: Record<string, unknown> = {
     bench: 'capfilt', rows, new_tokens: newTokens, prefix_tokens: prefix.length,
     dims: 'BLIP base (random weights): vision 768/12 layers/384 px, text 768/12 layers, vocab 30524',
     ours,
-    ...(runs.length > 1 ? { threads: runs.map((r) => ({ threads: r.threads, rows_per_s: r.rows_per_s, stage_seconds: r.stage_seconds, others_cpu_share: r.others_cpu_share })) } : {}),
+    ...(runs.length > 1 ? { variants: runs.map((r) => ({ threads: r.threads, spinning: r.spinning, rows_per_s: r.rows_per_s, stage_seconds: r.stage_seconds, others_cpu_share: r.others_cpu_share })) } : {}),
   };
   if (values.hf) {
     const hfWaited = await waitQuiet(Number(values['quiet-wait']));

@@ -5,7 +5,8 @@
  * JS, ORT's whole-run time and the sum of its kernel times (the rest is session overhead and
  * what the JS side does around a run), and per operator type (the LM head apart from the other
  * Gemms) the kernel time per step, its share, the bytes its inputs hold per step and the rate
- * they were read at, beside the streaming rate measured in the same process (bench/bandwidth.ts).
+ * they were read at, beside the streaming rate measured in the same process (bench/bandwidth.ts),
+ * and each cached step's time seen from JS and inside ORT, in order.
  * A decode step is memory-bound: an operator reading well below the streaming rate is where
  * time can still be won.
  * Options: --threads N (default 2), --precision fp32|int8 (default fp32), --steps N (new tokens,
@@ -138,6 +139,9 @@ try {
     model_run_ms_mean: round(runs.slice(1).reduce((a, r) => a + r.dur, 0) / 1000 / cached, 2),
     kernel_ms_mean: round(kernelUs / 1000 / cached, 2),
     kernels_per_step: perKernelRun,
+    // Per cached step in order: a step that gets faster or slower with the length shows here.
+    step_ms_js_each: stepMs.map((m) => round(m, 1)),
+    model_run_ms_each: runs.slice(1).map((r) => round(r.dur / 1000, 1)),
     stream_bandwidth: bandwidth,
     by_op: table,
   }, null, 2)}\n`);

@@ -82,7 +82,7 @@ export function register(program: Command): void {
         loaded = loadFromFlags(flags, specs, demoStageDefaults(true));
       }
       const overrides: Override[] = [];
-      for (const [flag, path] of [['device', 'models.device'], ['threads', 'models.threads'], ['precision', 'models.precision'], ['redisUrl', 'redis.url'], ['prefix', 'redis.prefix']] as const) {
+      for (const [flag, path] of [['device', 'models.device'], ['threads', 'models.threads'], ['precision', 'models.precision'], ['spinning', 'models.spinning'], ['redisUrl', 'redis.url'], ['prefix', 'redis.prefix']] as const) {
         if (flags[flag] !== undefined) overrides.push({ path, value: String(flags[flag]), source: `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` });
       }
       overrides.push(...parseSetArgs((flags.set as string[] | undefined) ?? []));

@@ -54,6 +54,7 @@ export const WORKER_FLAGS: FlagSpec[] = [
   { flag: '--device <device>', path: 'models.device', help: 'cpu or cuda:N' },
   { flag: '--threads <n>', path: 'models.threads', help: 'CPU intra-op threads (0: ORT default)' },
   { flag: '--precision <p>', path: 'models.precision', help: 'auto (int8 on cpu, fp32 on cuda), fp32, fp16 or int8' },
+  { flag: '--spinning <mode>', path: 'models.spinning', help: 'ORT CPU threads spin-wait: auto (only where one model stage runs), on or off' },
 ];
 
 function camel(flag: string): string {

@@ -114,6 +114,8 @@ export const modelsSchema = z.strictObject({
   threads: nonNegInt,
   /** auto: int8 on cpu, fp32 on cuda (src/models/runtime/precision.ts). */
   precision: z.enum(['auto', 'fp32', 'fp16', 'int8']),
+  /** ORT intra-op threads spin-wait: auto = only where one model stage runs (src/models/runtime/precision.ts). */
+  spinning: z.enum(['auto', 'on', 'off']),
 });
 
 export const captionSchema = z.strictObject({

@@ -39,7 +39,7 @@ export class ModelCache {
     if (!p) {
       const t0 = performance.now();
       p = openThreaded(path, opts).then((m) => {
-        this.log.info({ dir: path, roles: Object.keys(m.roles), ms: Math.round(performance.now() - t0), device: opts.device, precision: opts.precision }, 'models loaded');
+        this.log.info({ dir: path, roles: Object.keys(m.roles), ms: Math.round(performance.now() - t0), device: opts.device, precision: opts.precision, threads: opts.threads, spinning: opts.spinning ?? true }, 'models loaded');
         return m;
       });
       p.catch(() => this.loads.delete(key));

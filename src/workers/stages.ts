@@ -27,6 +27,11 @@ export interface StageRegistryOptions {
   topFractionSketch?(runId: string): TopFractionSketch | null;
 }
 
+/** How many models the stages `stages` of `table` run (one per role; a process serving several runs them at once). */
+export function modelsServed(stages: readonly string[], table: StageTable = STAGE_TABLE): number {
+  return new Set(stages.map((s) => stageDef(s, table).role).filter((r) => r !== null)).size;
+}
+
 function clipDir(c: CapfiltConfig['models']): string {
   if (!c.clip) throw new CapfiltError('CONFIG_INVALID', 'the clip stage needs a CLIP model folder (models.clip, --clip-model)');
   return c.clip;

@@ -21,17 +21,38 @@ export function resolvePrecision(device: string, setting: PrecisionSetting, role
   return device === 'cpu' ? AUTO_CPU[role] : 'fp32';
 }
 
+/** What `models.spinning` may say. */
+export type SpinningSetting = 'auto' | 'on' | 'off';
+
+/**
+ * Whether ORT's intra-op threads spin (RuntimeOptions.spinning) in a process whose stages run
+ * `concurrentModels` models at the same time. `auto`: spin only when one model has the cores to
+ * itself. Measured side by side on a 2-core host (docs/performance.md, "Thread placement"):
+ * with caption and filter in one process, not spinning ran the base-size pipeline 4–7% faster (bench:capfilt -- --spinning on,off);
+ * a decode step alone ran 8–12% slower without spinning.
+ */
+export function resolveSpinning(setting: SpinningSetting, concurrentModels: number): boolean {
+  if (setting === 'auto') return concurrentModels <= 1;
+  return setting === 'on';
+}
+
 /** Session options for the model serving each role. */
 export type RoleRuntime = (role: ModelRole) => RuntimeOptions;
 
-/** The `models` config section's device, threads and precision (RuntimeOptions, or auto). */
+/** The `models` config section's device, threads and precision (RuntimeOptions, or auto), spinning resolved. */
 export interface RuntimeSetting {
   device: string;
   threads: number;
   precision: PrecisionSetting;
+  spinning?: boolean;
 }
 
 /** RoleRuntime from the `models` config section. */
 export function runtimeFromConfig(models: RuntimeSetting): RoleRuntime {
-  return (role) => ({ device: models.device, threads: models.threads, precision: resolvePrecision(models.device, models.precision, role) });
+  return (role) => ({
+    device: models.device,
+    threads: models.threads,
+    precision: resolvePrecision(models.device, models.precision, role),
+    ...(models.spinning === undefined ? {} : { spinning: models.spinning }),
+  });
 }

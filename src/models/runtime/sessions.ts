@@ -43,6 +43,7 @@ export function sessionOptions(opts: RuntimeOptions): ort.InferenceSession.Sessi
     // Failures surface as CapfiltErrors carrying ORT's message; its own stderr log would duplicate them.
     logSeverityLevel: 4,
     ...(opts.threads > 0 ? { intraOpNumThreads: opts.threads } : {}),
+    ...(opts.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
   if (device.kind === 'cpu') return { ...base, executionProviders: ['cpu'] };
   if (!cudaAvailable()) {

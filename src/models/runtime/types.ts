@@ -41,4 +41,11 @@ export interface RuntimeOptions {
   threads: number;
   /** Graph precision: fp32 everywhere; fp16 for GPU; int8 (dynamic quantisation) for CPU. */
   precision: 'fp32' | 'fp16' | 'int8';
+  /**
+   * Whether the CPU execution provider's intra-op threads spin while they wait for work (ORT's
+   * default; absent = true). Spinning shortens each kernel's hand-off, but where several models
+   * run at once on the same cores the spinning threads of one session take the cycles another
+   * needs (`models.spinning`, src/models/runtime/precision.ts).
+   */
+  spinning?: boolean;
 }

@@ -124,6 +124,14 @@ describe('errors name the option, what was expected, what was given and where fr
     expect(parseSetArgs(['filter.itmThreshold=0.6'])).toEqual([{ path: 'filter.itmThreshold', value: '0.6', source: '--set filter.itmThreshold' }]);
   });
 
+  it('takes models.spinning auto (the default), on or off, and refuses anything else', () => {
+    expect(loadConfig({ env: {} }).config.models.spinning).toBe('auto');
+    expect(loadConfig({ env: {}, overrides: [{ path: 'models.spinning', value: 'off', source: '--spinning' }] }).config.models.spinning).toBe('off');
+    const e = errorOf(() => loadConfig({ env: {}, overrides: [{ path: 'models.spinning', value: 'sometimes', source: '--spinning' }] }));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.message).toContain('models.spinning');
+  });
+
   it('reports unreadable and malformed files', () => {
     expect(errorOf(() => loadConfig({ file: join(dir, 'missing.yaml'), env: {} })).code).toBe('CONFIG_FILE_UNREADABLE');
     const bad = userFile('bad.yaml', 'pipeline: [1, 2\n');

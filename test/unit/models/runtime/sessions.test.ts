@@ -66,6 +66,20 @@ describe('checked ONNX Runtime sessions', () => {
     await s.release();
   });
 
+  it('turns ORT\'s intra-op spinning off only when asked, and such a session runs', async () => {
+    expect(sessionOptions(cpu).extra).toBeUndefined();
+    expect(sessionOptions({ ...cpu, spinning: true }).extra).toBeUndefined();
+    expect(sessionOptions({ ...cpu, spinning: false }).extra).toEqual({ session: { intra_op: { allow_spinning: '0' } } });
+    const g = new GraphBuilder('still');
+    const x = g.input('x', 'float32', [2, 4]);
+    g.output(g.o('MatMul', [x, g.weight('w', Float32Array.from({ length: 4 * 64 }, (_, i) => i % 5), [4, 64])]), 'y', 'float32', [2, 64]);
+    const built = g.build('still.onnx.data');
+    const s = await GraphSession.create('still', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, { ...cpu, threads: 2, spinning: false });
+    const y = (await s.run({ x: f32(new Float32Array([1, 1, 1, 1, 0, 0, 0, 0]), [2, 4]) })).y.data as Float32Array;
+    expect([y[0], y[1], y[64]]).toEqual([0 + 4 + 3 + 2, 1 + 0 + 4 + 3, 0]);
+    await s.release();
+  });
+
   it('refuses CUDA clearly where this onnxruntime-node build has no CUDA provider, and bad device names', () => {
     const bad = (() => { try { sessionOptions({ ...cpu, device: 'gpu0' }); } catch (e) { return e as CapfiltError; } return null; })();
     expect(bad?.code).toBe('DEVICE_UNAVAILABLE');
