@@ -24,6 +24,7 @@ import type { RuntimeOptions } from '../src/models/runtime/types.ts';
 import { writeRandomBlip } from './random-blip.ts';
 import { loadBlipConfig } from '../src/models/blip/config.ts';
 import { buildVisionGraph } from '../src/models/blip/graph/vision.ts';
+import type { LayerOptions } from '../src/models/runtime/graph/layers.ts';
 import { expectedWeights } from '../src/models/blip/weights/names.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
 import { round, timeBest } from './timing.ts';
@@ -186,31 +187,53 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
 }
 
 /**
- * Side by side on the same weights and inputs: the vision graph with fused Attention nodes and
- * with plain MatMul/Softmax attention (the choice layerOptions() makes by default).
+ * Side by side on the same weights and inputs, every session open at once and timed in
+ * alternating rounds (best of `rounds`): the vision graph's attention built each way
+ * layerOptions() can build it. fp32: fused com.microsoft Attention nodes vs plain
+ * MatMul/Softmax. int8 (same int8 projections each time): plain MatMul/Softmax, QAttention,
+ * MultiHeadAttention over Q, K, V (layerOptions('int8') takes the last). Differences are the
+ * largest absolute difference of last_hidden_state against the first variant of the precision.
  */
-async function visionVariants(hfCaptioner: string): Promise<Record<string, number>> {
+async function visionVariants(hfCaptioner: string, rounds = 3): Promise<Record<string, unknown>> {
   const cfg = loadBlipConfig(hfCaptioner);
   const weights = new CheckedWeights(openWeightFolder(hfCaptioner), expectedWeights(cfg));
   const S = cfg.vision.imageSize;
   const B = 4;
   const px = f32(Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.cos(i) * 1.5), [B, 3, S, S]);
-  const out: Record<string, number> = { batch: B };
-  const results: Float32Array[] = [];
-  for (const fused of [true, false]) {
-    const built = buildVisionGraph(cfg, weights, { fusedAttention: fused, projection: false }).build('v.data');
-    const s = await GraphSession.create('vision', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, runtime);
-    await s.run({ pixel_values: f32(new Float32Array(3 * S * S), [1, 3, S, S]) });
-    out[fused ? 'fused_attention_images_per_s' : 'plain_attention_images_per_s'] = round(B / (await timeBest(1, async () => {
-      results.push((await s.run({ pixel_values: px })).last_hidden_state.data as Float32Array);
-    })));
-    await s.release();
+  const variants: Record<'fp32' | 'int8', Record<string, LayerOptions>> = {
+    fp32: { fused_attention: { fusedAttention: true }, plain_attention: {} },
+    int8: { plain_attention: { int8: true }, qattention: { int8: true, quantizedAttention: true }, multi_head_attention: { int8: true, multiHeadAttention: true } },
+  };
+  const out: Record<string, unknown> = { batch: B, rounds };
+  for (const [precision, table] of Object.entries(variants)) {
+    const sessions: [string, GraphSession][] = [];
+    for (const [name, opts] of Object.entries(table)) {
+      const built = buildVisionGraph(cfg, weights, { ...opts, projection: false }).build('v.data');
+      const s = await GraphSession.create(`vision_${name}`, { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, { ...runtime, precision: precision as 'fp32' | 'int8' });
+      await s.run({ pixel_values: f32(new Float32Array(3 * S * S), [1, 3, S, S]) });
+      sessions.push([name, s]);
+    }
+    const best = new Map<string, number>();
+    const results = new Map<string, Float32Array>();
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, s] of sessions) {
+        const t = performance.now();
+        const y = (await s.run({ pixel_values: px })).last_hidden_state.data as Float32Array;
+        best.set(name, Math.min(best.get(name) ?? Infinity, (performance.now() - t) / 1000));
+        results.set(name, y);
+      }
+    }
+    const first = sessions[0][0];
+    const ref = results.get(first)!;
+    out[precision] = Object.fromEntries(sessions.map(([name]) => {
+      const y = results.get(name)!;
+      let diff = 0;
+      for (let i = 0; i < y.length; i++) diff = Math.max(diff, Math.abs(y[i] - ref[i]));
+      return [name, { images_per_s: round(B / best.get(name)!), vs_first: round(best.get(first)! / best.get(name)!, 2), max_abs_diff_vs_first: diff }];
+    }));
+    for (const [, s] of sessions) await s.release();
   }
   weights.close();
-  let diff = 0;
-  for (let i = 0; i < results[0].length; i++) diff = Math.max(diff, Math.abs(results[0][i] - results[1][i]));
-  out.fused_vs_plain = round(out.fused_attention_images_per_s / out.plain_attention_images_per_s, 2);
-  out.max_abs_diff = diff;
   return out;
 }
 

@@ -30,7 +30,7 @@ export function graphNames(arch: BlipArchitecture): string[] {
 
 /** Layer choices for a precision: fused attention where it measured faster (bench/models.ts). */
 export function layerOptions(precision: 'fp32' | 'fp16' | 'int8'): LayerOptions {
-  return { int8: precision === 'int8', fusedAttention: precision !== 'int8' };
+  return { int8: precision === 'int8', fusedAttention: precision !== 'int8', multiHeadAttention: precision === 'int8' };
 }
 
 /** Builds the graphs one at a time, so only one graph's weights are held in memory at once. */

@@ -55,7 +55,13 @@ export function preLnLayer(g: GraphBuilder, w: WeightGetter, names: PreLnLayerNa
   const masked = Boolean(spec.mask || spec.fusedMask);
   const parts = 'qkv' in a ? [a.qkv] : [a.q, a.k, a.v];
   const fusable = !masked || (fusesMaskedAttention(opts) && spec.fusedMask);
-  if (opts.int8 && opts.quantizedAttention && fusable) {
+  if (opts.int8 && opts.multiHeadAttention && !masked) {
+    // Q, K, V [B, S, H] straight from the int8 projections; the node splits the heads itself.
+    const [q, k, v] = 'qkv' in a
+      ? g.op('Split', [linear(g, w, a.qkv, h, opts)], { axis: 2 }, { count: 3 })
+      : [a.q, a.k, a.v].map((p) => linear(g, w, p, h, opts));
+    ctx = g.o('MultiHeadAttention', [q, k, v], { num_heads: N }, 'com.microsoft');
+  } else if (opts.int8 && opts.quantizedAttention && fusable) {
     ctx = quantizedSelfAttention(g, w, parts, h, N, spec.fusedMask?.maskIndex, spec.fusedMask?.unidirectional ?? false);
   } else if (opts.fusedAttention && !opts.int8 && fusable) {
     ctx = fusedSelfAttention(g, w, parts, h, N, spec.fusedMask?.maskIndex, spec.fusedMask?.unidirectional ?? false);
