@@ -64,7 +64,7 @@ import { StageRegistry } from '../src/workers/stages.ts';
 import { writeRandomBlip } from './random-blip.ts';
 import { CLIP_SIZES, writeRandomClip } from './random-clip.ts';
 import { othersShare } from './timing.ts';
-import { resolveSpinning } from '../src/models/runtime/precision.ts';
+import { runtimeSetting } from '../src/models/runtime/precision.ts';
 
 const { values } = parseArgs({
   options: {
@@ -153,7 +153,7 @@ async function orchestrationOverhead(redisUrl: string) {
   const redis = new Redis(redisUrl);
   const registry = new StageRegistry({
     // Each stage runs alone here, as one model stage on the host.
-    runtime: { device: aloneCfg.models.device, threads: aloneCfg.models.threads, precision: aloneCfg.models.precision, spinning: resolveSpinning(aloneCfg.models.spinning, 1) },
+    runtime: runtimeSetting(aloneCfg.models, 1),
     log,
     duplicateIndex: (runId) => new RedisDuplicateIndex(redis, `bench-alone:run:${runId}:dup`),
   });

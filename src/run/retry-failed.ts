@@ -20,7 +20,7 @@ import { FsStagingStore } from '../pipeline/staging/fs.ts';
 import { STAGE_TABLE, checkChain, outputColumns, type StageTable } from '../pipeline/stages/table.ts';
 import { refreshReport } from '../report/index.ts';
 import { StageRegistry } from '../workers/stages.ts';
-import { resolveSpinning } from '../models/runtime/precision.ts';
+import { runtimeSetting } from '../models/runtime/precision.ts';
 import { MemoryTopFractionSketch } from '../pipeline/top-fraction.ts';
 import { defaultS3Options, finishTopFraction, shardImages, type TopFractionSummary } from './rethreshold.ts';
 
@@ -161,7 +161,7 @@ export async function retryFailed(o: RetryFailedOptions): Promise<RetryFailedSum
   for (const [sha, key] of plan.knownImages) await duplicateIndex.claim(sha, key);
   const registry = new StageRegistry({
     // The retried stages run one after another: one model at a time has the cores.
-    runtime: { device: config.models.device, threads: config.models.threads, precision: config.models.precision, spinning: resolveSpinning(config.models.spinning, 1) },
+    runtime: runtimeSetting(config.models, 1),
     log,
     table,
     duplicateIndex: () => duplicateIndex,

@@ -17,7 +17,7 @@ import { isRedisConnectionError, openRedis, outageReporter, redisAddress, releas
 import { makeProcessor, settleFailedJob, type ProcessorDeps } from './processor.ts';
 import { StageQueues, type ShardJobData } from './queues.ts';
 import { StageRegistry, modelsServed } from './stages.ts';
-import { resolveSpinning } from '../models/runtime/precision.ts';
+import { runtimeSetting } from '../models/runtime/precision.ts';
 
 /**
  * A worker process's stage workers: one BullMQ Worker per stage it serves, sharing one model
@@ -81,13 +81,8 @@ export class WorkerHost {
     this.queues = new StageQueues(o.config.redis.url, o.config.redis.prefix, o.log);
     const prefix = o.config.redis.prefix;
     this.registry = new StageRegistry({
-      runtime: {
-        device: o.config.models.device,
-        threads: o.config.models.threads,
-        precision: o.config.models.precision,
-        // This host's model stages run side by side, each in its own inference thread.
-        spinning: resolveSpinning(o.config.models.spinning, modelsServed(o.stages, o.table)),
-      },
+      // This host's model stages run side by side, each in its own inference thread.
+      runtime: runtimeSetting(o.config.models, modelsServed(o.stages, o.table)),
       log: o.log,
       table: o.table,
       // Duplicates are detected run-wide, across every worker host, through the run's Redis.

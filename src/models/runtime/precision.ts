@@ -47,6 +47,14 @@ export interface RuntimeSetting {
   spinning?: boolean;
 }
 
+/**
+ * The RuntimeSetting of a process whose stages run `concurrentModels` models at once, from the
+ * `models` config section (its spinning setting resolved by resolveSpinning).
+ */
+export function runtimeSetting(models: Omit<RuntimeSetting, 'spinning'> & { spinning: SpinningSetting }, concurrentModels: number): RuntimeSetting {
+  return { device: models.device, threads: models.threads, precision: models.precision, spinning: resolveSpinning(models.spinning, concurrentModels) };
+}
+
 /** RoleRuntime from the `models` config section. */
 export function runtimeFromConfig(models: RuntimeSetting): RoleRuntime {
   return (role) => ({
