@@ -15,11 +15,15 @@ import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize,
  *   out: cross_key_{l}, cross_value_{l}  float32 [images, N, Tv, D]   l = 0..layers-1
  *
  * decoder (captioner, every step): hidden states stay [rows·seq, H] (2-D, so every linear is
- * one Gemm and every residual + LayerNorm one SkipLayerNormalization); cross-attention is ORT's
- * MultiHeadAttention. The self-attention cache has a fixed capacity `cap` that the caller
- * fills in place (decoder-session.ts): the graph reads it as it is (one softmax over cache
- * slots and new tokens) and returns only this step's keys/values, so no step copies the
- * cache, in the graph or out.
+ * one Gemm and every residual + LayerNorm one SkipLayerNormalization); self- and cross-attention
+ * are ORT's MultiHeadAttention. The self-attention cache has a fixed capacity `cap` that the
+ * caller fills in place (decoder-session.ts): the graph joins it with the new tokens' K/V (a
+ * Concat inside ORT, in its arena) under one mask and returns only this step's keys/values, so
+ * nothing that grows with the length crosses between JS and ORT.
+ * Not GroupQueryAttention, which can update a cache bound as both past and present in place:
+ * onnxruntime-node copies every output into a fresh ArrayBuffer after each run, so a cache bound
+ * as an output costs a copy of all of it per step (15 MB at base size, batch 8) and the garbage
+ * collections that follow — slower in a side-by-side run than the Concat here.
  *   in:  input_ids       int64   [rows, seq]
  *        position_ids    int64   [rows, seq]          (past length + 0..seq-1)
  *        attention_mask  int64   [rows, cap + seq]    (1 = attend: the filled cache slots and
@@ -124,22 +128,16 @@ export function buildCrossKVGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
  * tokens, cross-attention to the row's image (rows grouped by image, see the file comment),
  * FFN. Returns the new hidden state and this step's K/V [rows, seq, H].
  */
-function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, x: string, io: { rowsSeqH: string; mask: string; split: string; past: [string, string]; cross: [string, string] }, opts: LayerOptions): { x: string; k: string; v: string } {
+function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, x: string, io: { rowsSeqH: string; mask: string; past: [string, string]; cross: [string, string] }, opts: LayerOptions): { x: string; k: string; v: string } {
   const d = dims(cfg);
   const eps = cfg.text.eps;
   const mha = { num_heads: d.N };
   const qkv = packedLinear(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, opts);
   const [q, k, v] = g.op('Split', [qkv, g.i64([d.H, d.H, d.H])], { axis: 1 }, { count: 3 }).map((t) => g.o('Reshape', [t, io.rowsSeqH]));
-  // softmax over [cache slots | new tokens] without concatenating the cache: the two score
-  // blocks are joined (small), and the context is the sum of both blocks' products.
-  const qh = g.o('Mul', [splitHeads(g, q, d.N, d.D), g.f32(1 / Math.sqrt(d.D))]);
-  const scores = g.o('Concat', [
-    g.o('MatMul', [qh, g.o('Transpose', [io.past[0]], { perm: [0, 1, 3, 2] })]),
-    g.o('MatMul', [qh, splitHeadsTransposed(g, k, d.N, d.D)]),
-  ], { axis: -1 });
-  const [pCache, pNew] = g.op('Split', [g.o('Softmax', [g.o('Add', [scores, io.mask])], { axis: -1 }), io.split], { axis: -1 }, { count: 2 });
-  const ctx = g.o('Add', [g.o('MatMul', [pCache, io.past[1]]), g.o('MatMul', [pNew, splitHeads(g, v, d.N, d.D)])]);
-  const self = mergeHeads(g, ctx, d.H);
+  // One MultiHeadAttention over [cache slots | new tokens] (keys and values given per head,
+  // [rows, N, cap + seq, D]); the additive mask hides empty slots and future tokens.
+  const joined = (past: string, fresh: string) => g.o('Concat', [past, splitHeads(g, fresh, d.N, d.D)], { axis: 2 });
+  const self = g.o('MultiHeadAttention', [q, joined(io.past[0], k), joined(io.past[1], v), '', '', io.mask], mha, 'com.microsoft');
   const flat = g.i64([-1, d.H]);
   let h = skipLayerNorm(g, w, `${l}.attention.output.LayerNorm`, linear(g, w, `${l}.attention.output.dense`, g.o('Reshape', [self, flat]), opts), x, eps);
   // Each image's G·seq queries attend to its keys as one block (cross-attention has no mask).
@@ -174,11 +172,10 @@ export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
   const keyPos = g.o('Sub', [g.o('Range', [g.i64([0], []), g.o('Add', [cap, seq]), g.i64([1], [])]), cap]);
   const queryPos = g.o('Range', [g.i64([0], []), seq, g.i64([1], [])]);
   const causal = g.o('Cast', [g.o('LessOrEqual', [g.o('Unsqueeze', [keyPos, g.i64([0])]), g.o('Unsqueeze', [queryPos, g.i64([1])])])], { to: 1 });
-  const split = g.o('Concat', [dim(g, pasts[0][0], 2), dim(g, ids, 1)], { axis: 0 });
   const keyMask = additiveMask(g, g.o('Mul', [causal, g.o('Unsqueeze', [g.o('Cast', [mask], { to: 1 }), g.i64([1, 2])])]));
   let x = g.o('Reshape', [embeddings(g, w, 'text_decoder.bert', ids, positions, t.eps), g.i64([-1, d.H])]);
   for (let i = 0; i < t.layers; i++) {
-    const r = decoderLayer(g, w, cfg, `text_decoder.bert.encoder.layer.${i}`, x, { rowsSeqH, mask: keyMask, split, past: pasts[i], cross: crosses[i] }, opts);
+    const r = decoderLayer(g, w, cfg, `text_decoder.bert.encoder.layer.${i}`, x, { rowsSeqH, mask: keyMask, past: pasts[i], cross: crosses[i] }, opts);
     x = r.x;
     g.output(r.k, `new_key_${i}`, 'float32', ['rows', 'seq', d.H]);
     g.output(r.v, `new_value_${i}`, 'float32', ['rows', 'seq', d.H]);
