@@ -128,12 +128,13 @@ export function buildCrossKVGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
  * tokens, cross-attention to the row's image (rows grouped by image, see the file comment),
  * FFN. Returns the new hidden state and this step's K/V [rows, seq, H].
  */
-function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, x: string, io: { rowsSeqH: string; mask: string; past: [string, string]; cross: [string, string] }, opts: LayerOptions): { x: string; k: string; v: string } {
+function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, x: string, io: { index: number; rowsSeq3H: string; groupedQ: string; mask: string; past: [string, string]; cross: [string, string] }, opts: LayerOptions): { x: string; k: string; v: string } {
   const d = dims(cfg);
   const eps = cfg.text.eps;
   const mha = { num_heads: d.N };
-  const qkv = packedLinear(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, opts);
-  const [q, k, v] = g.op('Split', [qkv, g.i64([d.H, d.H, d.H])], { axis: 1 }, { count: 3 }).map((t) => g.o('Reshape', [t, io.rowsSeqH]));
+  const qkv = g.o('Reshape', [packedLinear(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, opts), io.rowsSeq3H]);
+  // k and v leave the graph as they are split off (named as its outputs: no Identity).
+  const [q, k, v] = g.op('Split', [qkv, g.i64([d.H, d.H, d.H])], { axis: 2 }, { outputs: [g.fresh('q'), `new_key_${io.index}`, `new_value_${io.index}`] });
   // One MultiHeadAttention over [cache slots | new tokens] (keys and values given per head,
   // [rows, N, cap + seq, D]); the additive mask hides empty slots and future tokens.
   const joined = (past: string, fresh: string) => g.o('Concat', [past, splitHeads(g, fresh, d.N, d.D)], { axis: 2 });
@@ -141,7 +142,7 @@ function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: stri
   const flat = g.i64([-1, d.H]);
   let h = skipLayerNorm(g, w, `${l}.attention.output.LayerNorm`, linear(g, w, `${l}.attention.output.dense`, g.o('Reshape', [self, flat]), opts), x, eps);
   // Each image's G·seq queries attend to its keys as one block (cross-attention has no mask).
-  const cq = g.o('Reshape', [linear(g, w, `${l}.crossattention.self.query`, h, opts), g.o('Concat', [dim(g, io.cross[0], 0), g.i64([-1, d.H])], { axis: 0 })]);
+  const cq = g.o('Reshape', [linear(g, w, `${l}.crossattention.self.query`, h, opts), io.groupedQ]);
   const cross = g.o('MultiHeadAttention', [cq, io.cross[0], io.cross[1]], mha, 'com.microsoft');
   h = skipLayerNorm(g, w, `${l}.crossattention.output.LayerNorm`, linear(g, w, `${l}.crossattention.output.dense`, g.o('Reshape', [cross, flat]), opts), h, eps);
   const inter = activation(g, linear(g, w, `${l}.intermediate.dense`, h, opts), cfg.text.act);
@@ -164,7 +165,9 @@ export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
     crosses.push([g.input(`cross_key_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D]), g.input(`cross_value_${i}`, 'float32', ['images', d.N, cfg.vision.seqLen, d.D])]);
   }
   const rowsSeq = g.o('Shape', [ids]);
-  const rowsSeqH = g.o('Concat', [rowsSeq, g.i64([d.H])], { axis: 0 });
+  const rowsSeq3H = g.o('Concat', [rowsSeq, g.i64([3 * d.H])], { axis: 0 });
+  // Cross-attention queries grouped per image, [images, G·seq, H] (see the file comment).
+  const groupedQ = g.o('Concat', [dim(g, crosses[0][0], 0), g.i64([-1, d.H])], { axis: 0 });
   // Additive bias [rows, 1, seq, cap + seq]: slot j < cap is visible where the mask says so,
   // new token j − cap to query i where j − cap ≤ i and the mask says so.
   const cap = g.o('Squeeze', [dim(g, pasts[0][0], 2), g.i64([0])]);
@@ -175,7 +178,7 @@ export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
   const keyMask = additiveMask(g, g.o('Mul', [causal, g.o('Unsqueeze', [g.o('Cast', [mask], { to: 1 }), g.i64([1, 2])])]));
   let x = g.o('Reshape', [embeddings(g, w, 'text_decoder.bert', ids, positions, t.eps), g.i64([-1, d.H])]);
   for (let i = 0; i < t.layers; i++) {
-    const r = decoderLayer(g, w, cfg, `text_decoder.bert.encoder.layer.${i}`, x, { rowsSeqH, mask: keyMask, past: pasts[i], cross: crosses[i] }, opts);
+    const r = decoderLayer(g, w, cfg, `text_decoder.bert.encoder.layer.${i}`, x, { index: i, rowsSeq3H, groupedQ, mask: keyMask, past: pasts[i], cross: crosses[i] }, opts);
     x = r.x;
     g.output(r.k, `new_key_${i}`, 'float32', ['rows', 'seq', d.H]);
     g.output(r.v, `new_value_${i}`, 'float32', ['rows', 'seq', d.H]);
@@ -184,7 +187,8 @@ export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
   const normed = layerNorm(g, w, `${LM_HEAD.transform}.LayerNorm`, tr, t.eps);
   // The LM head stays fp32 under int8: argmax decisions are the most quantisation-sensitive step.
   const logits = linearNamed(g, w, LM_HEAD.decoderWeight, LM_HEAD.bias, normed, { ...opts, int8: false });
-  g.output(g.o('Reshape', [logits, g.o('Concat', [rowsSeq, g.i64([t.vocabSize])], { axis: 0 })]), 'logits', 'float32', ['rows', 'seq', t.vocabSize]);
+  g.op('Reshape', [logits, g.o('Concat', [rowsSeq, g.i64([t.vocabSize])], { axis: 0 })], {}, { outputs: ['logits'] });
+  g.output('logits', 'logits', 'float32', ['rows', 'seq', t.vocabSize]);
   return g;
 }
 

@@ -75,7 +75,8 @@ export class GraphBuilder {
 
   constructor(readonly name: string) {}
 
-  private fresh(hint: string): string {
+  /** A value name not used before in this graph (for `op`'s `outputs` beside given names). */
+  fresh(hint: string): string {
     return `${hint}_${this.counter++}`;
   }
 
@@ -84,9 +85,12 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Marks `value` as a graph output named `name` (an Identity node renames it). */
+  /**
+   * Marks `value` as a graph output named `name`: an Identity node renames it, unless a node
+   * already produces it under that name (`op`'s `outputs`), which saves a kernel per run.
+   */
   output(value: string, name: string, type: ElemType, dims: Dim[]): void {
-    this.op('Identity', [value], {}, { outputs: [name] });
+    if (value !== name) this.op('Identity', [value], {}, { outputs: [name] });
     this.outputs.push(valueInfo(name, type, dims));
   }
 
