@@ -28,9 +28,14 @@ export function graphNames(arch: BlipArchitecture): string[] {
   return Object.keys(GRAPH_TABLE[arch]);
 }
 
-/** Layer choices for a precision: fused attention where it measured faster (bench/models.ts). */
+/**
+ * Layer choices for a precision: fused attention where it measured faster (bench/models.ts).
+ * int8: the vision towers' unmasked self-attention is MultiHeadAttention (which takes
+ * precedence there), the filter's masked text self-attention QAttention.
+ */
 export function layerOptions(precision: 'fp32' | 'fp16' | 'int8'): LayerOptions {
-  return { int8: precision === 'int8', fusedAttention: precision !== 'int8', multiHeadAttention: precision === 'int8' };
+  const int8 = precision === 'int8';
+  return { int8, fusedAttention: !int8, multiHeadAttention: int8, quantizedAttention: int8 };
 }
 
 /** Builds the graphs one at a time, so only one graph's weights are held in memory at once. */

@@ -1,7 +1,7 @@
 import type { BlipConfig } from '../config.ts';
 import { LM_HEAD } from '../weights/names.ts';
 import { GraphBuilder } from '../../runtime/graph/builder.ts';
-import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, packedLinear, skipLayerNorm, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from '../../runtime/graph/layers.ts';
+import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, packedLinear, quantizedSelfAttention, skipLayerNorm, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from '../../runtime/graph/layers.ts';
 
 /**
  * BLIP text graphs (BERT, post-LN, cross-attention to image embeddings).
@@ -79,7 +79,7 @@ function imageKV(g: GraphBuilder, w: WeightGetter, l: string, image: string, d: 
 interface LayerIO {
   x: string;
   mask: string;
-  /** Raw 0/1 padding mask int32 [rows, seq] for the fused Attention node (encoder only). */
+  /** Raw 0/1 padding mask int32 [rows, seq] for the fused Attention / QAttention node (encoder only). */
   maskIndex?: string;
   cross?: [string, string];
 }
@@ -92,6 +92,10 @@ function textLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string,
   let ctx: string;
   if (opts.fusedAttention && !opts.int8 && io.maskIndex) {
     ctx = fusedSelfAttention(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, d.N, io.maskIndex);
+  } else if (opts.int8 && opts.quantizedAttention && io.maskIndex) {
+    // One QAttention: x quantised once for the packed Q|K|V, heads split inside the node (the
+    // head Transposes of the unfused path took 11% of the int8 text side).
+    ctx = quantizedSelfAttention(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, d.N, io.maskIndex);
   } else {
     const q = splitHeads(g, linear(g, w, `${l}.attention.self.query`, x, opts), d.N, d.D);
     const k = splitHeads(g, linear(g, w, `${l}.attention.self.key`, x, opts), d.N, d.D);
