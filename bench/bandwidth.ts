@@ -1,18 +1,8 @@
 import { GraphBuilder, graphDataBuffer } from '../src/models/runtime/graph/builder.ts';
 import { GraphSession, f32 } from '../src/models/runtime/sessions.ts';
 import type { RuntimeOptions } from '../src/models/runtime/types.ts';
+import { spread } from './random-weights.ts';
 import { round, timeBest } from './timing.ts';
-
-/** Values spread over ±scale/2 from a fixed-seed LCG: no two pages alike, the same every run. */
-function spread(n: number, scale: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = scale * (x / 2 ** 32 - 0.5);
-  }
-  return out;
-}
 
 /**
  * The rate this process reads memory that does not fit in cache, as a decode step does:

@@ -19,6 +19,20 @@ function fill(out: Float32Array, state: { s: number }, a: number, offset = 0): v
   state.s = s;
 }
 
+/**
+ * `n` values spread over ±scale/2 from a fixed-seed LCG: no two pages alike, the same every
+ * run (in-memory weights and inputs for benchmarks and graph tests).
+ */
+export function spread(n: number, scale: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    out[i] = scale * (x / 2 ** 32 - 0.5);
+  }
+  return out;
+}
+
 const NORM_SCALE = /(LayerNorm|layer_norm\d?|post_layernorm|pre_layrnorm|final_layer_norm)\.weight$/;
 
 /** Writes `shapes` (HF names → dims) as float32 safetensors; `special` overrides single tensors. */

@@ -1,5 +1,6 @@
 import onnxProto from 'onnx-proto';
 import { describe, expect, it } from 'vitest';
+import { spread } from '../../../../../bench/random-weights.ts';
 import { GraphBuilder, graphDataBuffer } from '../../../../../src/models/runtime/graph/builder.ts';
 import { preLnLayer, type PreLnLayerNames } from '../../../../../src/models/runtime/graph/encoder.ts';
 import type { LayerOptions, WeightGetter } from '../../../../../src/models/runtime/graph/layers.ts';
@@ -10,17 +11,6 @@ const H = 48;
 const HEADS = 4;
 const S = 21;
 const B = 3;
-
-/** Deterministic pseudo-random values in ±scale/2. */
-function values(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = scale * (x / 2 ** 32 - 0.5);
-  }
-  return out;
-}
 
 /** HF-shaped weights of one pre-LN layer, packed qkv (BLIP) or separate q/k/v (CLIP). */
 function layerWeights(packed: boolean): { names: PreLnLayerNames; w: WeightGetter } {
@@ -42,7 +32,7 @@ function layerWeights(packed: boolean): { names: PreLnLayerNames; w: WeightGette
   let seed = packed ? 11 : 12;
   for (const [name, shape] of Object.entries(shapes)) {
     const n = shape.reduce((a, b) => a * b, 1);
-    const data = name.startsWith('ln') && name.endsWith('.weight') ? values(n, seed++, 0.2).map((v) => 1 + v) : values(n, seed++, Math.sqrt(12 / shape[shape.length - 1]));
+    const data = name.startsWith('ln') && name.endsWith('.weight') ? spread(n, 0.2, seed++).map((v) => 1 + v) : spread(n, Math.sqrt(12 / shape[shape.length - 1]), seed++);
     tensors.set(name, { shape, data, sourceDtype: 'F32' });
   }
   return {
@@ -68,7 +58,7 @@ const maxAbs = (a: Float32Array, b: Float32Array): number => a.reduce((m, v, i) 
 
 describe('preLnLayer attention variants', () => {
   it.each([true, false])('int8 MultiHeadAttention computes what plain int8 attention does (packed qkv: %s), without head transposes', async (packed) => {
-    const x = values(B * S * H, 7, 4);
+    const x = spread(B * S * H, 4, 7);
     const plain = await runLayer(packed, { int8: true }, x);
     const mha = await runLayer(packed, { int8: true, multiHeadAttention: true, quantizedAttention: true }, x);
     const fp32 = await runLayer(packed, {}, x);
