@@ -90,16 +90,15 @@ function textLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string,
   const eps = cfg.text.eps;
   const { x } = io;
   let ctx: string;
+  const qkv = ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`);
   if (opts.fusedAttention && !opts.int8 && io.maskIndex) {
-    ctx = fusedSelfAttention(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, d.N, io.maskIndex);
+    ctx = fusedSelfAttention(g, w, qkv, x, d.N, io.maskIndex);
   } else if (opts.int8 && opts.quantizedAttention && io.maskIndex) {
     // One QAttention: x quantised once for the packed Q|K|V, heads split inside the node (the
     // head Transposes of the unfused path took 11% of the int8 text side).
-    ctx = quantizedSelfAttention(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, d.N, io.maskIndex);
+    ctx = quantizedSelfAttention(g, w, qkv, x, d.N, io.maskIndex);
   } else {
-    const q = splitHeads(g, linear(g, w, `${l}.attention.self.query`, x, opts), d.N, d.D);
-    const k = splitHeads(g, linear(g, w, `${l}.attention.self.key`, x, opts), d.N, d.D);
-    const v = splitHeads(g, linear(g, w, `${l}.attention.self.value`, x, opts), d.N, d.D);
+    const [q, k, v] = qkv.map((p) => splitHeads(g, linear(g, w, p, x, opts), d.N, d.D));
     ctx = mergeHeads(g, attend(g, q, k, v, d.D, io.mask), d.H);
   }
   let h = layerNorm(g, w, `${l}.attention.output.LayerNorm`, g.o('Add', [linear(g, w, `${l}.attention.output.dense`, ctx, opts), x]), eps);
@@ -130,15 +129,16 @@ export function buildCrossKVGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
 /**
  * One decoder BertLayer over x [rows·seq, H]: self-attention over the cache and the new
  * tokens, cross-attention to the row's image (rows grouped by image, see the file comment),
- * FFN. Returns the new hidden state and this step's K/V [rows, seq, H].
+ * FFN. Returns the new hidden state; this step's K/V [rows, seq, H] are produced under
+ * `io.outputs` (the graph-output names).
  */
-function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, x: string, io: { index: number; rowsSeq3H: string; groupedQ: string; mask: string; past: [string, string]; cross: [string, string] }, opts: LayerOptions): { x: string; k: string; v: string } {
+function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, x: string, io: { outputs: [string, string]; rowsSeq3H: string; groupedQ: string; mask: string; past: [string, string]; cross: [string, string] }, opts: LayerOptions): string {
   const d = dims(cfg);
   const eps = cfg.text.eps;
   const mha = { num_heads: d.N };
   const qkv = g.o('Reshape', [packedLinear(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, opts), io.rowsSeq3H]);
   // k and v leave the graph as they are split off (named as its outputs: no Identity).
-  const [q, k, v] = g.op('Split', [qkv, g.i64([d.H, d.H, d.H])], { axis: 2 }, { outputs: [g.fresh('q'), `new_key_${io.index}`, `new_value_${io.index}`] });
+  const [q, k, v] = g.op('Split', [qkv, g.i64([d.H, d.H, d.H])], { axis: 2 }, { outputs: [g.fresh('q'), ...io.outputs] });
   // One MultiHeadAttention over [cache slots | new tokens] (keys and values given per head,
   // [rows, N, cap + seq, D]); the additive mask hides empty slots and future tokens.
   const joined = (past: string, fresh: string) => g.o('Concat', [past, splitHeads(g, fresh, d.N, d.D)], { axis: 2 });
@@ -150,7 +150,7 @@ function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: stri
   const cross = g.o('MultiHeadAttention', [cq, io.cross[0], io.cross[1]], mha, 'com.microsoft');
   h = skipLayerNorm(g, w, `${l}.crossattention.output.LayerNorm`, linear(g, w, `${l}.crossattention.output.dense`, g.o('Reshape', [cross, flat]), opts), h, eps);
   const inter = activation(g, linear(g, w, `${l}.intermediate.dense`, h, opts), cfg.text.act);
-  return { x: skipLayerNorm(g, w, `${l}.output.LayerNorm`, linear(g, w, `${l}.output.dense`, inter, opts), h, eps), k, v };
+  return skipLayerNorm(g, w, `${l}.output.LayerNorm`, linear(g, w, `${l}.output.dense`, inter, opts), h, eps);
 }
 
 export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerOptions = {}): GraphBuilder {
@@ -182,10 +182,9 @@ export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
   const keyMask = additiveMask(g, g.o('Mul', [causal, g.o('Unsqueeze', [g.o('Cast', [mask], { to: 1 }), g.i64([1, 2])])]));
   let x = g.o('Reshape', [embeddings(g, w, 'text_decoder.bert', ids, positions, t.eps), g.i64([-1, d.H])]);
   for (let i = 0; i < t.layers; i++) {
-    const r = decoderLayer(g, w, cfg, `text_decoder.bert.encoder.layer.${i}`, x, { index: i, rowsSeq3H, groupedQ, mask: keyMask, past: pasts[i], cross: crosses[i] }, opts);
-    x = r.x;
-    g.output(r.k, `new_key_${i}`, 'float32', ['rows', 'seq', d.H]);
-    g.output(r.v, `new_value_${i}`, 'float32', ['rows', 'seq', d.H]);
+    const outputs: [string, string] = [`new_key_${i}`, `new_value_${i}`];
+    x = decoderLayer(g, w, cfg, `text_decoder.bert.encoder.layer.${i}`, x, { outputs, rowsSeq3H, groupedQ, mask: keyMask, past: pasts[i], cross: crosses[i] }, opts);
+    for (const name of outputs) g.output(name, name, 'float32', ['rows', 'seq', d.H]);
   }
   const tr = activation(g, linear(g, w, `${LM_HEAD.transform}.dense`, x, opts), t.act);
   const normed = layerNorm(g, w, `${LM_HEAD.transform}.LayerNorm`, tr, t.eps);
