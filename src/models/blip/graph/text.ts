@@ -1,7 +1,7 @@
 import type { BlipConfig } from '../config.ts';
 import { LM_HEAD } from '../weights/names.ts';
 import { GraphBuilder } from '../../runtime/graph/builder.ts';
-import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, packedLinear, quantizedSelfAttention, skipLayerNorm, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from '../../runtime/graph/layers.ts';
+import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize, layerNorm, linear, linearNamed, mergeHeads, packedLinear, prescaledQueries, quantizedSelfAttention, skipLayerNorm, splitHeads, splitHeadsTransposed, type LayerOptions, type WeightGetter } from '../../runtime/graph/layers.ts';
 
 /**
  * BLIP text graphs (BERT, post-LN, cross-attention to image embeddings).
@@ -135,8 +135,9 @@ export function buildCrossKVGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
 function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: string, x: string, io: { outputs: [string, string]; rowsSeq3H: string; groupedQ: string; mask: string; past: [string, string]; cross: [string, string] }, opts: LayerOptions): string {
   const d = dims(cfg);
   const eps = cfg.text.eps;
-  const mha = { num_heads: d.N };
-  const qkv = g.o('Reshape', [packedLinear(g, w, ['query', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, opts), io.rowsSeq3H]);
+  // The query projections carry 1/√D (`w` is prescaledQueries, see buildDecoderGraph).
+  const mha = { num_heads: d.N, scale: { float: 1 } };
+  const qkv = g.o('Reshape', [packedLinear(g, w, ['query_prescaled', 'key', 'value'].map((p) => `${l}.attention.self.${p}`), x, opts), io.rowsSeq3H]);
   // k and v leave the graph as they are split off (named as its outputs: no Identity).
   const [q, k, v] = g.op('Split', [qkv, g.i64([d.H, d.H, d.H])], { axis: 2 }, { outputs: [g.fresh('q'), ...io.outputs] });
   // One MultiHeadAttention over [cache slots | new tokens] (keys and values given per head,
@@ -146,15 +147,18 @@ function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: stri
   const flat = g.i64([-1, d.H]);
   let h = skipLayerNorm(g, w, `${l}.attention.output.LayerNorm`, linear(g, w, `${l}.attention.output.dense`, g.o('Reshape', [self, flat]), opts), x, eps);
   // Each image's G·seq queries attend to its keys as one block (cross-attention has no mask).
-  const cq = g.o('Reshape', [linear(g, w, `${l}.crossattention.self.query`, h, opts), io.groupedQ]);
+  const cq = g.o('Reshape', [linear(g, w, `${l}.crossattention.self.query_prescaled`, h, opts), io.groupedQ]);
   const cross = g.o('MultiHeadAttention', [cq, io.cross[0], io.cross[1]], mha, 'com.microsoft');
   h = skipLayerNorm(g, w, `${l}.crossattention.output.LayerNorm`, linear(g, w, `${l}.crossattention.output.dense`, g.o('Reshape', [cross, flat]), opts), h, eps);
   const inter = activation(g, linear(g, w, `${l}.intermediate.dense`, h, opts), cfg.text.act);
   return skipLayerNorm(g, w, `${l}.output.LayerNorm`, linear(g, w, `${l}.output.dense`, inter, opts), h, eps);
 }
 
-export function buildDecoderGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerOptions = {}): GraphBuilder {
+export function buildDecoderGraph(cfg: BlipConfig, weights: WeightGetter, opts: LayerOptions = {}): GraphBuilder {
   const d = dims(cfg);
+  // Attention's 1/√D is folded into the query projections, so both MultiHeadAttention nodes run
+  // with scale 1 and a one-token step takes MLAS's single-row kernels (prescaledQueries).
+  const w = prescaledQueries(weights, 1 / Math.sqrt(d.D));
   const t = cfg.text;
   const g = new GraphBuilder('blip_text_decoder');
   const ids = g.input('input_ids', 'int64', ['rows', 'seq']);

@@ -24,6 +24,24 @@ export interface WeightGetter {
   get(name: string): WeightTensor;
 }
 
+/**
+ * A view of `w` in which `${p}_prescaled.weight` and `.bias` are `${p}.weight` and `.bias` times
+ * `factor`: a query projection that carries attention's 1/√D, for attention nodes given
+ * `scale: 1`. ORT's CPU attention multiplies q·kᵀ by its scale inside the GEMM, and MLAS takes
+ * its single-row (decode step) kernel only when that factor is 1; otherwise it packs every
+ * key block first. For a power-of-4 head size (1/√D a power of 2) the products are bit-identical.
+ */
+export function prescaledQueries(w: WeightGetter, factor: number): WeightGetter {
+  return {
+    get(name: string): WeightTensor {
+      const m = /^(.*)_prescaled\.(weight|bias)$/.exec(name);
+      if (!m) return w.get(name);
+      const t = w.get(`${m[1]}.${m[2]}`);
+      return { ...t, data: t.data.map((v) => v * factor) };
+    },
+  };
+}
+
 export interface LayerOptions {
   /** Dynamic int8 quantisation of linear layers (MatMulIntegerToFloat via DynamicQuantizeMatMul). */
   int8?: boolean;

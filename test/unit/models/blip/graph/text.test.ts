@@ -46,6 +46,16 @@ describe('BLIP decoder graph', () => {
       }
     });
   }
+
+  it('attention runs with scale 1 over queries that carry 1/√D (MLAS\'s single-row kernels take only alpha = 1)', () => {
+    const { nodes } = decoderNodes('fp32');
+    const mha = nodes.filter((n) => n.opType === 'MultiHeadAttention');
+    for (const n of mha) expect(n.attribute!.find((a) => a.name === 'scale')?.f).toBe(1);
+    const model = buildDecoderGraph(cfg, weights, layerOptions('fp32'));
+    const packed = model.has('text_decoder.bert.encoder.layer.0.attention.self.query_prescaled_key_value_packed.weight');
+    expect(packed).toBe(true);
+    expect(model.has('text_decoder.bert.encoder.layer.0.crossattention.self.query_prescaled.weight')).toBe(true);
+  });
 });
 
 describe('BLIP filter text graph', () => {
