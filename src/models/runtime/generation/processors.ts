@@ -53,10 +53,6 @@ export function topK(k: number): LogitsProcessor | null {
  * HF TopPLogitsWarper: sort ascending, drop tokens while the cumulative probability stays
  * ≤ 1 − p, always keep the most likely token. Equivalently, going down from the most likely
  * token, keep each token while the probability kept before it is still below p.
- *
- * A full sort of a 30k vocabulary per row per step costs more than the decoder step itself,
- * so only tokens above a probability threshold are sorted; the threshold is lowered only if
- * they do not reach p (at most 1/threshold tokens can lie above it).
  */
 export function topP(p: number): LogitsProcessor | null {
   if (p >= 1) return null;
@@ -68,25 +64,83 @@ export function topP(p: number): LogitsProcessor | null {
   };
 }
 
-/** The tokens topP keeps (most likely first) and the scores' maximum; `scores` is not changed. */
+/** Probability buckets by the float32's top 16 bits (sign, exponent, 7 mantissa bits): ordered as the values. */
+const BUCKET_SHIFT = 16;
+const bucketSum = new Float64Array(1 << (32 - BUCKET_SHIFT));
+const bucketCount = new Uint32Array(1 << (32 - BUCKET_SHIFT));
+
+/**
+ * The tokens topP keeps (in no particular order) and the scores' maximum; `scores` is not changed.
+ *
+ * No sort of the vocabulary: an uncertain step (a flat distribution) puts most of it in the
+ * nucleus, and sorting 30k ids per row per step cost more than the decoder step. Tokens are
+ * bucketed by their probability's top bits instead; going down from the highest bucket, a bucket
+ * whose whole mass still leaves the total below p is kept whole (every token in it has less than
+ * p kept before it), and only the bucket where the total reaches p is sorted and walked token by
+ * token.
+ */
 export function topPKept(scores: Float32Array, p: number): { kept: number[]; max: number } {
   const probs = softmax(scores);
   let max = -Infinity;
   for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
-  let threshold = 1e-4;
-  for (;;) {
-    const candidates: number[] = [];
-    for (let i = 0; i < probs.length; i++) if (probs[i] > 0 && probs[i] >= threshold) candidates.push(i);
-    candidates.sort((a, b) => probs[b] - probs[a] || a - b);
-    let cum = 0;
-    let keep = 0;
-    while (keep < candidates.length && (keep === 0 || cum < p)) {
-      cum += probs[candidates[keep]];
-      keep++;
-    }
-    if (cum >= p || threshold === 0) return { kept: candidates.slice(0, keep), max };
-    threshold = threshold > 1e-12 ? threshold / 100 : 0;
+  const bits = new Uint32Array(probs.buffer, probs.byteOffset, probs.length);
+  let top = 0;
+  for (let i = 0; i < probs.length; i++) {
+    if (!(probs[i] > 0)) continue;
+    const b = bits[i] >>> BUCKET_SHIFT;
+    bucketSum[b] += probs[i];
+    bucketCount[b]++;
+    if (b > top) top = b;
   }
+  let cum = 0;
+  let boundary = -1;
+  for (let b = top; b >= 0; b--) {
+    if (bucketCount[b] === 0) continue;
+    if (cum + bucketSum[b] >= p) {
+      boundary = b;
+      break;
+    }
+    cum += bucketSum[b];
+  }
+  const kept: number[] = [];
+  const edge: number[] = [];
+  for (let i = 0; i < probs.length; i++) {
+    if (!(probs[i] > 0)) continue;
+    const b = bits[i] >>> BUCKET_SHIFT;
+    if (b > boundary) kept.push(i);
+    else if (b === boundary) edge.push(i);
+    bucketSum[b] = 0;
+    bucketCount[b] = 0;
+  }
+  sortByProbability(edge, probs);
+  for (const i of edge) {
+    if (kept.length > 0 && cum >= p) break;
+    cum += probs[i];
+    kept.push(i);
+  }
+  return { kept, max };
+}
+
+/**
+ * Sorts token ids by probability, largest first, ties by id — the order of
+ * `(a, b) => probs[b] - probs[a] || a - b`. A flat distribution (an uncertain step) puts most of
+ * the vocabulary above any threshold, and a comparator sort of 30k ids cost ~20 ms per row.
+ * Here each id becomes one float64 key, (2³² − 1 − the probability's float32 bits) · 2^b + id
+ * (positive floats order as their bits; under 2⁵³, so exact), sorted by the typed array's
+ * native numeric sort.
+ */
+export function sortByProbability(ids: number[], probs: Float32Array): void {
+  const shift = Math.max(1, Math.ceil(Math.log2(probs.length)));
+  if (shift > 21) {
+    ids.sort((a, b) => probs[b] - probs[a] || a - b);
+    return;
+  }
+  const bits = new Uint32Array(probs.buffer, probs.byteOffset, probs.length);
+  const scale = 2 ** shift;
+  const keys = new Float64Array(ids.length);
+  for (let j = 0; j < ids.length; j++) keys[j] = (0xffffffff - bits[ids[j]]) * scale + ids[j];
+  keys.sort();
+  for (let j = 0; j < ids.length; j++) ids[j] = keys[j] % scale;
 }
 
 export function applyAll(processors: (LogitsProcessor | null)[], scores: Float32Array, row: RowState): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { argmax, logSoftmax, minLength, repetitionPenalty, softmax, temperature, topK, topP } from '../../../../../src/models/runtime/generation/processors.ts';
+import { argmax, logSoftmax, minLength, repetitionPenalty, softmax, sortByProbability, temperature, topK, topP } from '../../../../../src/models/runtime/generation/processors.ts';
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
 const kept = (s: Float32Array) => Array.from(s).map((x, i) => (x === -Infinity ? -1 : i)).filter((i) => i >= 0);
@@ -83,6 +83,26 @@ describe('temperature, topK, topP', () => {
     const s = f32([Math.log(0.7), Math.log(0.2), -Infinity, Math.log(0.1)]);
     topP(0.75)!(s, { tokens: [] });
     expect(kept(s)).toEqual([0, 1]);
+  });
+});
+
+describe('sortByProbability', () => {
+  it('orders ids as the comparator sort does (largest first, ties by id), flat and peaked, with ties and −0/denormals', () => {
+    let seed = 11;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    for (const n of [1, 2, 37, 30524]) {
+      for (const shape of ['flat', 'peaked', 'ties', 'tiny']) {
+        const probs = Float32Array.from({ length: n }, (_, i) =>
+          shape === 'flat' ? 1 / n + rand() * 1e-9
+            : shape === 'peaked' ? Math.exp(-rand() * 40)
+              : shape === 'ties' ? [0.25, 0.125, 0.5][i % 3]
+                : (i % 5) * 1e-40);
+        const ids = Array.from(probs.keys()).filter((i) => probs[i] > 0);
+        const expected = [...ids].sort((a, b) => probs[b] - probs[a] || a - b);
+        sortByProbability(ids, probs);
+        expect(ids, `${shape} n=${n}`).toEqual(expected);
+      }
+    }
   });
 });
 
