@@ -38,12 +38,14 @@ export async function decodeRows(
   let logitsRow = (j: number) => rows[j].image;
   if (k > 1) session.select(rows.map((r) => r.image));
   let active = rows;
+  // Each row's scores are edited in place by the processors, in one reused array.
+  const scores = new Float32Array(session.vocabSize);
   for (;;) {
     const v = session.vocabSize;
     for (let j = 0; j < active.length; j++) {
       const row = active[j];
       const at = logitsRow(j);
-      const scores = logits.slice(at * v, (at + 1) * v);
+      scores.set(logits.subarray(at * v, (at + 1) * v));
       applyAll(processors, scores, row);
       row.tokens.push(row.rng ? pick(scores, row.rng) : argmax(scores));
     }
@@ -81,6 +83,9 @@ function sample(scores: Float32Array, rng: Rng): number {
   return last;
 }
 
+let maskScratch = new Uint8Array(0);
+let orderScratch = new Int32Array(0);
+
 /**
  * topP then sample, as the topP processor followed by `sample` computes them (the same
  * float32 probabilities, sums in the same order, so the same token), without a second
@@ -91,10 +96,20 @@ function sampleTopP(scores: Float32Array, p: number, rng: Rng): number {
   const { kept: unordered, max } = topPKept(scores, p);
   // Ascending ids (the order `sample` visits the vocabulary in), read off a mask: a sort of a
   // nucleus that holds most of the vocabulary costs milliseconds per row.
-  const mask = new Uint8Array(scores.length);
+  if (maskScratch.length < scores.length) {
+    maskScratch = new Uint8Array(scores.length);
+    orderScratch = new Int32Array(scores.length);
+  }
+  const mask = maskScratch;
   for (const i of unordered) mask[i] = 1;
-  const kept: number[] = [];
-  for (let i = 0; i < mask.length; i++) if (mask[i]) kept.push(i);
+  let n = 0;
+  for (let i = 0; i < scores.length; i++) {
+    if (mask[i]) {
+      orderScratch[n++] = i;
+      mask[i] = 0;
+    }
+  }
+  const kept = orderScratch.subarray(0, n);
   let sum = 0;
   for (const i of kept) sum += Math.exp(scores[i] - max);
   const u = rng.next();
