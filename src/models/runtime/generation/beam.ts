@@ -19,7 +19,7 @@
  */
 import { CapfiltError } from '../../../core/errors.ts';
 import type { DecoderSession, GenerationOptions, SpecialIds } from './types.ts';
-import { applyAll, logSoftmax, minLength, repetitionPenalty, type LogitsProcessor } from './processors.ts';
+import { applyAll, logSoftmaxInto, minLength, repetitionPenalty, type LogitsProcessor } from './processors.ts';
 
 interface Hypothesis { score: number; tokens: number[] }
 
@@ -67,6 +67,8 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
   let active = images;
   let rowsPerImage = 1;
   let logits = await session.step(prefix.map((p) => [...p]));
+  // Each row's log-probabilities in one reused array (consumed before the next row's).
+  const scratch = new Float32Array(session.vocabSize);
   for (;;) {
     const v = session.vocabSize;
     const curLen = active[0].rows[0].length + 1;
@@ -79,7 +81,7 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
         // them behind beam 0 unless beam 0 has too few finite continuations, as in HF).
         if (rowsPerImage > 1 || scores === null) {
           const row = a * rowsPerImage + (rowsPerImage > 1 ? j : 0);
-          scores = logSoftmax(logits.subarray(row * v, (row + 1) * v));
+          scores = logSoftmaxInto(logits.subarray(row * v, (row + 1) * v), scratch);
           applyAll(processors, scores, { tokens: im.rows[j] });
         }
         topCandidates(scores, im.scores[j], j, 2 * nb, candidates);

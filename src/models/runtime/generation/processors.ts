@@ -177,12 +177,16 @@ export function softmaxInto(scores: Float32Array, out: Float32Array): Float32Arr
 }
 
 export function logSoftmax(scores: Float32Array): Float32Array {
+  return logSoftmaxInto(scores, new Float32Array(scores.length));
+}
+
+/** logSoftmax written into `out` (as long as `scores`), which it returns. */
+export function logSoftmaxInto(scores: Float32Array, out: Float32Array): Float32Array {
   let max = -Infinity;
   for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
   let sum = 0;
   for (let i = 0; i < scores.length; i++) sum += Math.exp(scores[i] - max);
   const lse = max + Math.log(sum);
-  const out = new Float32Array(scores.length);
   for (let i = 0; i < scores.length; i++) out[i] = scores[i] - lse;
   return out;
 }
