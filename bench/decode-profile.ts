@@ -10,7 +10,8 @@
  * A decode step is memory-bound: an operator reading well below the streaming rate is where
  * time can still be won.
  * Options: --threads N (default 2), --precision fp32|int8 (default fp32), --steps N (new tokens,
- * default 20: the prompt step, then N − 1 cached steps, which are what the figures cover).
+ * default 20: the prompt step, then N − 1 cached steps, which are what the figures cover),
+ * --method greedy|beam|nucleus (default greedy; beam keeps 3 beams per image, 24 rows).
  */
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +35,8 @@ const opt = (name: string, fallback: string): string => (args.includes(name) ? a
 const threads = Number(opt('--threads', '2'));
 const precision = opt('--precision', 'fp32') as 'fp32' | 'int8';
 const newTokens = Number(opt('--steps', '20'));
+const method = opt('--method', 'greedy') as GenerationOptions['method'];
+if (!['greedy', 'beam', 'nucleus'].includes(method)) throw new Error(`--method: greedy, beam or nucleus, not ${method}`);
 const runtime: RuntimeOptions = { device: 'cpu', threads, precision };
 
 interface ProfileEvent {
@@ -88,7 +91,7 @@ try {
   const prefix = [cap.special.bos, ...cap.tokenizer!.encodePlain('a picture of ')];
   const total = prefix.length + newTokens;
   const gen: GenerationOptions = {
-    method: 'greedy', maxLength: total, minLength: total, numBeams: 3, lengthPenalty: 1, topP: 0.9, topK: 0,
+    method, maxLength: total, minLength: total, numBeams: 3, lengthPenalty: 1, topP: 0.9, topK: 0,
     temperature: 1, repetitionPenalty: 1.1, numReturnSequences: 1, prompt: 'a picture of ', seed: 0,
   };
   const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, profiled, embeds));
@@ -131,7 +134,8 @@ try {
     bench: 'decode-profile',
     precision,
     threads,
-    rows: B,
+    method,
+    rows: method === 'beam' ? B * gen.numBeams : B,
     steps: cached,
     others_cpu_share: others,
     step_ms_js_mean: round(stepMs.reduce((a, b) => a + b, 0) / stepMs.length, 2),
