@@ -87,7 +87,7 @@ describe('temperature, topK, topP', () => {
 });
 
 describe('sortByProbability', () => {
-  it('orders ids as the comparator sort does (largest first, ties by id), flat and peaked, with ties and −0/denormals', () => {
+  it('orders ids as the comparator sort does (largest first, ties by id), flat and peaked, ties and denormals', () => {
     let seed = 11;
     const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
     for (const n of [1, 2, 37, 30524]) {
