@@ -60,6 +60,34 @@ describe('OrtDecoderSession', () => {
     expect(row(ref, 0)).not.toEqual(row(ref, 1));
   });
 
+  it('re-orders rows in place at the same row count: overwritten sources, cycles and kept rows agree with fresh rows', async () => {
+    const bos = model.special.bos;
+    const s = await open();
+    await s.step([[bos, 5], [bos, 7], [bos, 9]]);
+    await s.step([[6], [8], [10]]);
+    const a = [bos, 5, 6];
+    const c = [bos, 9, 10];
+    // Row 0 is overwritten and is the source of rows 1 and 2.
+    const steps: { select: number[]; next: number[][]; whole: number[][] }[] = [
+      { select: [2, 0, 0], next: [[11], [12], [13]], whole: [[...c, 11], [...a, 12], [...a, 13]] },
+      // A cycle: every row is overwritten by another.
+      { select: [1, 2, 0], next: [[14], [15], [16]], whole: [[...a, 12, 14], [...a, 13, 15], [...c, 11, 16]] },
+      // Two rows kept, one copied from a kept row.
+      { select: [0, 0, 2], next: [[17], [18], [19]], whole: [[...a, 12, 14, 17], [...a, 12, 14, 18], [...c, 11, 16, 19]] },
+    ];
+    let images = [0, 1, 2];
+    for (const { select, next, whole } of steps) {
+      s.select(select);
+      images = select.map((i) => images[i]);
+      const got = await s.step(next);
+      // The reference rows see the same images: a select before any step only re-assigns them.
+      const fresh = await open();
+      fresh.select(images);
+      const ref = await fresh.step(whole);
+      for (let r = 0; r < 3; r++) expectClose(row(got, r), row(ref, r));
+    }
+  });
+
   it('rejects ragged steps and out-of-range selections', async () => {
     const s = await open();
     await expect(s.step([[1, 2], [1], [1, 2]])).rejects.toMatchObject({ code: 'SESSION_INPUT_MISMATCH' });
