@@ -7,8 +7,9 @@ import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize,
  * BLIP text graphs (BERT, post-LN, cross-attention to image embeddings).
  *
  * Rows and images: text rows are grouped by image — rows [g·G, (g+1)·G) belong to image g,
- * G = rows / images. Cross-attention has no mask, so each image's G·S queries attend to its
- * keys as one [1, G·S] block; image K/V are never copied per row.
+ * G = rows / images. Cross-attention has no mask, so each image's G·S queries read the image's
+ * K/V as they are (the filter as one [G·S] block, the decoder one query row at a time, see
+ * crossAttend); image K/V are never copied per row.
  *
  * cross_kv (captioner, once per image):
  *   in:  image_embeds  float32 [images, Tv, Hv]
@@ -16,10 +17,11 @@ import { activation, additiveMask, attend, dim, fusedSelfAttention, l2Normalize,
  *
  * decoder (captioner, every step): hidden states stay [rows·seq, H] (2-D, so every linear is
  * one Gemm and every residual + LayerNorm one SkipLayerNormalization); self-attention is ORT's
- * MultiHeadAttention, cross-attention one-row products per query (crossAttend). The self-attention cache has a fixed capacity `cap` that the
- * caller fills in place (decoder-session.ts): the graph joins it with the new tokens' K/V (a
- * Concat inside ORT, in its arena) under one mask and returns only this step's keys/values, so
- * nothing that grows with the length crosses between JS and ORT.
+ * MultiHeadAttention, cross-attention one-row products per query (crossAttend). The
+ * self-attention cache has a fixed capacity `cap` that the caller fills in place
+ * (decoder-session.ts): the graph joins it with the new tokens' K/V (a Concat inside ORT, in its
+ * arena) under one mask and returns only this step's keys/values, so nothing that grows with the
+ * length crosses between JS and ORT.
  * Not GroupQueryAttention, which can update a cache bound as both past and present in place:
  * onnxruntime-node copies every output into a fresh ArrayBuffer after each run, so a cache bound
  * as an output costs a copy of all of it per step (15 MB at base size, batch 8) and the garbage
@@ -135,7 +137,7 @@ export function buildCrossKVGraph(cfg: BlipConfig, w: WeightGetter, opts: LayerO
  * MultiHeadAttention over an image's G·seq > 1 rows at once (beam search's three beams) packs
  * each K block first. The G·seq rows of a head read the same K/V one after another, so the
  * repeats come from cache. Side by side at base size, batch 8 (docs/performance.md): beam steps
- * 6–7% faster at fp32, 9% at int8; greedy and nucleus unchanged or 2–3% faster.
+ * 6–9% faster at fp32 and int8; greedy and nucleus unchanged or up to 3% faster.
  */
 export function crossAttend(g: GraphBuilder, q: string, cross: [string, string], queryHeads: string): string {
   const heads = g.o('Transpose', [g.o('Reshape', [q, queryHeads])], { perm: [0, 2, 1, 3, 4] });
