@@ -32,7 +32,7 @@ import { expectedWeights } from '../src/models/blip/weights/names.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
 import { round, timeBest } from './timing.ts';
 import { TimedSession } from './timed-session.ts';
-import { streamBandwidth } from './bandwidth.ts';
+import { bestRate, streamBandwidth, type StreamRates } from './bandwidth.ts';
 import { matmulPeak as chainedMatmulPeak, othersShare, waitQuiet } from './clip.ts';
 import type { BlipConfig } from '../src/models/blip/config.ts';
 
@@ -306,8 +306,8 @@ async function visionVariants(hfCaptioner: string, rounds = 3): Promise<Record<s
  * MatMul peak, whichever is slower (at batch 8 the bytes are: the step is memory-bound), and the
  * fraction of that floor the mean step reaches (1 = at the floor).
  */
-function stepFloor(cost: { bytes: number; flops: number }, stepMs: number, bw: { gemm_gbps: number; reduce_gbps: number }, peakGflops: number, others: number | null): Record<string, unknown> {
-  const gbps = Math.max(bw.gemm_gbps, bw.reduce_gbps);
+function stepFloor(cost: { bytes: number; flops: number }, stepMs: number, bw: StreamRates, peakGflops: number, others: number | null): Record<string, unknown> {
+  const gbps = bestRate(bw);
   const memoryMs = (cost.bytes / (gbps * 1e9)) * 1e3;
   const computeMs = (cost.flops / (peakGflops * 1e9)) * 1e3;
   const floor = Math.max(memoryMs, computeMs);
