@@ -60,7 +60,7 @@ describe('OrtDecoderSession', () => {
     expect(row(ref, 0)).not.toEqual(row(ref, 1));
   });
 
-  it('re-orders rows in place at the same row count: overwritten sources, cycles and kept rows agree with fresh rows', async () => {
+  it('re-orders rows at the same row count: overwritten sources, cycles and kept rows agree with fresh rows', async () => {
     const bos = model.special.bos;
     const s = await open();
     await s.step([[bos, 5], [bos, 7], [bos, 9]]);

@@ -66,8 +66,9 @@ describe('BLIP decoder graph', () => {
       for (let l = 0; l < L; l++) {
         // Each layer's self-attention reads the cache input it was given, joined with the new K/V.
         expect(nodes.filter((n) => n.opType === 'Concat' && n.input![0] === `past_key_${l}`)).toHaveLength(1);
-        // Cross-attention reads cross_key_l / cross_value_l through an Unsqueeze (a view), one
-        // query row per product: the query's second-to-last axis is 1.
+        // Cross-attention reads cross_key_l / cross_value_l through an Unsqueeze (a view); the
+        // queries reach the score product through a Reshape and a Transpose (into
+        // [images, N, G·seq, 1, D]: one row per product).
         const unsqueezed = (name: string) => nodes.filter((n) => n.opType === 'Unsqueeze' && n.input![0] === name).map((n) => n.output![0]);
         const [keys] = unsqueezed(`cross_key_${l}`);
         const [values] = unsqueezed(`cross_value_${l}`);
