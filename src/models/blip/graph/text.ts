@@ -175,8 +175,9 @@ function decoderLayer(g: GraphBuilder, w: WeightGetter, cfg: BlipConfig, l: stri
 
 export function buildDecoderGraph(cfg: BlipConfig, weights: WeightGetter, opts: LayerOptions = {}): GraphBuilder {
   const d = dims(cfg);
-  // Attention's 1/√D is folded into the query projections, so both MultiHeadAttention nodes run
-  // with scale 1 and a one-token step takes MLAS's single-row kernels (prescaledQueries).
+  // Attention's 1/√D is folded into the query projections, so the self-attention node runs with
+  // scale 1 and the cross-attention products with alpha 1: MLAS's single-row kernels take only
+  // a factor of 1 (prescaledQueries).
   const w = prescaledQueries(weights, 1 / Math.sqrt(d.D));
   const t = cfg.text;
   const g = new GraphBuilder('blip_text_decoder');

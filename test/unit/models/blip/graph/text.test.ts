@@ -51,8 +51,9 @@ async function crossAttentionOutput(G: number, images: number, q: Float32Array, 
   }
 }
 
-// Numerics are checked by decoder-session.test.ts and `npm run parity`; this pins the graph's
-// shape for a cached step, whose kernel count is most of what a step costs beyond its bytes.
+// The decoder's numerics are checked by decoder-session.test.ts and `npm run parity` (here only
+// crossAttend's, against its definition); this pins the graph's shape for a cached step, whose
+// kernel count is most of what a step costs beyond its bytes.
 describe('BLIP decoder graph', () => {
   for (const precision of ['fp32', 'int8'] as const) {
     it(`${precision}: self-attention is one MultiHeadAttention per layer, cross-attention one-row products over the image K/V as given, and no Identity renames an output`, () => {
