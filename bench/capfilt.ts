@@ -11,7 +11,9 @@
  * random weights cost what trained ones would. Reported: rows/s, each stage's share of the
  * stage time (wall time inside the stage functions, summed over shards from _stats.json;
  * stages overlap across shards, so shares are of the summed stage time, not of the run), the
- * process's CPU seconds per row, and the CPU share other processes took meanwhile.
+ * process's CPU seconds per row with the kernel's share of them and the minor page faults per
+ * row (fresh memory is expensive on the VMs this project measures on: a fault cost ~14 µs there),
+ * and the CPU share other processes took meanwhile.
  *
  * Thread placement: `--threads 1,2` runs the pipeline once per models.threads value (ORT
  * intra-op threads of each model's session; the captioner and the filter each run in their own
@@ -116,8 +118,10 @@ try {
     const loadS = (performance.now() - t0) / 1000;
     const waited = await waitQuiet(Number(values['quiet-wait']));
     const cpu0 = process.cpuUsage();
+    const faults0 = process.resourceUsage().minorPageFault;
     const { value: s, others } = await othersShare(() => runPipeline({ loaded, workers: true, host, progress: 'none', log }));
     const cpu = process.cpuUsage(cpu0);
+    const faults = process.resourceUsage().minorPageFault - faults0;
     const models = await host.modelInfo(config);
     await host.close();
     const stageMs: Record<string, number> = {};
@@ -132,6 +136,8 @@ try {
       stage_share: Object.fromEntries(Object.entries(stageMs).map(([k, v]) => [k, round(v / stageTotal, 2)])),
       stage_seconds: Object.fromEntries(Object.entries(stageMs).map(([k, v]) => [k, round(v / 1000)])),
       process_cpu_s_per_row: round((cpu.user + cpu.system) / 1e6 / rows),
+      process_system_cpu_share: round(cpu.system / (cpu.user + cpu.system), 2),
+      minor_page_faults_per_row: Math.round(faults / rows),
       others_cpu_share: others, quiet_wait_s: waited, model_load_s: round(loadS),
       precision: { captioner: precisionOf('captioner'), filter: precisionOf('filter') },
     };

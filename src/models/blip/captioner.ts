@@ -5,6 +5,7 @@ import { promptPrefix } from './prompt.ts';
 import { encodeImages } from './images.ts';
 import type { LoadedModel } from './loader.ts';
 import { f32 } from '../runtime/sessions.ts';
+import { Float32Pool } from '../runtime/buffers.ts';
 import type { Captioner } from '../roles.ts';
 import type { GenerationOptions } from '../runtime/generation/types.ts';
 import type { ImageInput, PerImage } from '../runtime/types.ts';
@@ -14,8 +15,13 @@ import type { ImageInput, PerImage } from '../runtime/types.ts';
  * graphs. As HF's BLIP generate: the prompt is tokenized without specials and prefixed with
  * `[DEC]` (the processor's `[CLS] prompt [SEP]` with the first id replaced by bos and the last
  * dropped); captions are the decoded ids after that prefix, so the prompt is stripped.
+ *
+ * Pixel batches, the image embeddings fed to `cross_kv` and the decoder caches draw their buffers
+ * from one pool, so each batch reuses the last one's memory (runtime/buffers.ts says why).
  */
 export class BlipCaptioner implements Captioner {
+  private readonly buffers = new Float32Pool();
+
   constructor(private readonly model: LoadedModel, private readonly batch = 8) {
     if (!model.tokenizer) throw new CapfiltError('TOKENIZER_INVALID', `${model.dir}: the captioner needs tokenizer.json or vocab.txt`, { dir: model.dir });
   }
@@ -28,7 +34,7 @@ export class BlipCaptioner implements Captioner {
   async caption(images: ImageInput[], options: GenerationOptions): Promise<PerImage<string[]>[]> {
     const m = this.model;
     const results: PerImage<string[]>[] = images.map((im) => ({ key: im.key, ok: false, code: 'INTERNAL', message: 'not captioned' }));
-    const encoded = await encodeImages(m, images, this.batch);
+    const encoded = await encodeImages(m, images, this.batch, this.buffers);
     const ready: number[] = [];
     encoded.forEach((e, i) => {
       if (e.ok) ready.push(i);
@@ -41,9 +47,13 @@ export class BlipCaptioner implements Captioner {
       const chunk = ready.slice(s, s + this.batch);
       let session: OrtDecoderSession | undefined;
       try {
-        const embeds = new Float32Array(chunk.length * perImage);
+        const embeds = this.buffers.take(chunk.length * perImage);
         chunk.forEach((i, k) => embeds.set((encoded[i] as { embeds: Float32Array }).embeds, k * perImage));
-        session = await OrtDecoderSession.open(m.cfg, m.sessions.cross_kv, m.sessions.decoder, f32(embeds, [chunk.length, seqLen, hiddenSize]));
+        try {
+          session = await OrtDecoderSession.open(m.cfg, m.sessions.cross_kv, m.sessions.decoder, f32(embeds, [chunk.length, seqLen, hiddenSize]), this.buffers);
+        } finally {
+          this.buffers.give(embeds);
+        }
         const seqs = await generate(session, chunk.map(() => prefix), options, m.special, chunk.map((i) => images[i].key));
         chunk.forEach((i, k) => {
           const captions = seqs[k].map((ids) => m.tokenizer!.decode(generatedIds(ids, prefix.length, m.special.eos)).trim());
@@ -60,6 +70,7 @@ export class BlipCaptioner implements Captioner {
   }
 
   async close(): Promise<void> {
+    this.buffers.clear();
     await Promise.all(Object.values(this.model.sessions).map((s) => s.release()));
   }
 }

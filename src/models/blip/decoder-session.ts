@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { CapfiltError } from '../../core/errors.ts';
 import type { BlipConfig } from './config.ts';
+import { Float32Pool } from '../runtime/buffers.ts';
 import { GraphSession, f32, type Feeds } from '../runtime/sessions.ts';
 import type { DecoderSession } from '../runtime/generation/types.ts';
 
@@ -13,12 +14,18 @@ import type { DecoderSession } from '../runtime/generation/types.ts';
  * decoder reads it as it is (empty slots masked) and returns only the step's new K/V, which
  * are written into their slots; so a step copies nothing that grows with the length, and
  * `cap` is reserved once (`reserve`, from generate's max length) instead of growing per step.
- * Outputs go into buffers allocated here once per shape (ORT writes them in place).
  * `select` gathers rows into a second set of buffers (only the filled slots) and swaps.
+ *
+ * Outputs are not preallocated: onnxruntime-node copies every output into a new ArrayBuffer
+ * after the run, into a preallocated tensor too (which ORT has then written as well), so
+ * handing ORT buffers saves nothing and costs a second write.
  *
  * Cross-attention K/V stay per image: when rows come in equal contiguous runs per image (the
  * usual layout for greedy, beams and K samples) the decoder reads the image K/V as they are;
  * only an irregular layout makes a per-run copy, once per `select`, not per step.
+ *
+ * The caches come from the `Float32Pool` passed to `open` and go back to it on `close`, so a
+ * captioner's next batch reuses this one's memory instead of faulting in fresh pages.
  */
 export class OrtDecoderSession implements DecoderSession {
   readonly vocabSize: number;
@@ -31,13 +38,13 @@ export class OrtDecoderSession implements DecoderSession {
   private crossFeed: ort.Tensor[];
   private crossKey = '';
   private closed = false;
-  private outputs: { key: string; logits: Float32Array; fetches: Record<string, ort.Tensor> } | null = null;
   private readonly N: number;
   private readonly D: number;
 
   private constructor(
     private readonly cfg: BlipConfig,
     private readonly decoder: GraphSession,
+    private readonly pool: Float32Pool,
     /** cross_key_0, cross_value_0, cross_key_1, … for all images, [images, N, Tv, D]. */
     private readonly crossAll: ort.Tensor[],
     images: number,
@@ -51,12 +58,16 @@ export class OrtDecoderSession implements DecoderSession {
     this.crossKey = this.rowImage.join(',');
   }
 
-  /** `imageEmbeds` is the vision encoder output [images, Tv, Hv]. */
-  static async open(cfg: BlipConfig, crossKv: GraphSession, decoder: GraphSession, imageEmbeds: ort.Tensor): Promise<OrtDecoderSession> {
+  /**
+   * `imageEmbeds` is the vision encoder output [images, Tv, Hv]; it is read here only, so the
+   * caller may reuse it once `open` resolves. `pool`: where the caches come from and return to
+   * (a fresh pool by default, which frees them with the session).
+   */
+  static async open(cfg: BlipConfig, crossKv: GraphSession, decoder: GraphSession, imageEmbeds: ort.Tensor, pool = new Float32Pool()): Promise<OrtDecoderSession> {
     const out = await crossKv.run({ image_embeds: imageEmbeds });
     const cross: ort.Tensor[] = [];
     for (let l = 0; l < cfg.text.layers; l++) cross.push(out[`cross_key_${l}`], out[`cross_value_${l}`]);
-    return new OrtDecoderSession(cfg, decoder, cross, imageEmbeds.dims[0]);
+    return new OrtDecoderSession(cfg, decoder, pool, cross, imageEmbeds.dims[0]);
   }
 
   get rows(): number {
@@ -74,30 +85,19 @@ export class OrtDecoderSession implements DecoderSession {
     const rows = this.rows;
     const per = this.pastLen * this.D;
     this.cache = this.cache.map((old) => {
-      const fresh = new Float32Array(rows * this.N * cap * this.D);
+      // Zeros, as a fresh array would hold: empty slots are masked, and stale values from a pooled
+      // buffer must not be able to reach the products (a NaN times a zero weight is still NaN).
+      const fresh = this.pool.take(rows * this.N * cap * this.D).fill(0);
       for (let rh = 0; rh < rows * this.N && per > 0; rh++) fresh.set(old.subarray(rh * this.cap * this.D, rh * this.cap * this.D + per), rh * cap * this.D);
+      if (old.length > 0) this.pool.give(old);
       return fresh;
     });
+    this.pool.give(...this.spare);
     this.spare = [];
     this.cap = cap;
   }
 
-  /** Output buffers for [rows, seq], allocated once per shape and reused. */
-  private outputBuffers(rows: number, seq: number): { logits: Float32Array; fetches: Record<string, ort.Tensor> } {
-    const key = `${rows}x${seq}`;
-    if (this.outputs?.key === key) return this.outputs;
-    const H = this.cfg.text.hiddenSize;
-    const logits = new Float32Array(rows * seq * this.vocabSize);
-    const fetches: Record<string, ort.Tensor> = { logits: f32(logits, [rows, seq, this.vocabSize]) };
-    for (let l = 0; l < this.cfg.text.layers; l++) {
-      fetches[`new_key_${l}`] = f32(new Float32Array(rows * seq * H), [rows, seq, H]);
-      fetches[`new_value_${l}`] = f32(new Float32Array(rows * seq * H), [rows, seq, H]);
-    }
-    this.outputs = { key, logits, fetches };
-    return this.outputs;
-  }
-
-  /** Returns each row's last-position logits [rows, V]; the array is reused by the next step. */
+  /** Returns each row's last-position logits [rows, V]. */
   async step(tokens: number[][]): Promise<Float32Array> {
     if (this.closed) throw new CapfiltError('SESSION_RUN_FAILED', 'decoder session used after close');
     const rows = this.rows;
@@ -132,8 +132,8 @@ export class OrtDecoderSession implements DecoderSession {
       feeds[`cross_key_${l}`] = this.crossFeed[2 * l];
       feeds[`cross_value_${l}`] = this.crossFeed[2 * l + 1];
     }
-    const { logits, fetches } = this.outputBuffers(rows, seq);
-    await this.decoder.run(feeds, fetches);
+    const fetches = await this.decoder.run(feeds);
+    const logits = fetches.logits.data as Float32Array;
     // New K/V [rows, seq, N·D] into slots past..past+seq-1 of [rows, N, cap, D].
     for (let c = 0; c < 2 * layers; c++) {
       const fresh = fetches[`${c % 2 ? 'new_value' : 'new_key'}_${c >> 1}`].data as Float32Array;
@@ -163,8 +163,14 @@ export class OrtDecoderSession implements DecoderSession {
     const { N, D, cap } = this;
     const size = indices.length * N * cap * D;
     const filled = this.pastLen * D;
-    this.cache = this.cache.map((src, c) => {
-      const dst = this.spare[c]?.length === size ? this.spare[c] : new Float32Array(size);
+    // Before the first step there is no cache yet: the first step sizes it for the rows chosen here.
+    if (cap > 0) this.cache = this.cache.map((src, c) => {
+      let dst = this.spare[c];
+      if (dst?.length !== size) {
+        if (dst) this.pool.give(dst);
+        // Zeros beyond the filled slots, as in ensureCapacity.
+        dst = this.pool.take(size).fill(0);
+      }
       indices.forEach((from, to) => {
         for (let n = 0; n < N; n++) dst.set(src.subarray((from * N + n) * cap * D, (from * N + n) * cap * D + filled), (to * N + n) * cap * D);
       });
@@ -192,10 +198,11 @@ export class OrtDecoderSession implements DecoderSession {
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
+    this.pool.give(...this.cache.filter((c) => c.length > 0), ...this.spare);
     this.cache = [];
     this.spare = [];
-    this.outputs = null;
   }
 }
 

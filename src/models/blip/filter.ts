@@ -2,6 +2,7 @@ import { CapfiltError, describeError } from '../../core/errors.ts';
 import { encodeImages } from './images.ts';
 import type { LoadedModel } from './loader.ts';
 import { f32, i64 } from '../runtime/sessions.ts';
+import { Float32Pool } from '../runtime/buffers.ts';
 import type { ImageTextScorer, TextScore } from '../roles.ts';
 import type { ImageInput, PerImage } from '../runtime/types.ts';
 
@@ -10,7 +11,8 @@ import type { ImageInput, PerImage } from '../runtime/types.ts';
  * Each image is encoded once; its texts run as one group of rows against its embeddings
  * (images with the same number of texts share a text_filter run). Texts are tokenized as the
  * HF processor does: `[CLS] text [SEP]`, used as is (no `[ENC]` substitution), truncated to
- * the position table.
+ * the position table. Pixel batches and the image embeddings of each text_filter run come from
+ * one pool, reused from call to call (runtime/buffers.ts says why).
  */
 
 /** softmax([l0, l1])[1], computed stably. */
@@ -26,13 +28,15 @@ export interface FilterLimits {
 }
 
 export class BlipFilter implements ImageTextScorer {
+  private readonly buffers = new Float32Pool();
+
   constructor(private readonly model: LoadedModel, private readonly limits: FilterLimits = { imageBatch: 8, textRows: 64 }) {
     if (!model.tokenizer) throw new CapfiltError('TOKENIZER_INVALID', `${model.dir}: the filter needs tokenizer.json or vocab.txt`, { dir: model.dir });
   }
 
   async score(items: { image: ImageInput; texts: string[] }[]): Promise<PerImage<TextScore[]>[]> {
     const results: PerImage<TextScore[]>[] = items.map((it) => ({ key: it.image.key, ok: false, code: 'INTERNAL', message: 'not scored' }));
-    const encoded = await encodeImages(this.model, items.map((it) => it.image), this.limits.imageBatch);
+    const encoded = await encodeImages(this.model, items.map((it) => it.image), this.limits.imageBatch, this.buffers);
     const { vision: dims } = this.model.cfg;
     const perImage = dims.seqLen * dims.hiddenSize;
     const D = this.model.cfg.projectionDim;
@@ -54,13 +58,18 @@ export class BlipFilter implements ImageTextScorer {
         try {
           const texts = chunk.flatMap((i) => items[i].texts);
           const enc = this.model.tokenizer!.encodeBatch(texts, { maxLength: this.model.cfg.text.maxPositions });
-          const embeds = new Float32Array(chunk.length * perImage);
+          const embeds = this.buffers.take(chunk.length * perImage);
           chunk.forEach((i, k) => embeds.set((encoded[i] as { embeds: Float32Array }).embeds, k * perImage));
-          const out = await this.model.sessions.text_filter.run({
-            input_ids: i64(enc.ids.flat(), [texts.length, enc.length]),
-            attention_mask: i64(enc.attentionMask.flat(), [texts.length, enc.length]),
-            image_embeds: f32(embeds, [chunk.length, dims.seqLen, dims.hiddenSize]),
-          }, ['itm_logits', 'text_feat']);
+          let out;
+          try {
+            out = await this.model.sessions.text_filter.run({
+              input_ids: i64(enc.ids.flat(), [texts.length, enc.length]),
+              attention_mask: i64(enc.attentionMask.flat(), [texts.length, enc.length]),
+              image_embeds: f32(embeds, [chunk.length, dims.seqLen, dims.hiddenSize]),
+            }, ['itm_logits', 'text_feat']);
+          } finally {
+            this.buffers.give(embeds);
+          }
           const logits = out.itm_logits.data as Float32Array;
           const feats = out.text_feat.data as Float32Array;
           chunk.forEach((i, k) => {
@@ -83,6 +92,7 @@ export class BlipFilter implements ImageTextScorer {
   }
 
   async close(): Promise<void> {
+    this.buffers.clear();
     await Promise.all(Object.values(this.model.sessions).map((s) => s.release()));
   }
 }

@@ -85,9 +85,14 @@ export function pixelValuesOf(decoded: (DecodedRgb | { code: string; message: st
   const errors: PreprocessResult['errors'] = decoded.map((d) => ('code' in d ? d : null));
   decoded.forEach((d, i) => {
     if ('code' in d) return;
-    normalizeInto(resizeForModel(d, cfg), s, cfg, pixelValues.subarray(i * plane, (i + 1) * plane));
+    pixelValuesInto(d, cfg, pixelValues.subarray(i * plane, (i + 1) * plane));
   });
   return { pixelValues, errors };
+}
+
+/** One decoded image's pixel values [3, S, S] into `out` (e.g. its slot of a batch buffer). */
+export function pixelValuesInto(d: DecodedRgb, cfg: PreprocessConfig, out: Float32Array): void {
+  normalizeInto(resizeForModel(d, cfg), cfg.imageSize, cfg, out);
 }
 
 /** The S×S×3 uint8 image the model sees, before rescale and normalisation. */

@@ -4,6 +4,7 @@ import type * as ort from 'onnxruntime-node';
 import { OrtDecoderSession } from '../../../../src/models/blip/decoder-session.ts';
 import { loadModel, releaseModel, type LoadedModel } from '../../../../src/models/blip/loader.ts';
 import { f32 } from '../../../../src/models/runtime/sessions.ts';
+import { Float32Pool } from '../../../../src/models/runtime/buffers.ts';
 
 const t1 = new URL('../../../fixtures/parity/t1/', import.meta.url).pathname;
 let model: LoadedModel;
@@ -86,6 +87,35 @@ describe('OrtDecoderSession', () => {
       const ref = await fresh.step(whole);
       for (let r = 0; r < 3; r++) expectClose(row(got, r), row(ref, r));
     }
+  });
+
+  it('draws its buffers from a pool: stale contents never reach the logits, and close gives every buffer back', async () => {
+    const bos = model.special.bos;
+    const { layers, heads, hiddenSize } = model.cfg.text;
+    // Poison free buffers of exactly the caches' size (3 rows, 6 reserved positions).
+    const pool = new Float32Pool();
+    const poisoned = Array.from({ length: 2 * layers }, () => pool.take(3 * heads * 6 * (hiddenSize / heads)).fill(Number.NaN));
+    pool.give(...poisoned);
+    const seqs = [[bos, 5, 9], [bos, 7, 7], [bos, 40, 2]];
+    const run = async (s: OrtDecoderSession) => {
+      s.reserve(6);
+      await s.step(seqs.map((q) => q.slice(0, 2)));
+      return Array.from(await s.step(seqs.map((q) => [q[2]])));
+    };
+    const pooled = await OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds, pool);
+    const got = await run(pooled);
+    const ref = await run(await open());
+    expect(got.every(Number.isFinite)).toBe(true);
+    expectClose(got, ref);
+    expect(pool.outstandingBytes).toBeGreaterThan(0);
+    pooled.close();
+    expect(pool.outstandingBytes).toBe(0);
+    // A second session on the same pool takes only memory the first gave back.
+    const free = pool.freeBytes;
+    const again = await OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds, pool);
+    expectClose(await run(again), ref);
+    again.close();
+    expect(pool.freeBytes).toBe(free);
   });
 
   it('rejects ragged steps and out-of-range selections', async () => {

@@ -7,6 +7,7 @@ import { encodeImages } from '../../../../src/models/blip/images.ts';
 import { loadBlip } from '../../../../src/models/blip/index.ts';
 import { loadModel, releaseModel } from '../../../../src/models/blip/loader.ts';
 import { f32 } from '../../../../src/models/runtime/sessions.ts';
+import { Float32Pool } from '../../../../src/models/runtime/buffers.ts';
 
 /**
  * Golden values of the released base checkpoints on the BLIP demo image (DESIGN.md). Runs only
@@ -23,7 +24,7 @@ describe.skipIf(!ready)('released BLIP base checkpoints (CAPFILT_REAL_MODELS)', 
 
   it('captions the demo image with the golden greedy ids', async () => {
     const cap = await loadModel(join(root!, 'captioner'), opts);
-    const [enc] = await encodeImages(cap, [{ key: 'demo', bytes: readFileSync(join(root!, 'demo.jpg')) }], 1);
+    const [enc] = await encodeImages(cap, [{ key: 'demo', bytes: readFileSync(join(root!, 'demo.jpg')) }], 1, new Float32Pool());
     if (!enc.ok) throw new Error(enc.message);
     const { seqLen, hiddenSize } = cap.cfg.vision;
     const session = await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, f32(enc.embeds, [1, seqLen, hiddenSize]));
