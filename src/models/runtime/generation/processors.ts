@@ -65,6 +65,7 @@ export function topP(p: number): LogitsProcessor | null {
 }
 
 let probsScratch = new Float32Array(0);
+let expsScratch = new Float64Array(0);
 let keptScratch = new Int32Array(0);
 
 /** Probability buckets by the float32's top 16 bits (sign, exponent, 7 mantissa bits): ordered as the values. */
@@ -73,8 +74,10 @@ const bucketSum = new Float64Array(1 << (32 - BUCKET_SHIFT));
 const bucketCount = new Uint32Array(1 << (32 - BUCKET_SHIFT));
 
 /**
- * The tokens topP keeps (in no particular order; a view of a scratch array that the next call
- * overwrites) and the scores' maximum; `scores` is not changed.
+ * The tokens topP keeps (in no particular order), the scores' maximum and each token's
+ * exp(score − max) as the softmax computed it (float64; 0 for −inf), so that a sampler can
+ * renormalise over the nucleus without a second pass of exp over it. `kept` and `exps` are
+ * views of scratch arrays that the next call overwrites; `scores` is not changed.
  *
  * No sort of the vocabulary: an uncertain step (a flat distribution) puts most of it in the
  * nucleus, and sorting 30k ids per row per step cost more than the decoder step. Tokens are
@@ -83,12 +86,15 @@ const bucketCount = new Uint32Array(1 << (32 - BUCKET_SHIFT));
  * p kept before it), and only the bucket where the total reaches p is sorted and walked token by
  * token.
  */
-export function topPKept(scores: Float32Array, p: number): { kept: Int32Array; max: number } {
+export function topPKept(scores: Float32Array, p: number): { kept: Int32Array; max: number; exps: Float64Array } {
   // One scratch array for every row and step (this runs rows × steps times per batch).
-  if (probsScratch.length < scores.length) probsScratch = new Float32Array(scores.length);
-  const probs = softmaxInto(scores, probsScratch.subarray(0, scores.length));
-  let max = -Infinity;
-  for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
+  if (probsScratch.length < scores.length) {
+    probsScratch = new Float32Array(scores.length);
+    expsScratch = new Float64Array(scores.length);
+  }
+  const probs = probsScratch.subarray(0, scores.length);
+  const exps = expsScratch.subarray(0, scores.length);
+  const max = softmaxFill(scores, probs, exps);
   const bits = new Uint32Array(probs.buffer, probs.byteOffset, probs.length);
   let top = 0;
   for (let i = 0; i < probs.length; i++) {
@@ -128,7 +134,7 @@ export function topPKept(scores: Float32Array, p: number): { kept: Int32Array; m
     cum += probs[i];
     kept[n++] = i;
   }
-  return { kept: kept.subarray(0, n), max };
+  return { kept: kept.subarray(0, n), max, exps };
 }
 
 /**
@@ -163,16 +169,26 @@ export function softmax(scores: Float32Array): Float32Array {
 
 /** softmax written into `out` (as long as `scores`), which it returns. */
 export function softmaxInto(scores: Float32Array, out: Float32Array): Float32Array {
+  softmaxFill(scores, out, null);
+  return out;
+}
+
+/**
+ * softmax into `out` (float32: each exp rounded, then divided by the float64 sum), keeping each
+ * exp(score − max) in `exps` when given; returns the max.
+ */
+function softmaxFill(scores: Float32Array, out: Float32Array, exps: Float64Array | null): number {
   let max = -Infinity;
   for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
   let sum = 0;
   for (let i = 0; i < scores.length; i++) {
     const e = scores[i] === -Infinity ? 0 : Math.exp(scores[i] - max);
     out[i] = e;
+    if (exps) exps[i] = e;
     sum += e;
   }
   for (let i = 0; i < scores.length; i++) out[i] = out[i] / sum;
-  return out;
+  return max;
 }
 
 export function logSoftmax(scores: Float32Array): Float32Array {

@@ -90,10 +90,11 @@ let orderScratch = new Int32Array(0);
  * topP then sample, as the topP processor followed by `sample` computes them (the same
  * float32 probabilities, sums in the same order, so the same token), without a second
  * softmax over the vocabulary or writing −inf into it: after the nucleus is chosen only its
- * tokens are visited.
+ * tokens are visited, and their exps are the ones topPKept's softmax computed (exp(s − max)
+ * with the same max is the same number), not computed again.
  */
 function sampleTopP(scores: Float32Array, p: number, rng: Rng): number {
-  const { kept: unordered, max } = topPKept(scores, p);
+  const { kept: unordered, exps } = topPKept(scores, p);
   // Ascending ids (the order `sample` visits the vocabulary in), read off a mask: a sort of a
   // nucleus that holds most of the vocabulary costs milliseconds per row.
   if (maskScratch.length < scores.length) {
@@ -111,19 +112,19 @@ function sampleTopP(scores: Float32Array, p: number, rng: Rng): number {
   }
   const kept = orderScratch.subarray(0, n);
   let sum = 0;
-  for (const i of kept) sum += Math.exp(scores[i] - max);
+  for (const i of kept) sum += exps[i];
   const u = rng.next();
   let cum = 0;
   const f = new Float32Array(1);
   for (const i of kept) {
-    f[0] = Math.exp(scores[i] - max);
+    f[0] = exps[i];
     f[0] = f[0] / sum;
     if (f[0] === 0) continue;
     cum += f[0];
     if (u < cum) return i;
   }
   for (let k = kept.length - 1; k >= 0; k--) {
-    f[0] = Math.exp(scores[kept[k]] - max);
+    f[0] = exps[kept[k]];
     if (f[0] / sum !== 0) return kept[k];
   }
   return kept[kept.length - 1];
