@@ -38,7 +38,8 @@ export class InnerProducts {
     const target = out && out.length >= n * m ? out.subarray(0, n * m) : new Float32Array(n * m);
     const feeds = { a: new ort.Tensor('float32', a.subarray(0, n * dim), [n, dim]), b: new ort.Tensor('float32', b.subarray(0, m * dim), [m, dim]) };
     try {
-      // A preallocated output: ORT writes the products in place, no copy into a fresh JS buffer.
+      // ORT writes the products into `target` (the caller's buffer); the binding also returns a
+      // fresh copy of them, which is ignored.
       await this.session.run(feeds, { products: new ort.Tensor('float32', target, [n, m]) });
     } catch (e) {
       throw new CapfiltError('SESSION_RUN_FAILED', `graph inner_products: run failed on [${n}, ${dim}] × [${m}, ${dim}]: ${(e as Error).message}`, { graph: 'inner_products' }, { cause: e });

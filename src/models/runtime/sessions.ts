@@ -123,7 +123,8 @@ export class GraphSession {
 
   /**
    * `outputs`: the names to fetch, or preallocated output tensors by name, which ORT writes in
-   * place (no per-run allocation and no copy of the result into a fresh JS buffer).
+   * place. onnxruntime-node still copies every output into a fresh ArrayBuffer and returns that
+   * copy, so preallocating saves no allocation; it only decides where the caller reads.
    */
   async run(feeds: Feeds, outputs?: string[] | Fetches): Promise<Fetches> {
     this.check(feeds);
