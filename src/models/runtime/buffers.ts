@@ -1,13 +1,14 @@
 import { CapfiltError } from '../../core/errors.ts';
 
 /**
- * Float32 buffers handed out and taken back, so that a model's per-batch tensors (the captioner's
- * image K/V for cross-attention: 42 MB per image at base size; decoder caches; ORT outputs
- * written in place) reuse memory instead of asking the OS for fresh pages every batch.
+ * Float32 buffers handed out and taken back, so that the arrays a model fills per batch on the
+ * JS side (pixel batches, image embeddings gathered for a run, decoder caches) reuse memory
+ * instead of asking the OS for fresh pages every batch.
  *
  * Why: a fresh page costs a page fault on first touch. On the shared VMs this project measures on
  * a fault cost ~14 µs (a fresh 340 MB Float32Array took 1.2 s to fill, the same array refilled
- * 14 ms), and an end-to-end run faulted 13,000 times per row, 14% of its CPU time in the kernel.
+ * 14 ms). Graph outputs are out of reach: onnxruntime-node copies each into a fresh ArrayBuffer,
+ * whatever the caller passes.
  *
  * `take(length)` returns a Float32Array of exactly `length` elements over a free buffer of at
  * least that capacity and at most twice it (so a batch short of full reuses the full batch's
