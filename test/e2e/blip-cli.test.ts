@@ -1,8 +1,9 @@
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli as capfilt } from '../helpers/cli.ts';
+import { t1ModelDir } from '../helpers/t1-model.ts';
 
 const repo = new URL('../../', import.meta.url).pathname;
 const fixtures = join(repo, 'test/fixtures/parity');
@@ -13,10 +14,7 @@ const image = join(fixtures, 't1/preprocess_0.png');
 
 beforeAll(() => {
   // The t1 parity checkpoints with a tokenizer over their 96-id vocabulary.
-  for (const role of ['captioner', 'filter']) {
-    cpSync(join(fixtures, 't1', role), join(hf, role), { recursive: true });
-    cpSync(join(fixtures, 't1-tokenizer'), join(hf, role), { recursive: true });
-  }
+  t1ModelDir(hf);
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

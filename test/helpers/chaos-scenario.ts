@@ -1,11 +1,11 @@
-import { appendFileSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll } from 'vitest';
 import { cli, type CliProcess } from './cli.ts';
 import { startFixture, type PipelineFixture } from './pipeline-fixture.ts';
 import { startChaosRedis, type ChaosRedis } from './redis-server.ts';
+import { t1ModelDir } from './t1-model.ts';
 
 /**
  * Shared pieces of the chaos scenarios: the environment of a fast run (small images, short
@@ -19,13 +19,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export function modelDir(): string {
   const demo = join(ROOT, 'models', 'demo');
   if (existsSync(join(demo, 'captioner', 'model.safetensors')) && existsSync(join(demo, 'filter', 'model.safetensors'))) return demo;
-  const fixtures = join(ROOT, 'test', 'fixtures', 'parity');
-  const dir = mkdtempSync(join(tmpdir(), 'capfilt-chaos-t1-'));
-  for (const role of ['captioner', 'filter']) {
-    cpSync(join(fixtures, 't1', role), join(dir, role), { recursive: true });
-    cpSync(join(fixtures, 't1-tokenizer'), join(dir, role), { recursive: true });
-  }
-  return dir;
+  return t1ModelDir();
 }
 
 /** What a scenario file runs against: its own Redis, the image server and input, the model, its processes. */

@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,13 +9,11 @@ import type { GenerationOptions } from '../../../src/models/runtime/generation/t
 import { processMetrics } from '../../../src/telemetry/metrics.ts';
 import { ModelCache } from '../../../src/workers/models.ts';
 import { runtimeFromConfig } from '../../../src/models/runtime/precision.ts';
+import { t1ModelDir } from '../../helpers/t1-model.ts';
 
 const fixtures = fileURLToPath(new URL('../../fixtures/parity/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-model-cache-'));
-for (const role of ['captioner', 'filter']) {
-  cpSync(join(fixtures, 't1', role), join(dir, 'blip', role), { recursive: true });
-  cpSync(join(fixtures, 't1-tokenizer'), join(dir, 'blip', role), { recursive: true });
-}
+t1ModelDir(join(dir, 'blip'));
 writeRandomClip(join(dir, 'clip'), CLIP_SIZES.tiny);
 const cache = new ModelCache({ device: 'cpu', threads: 1, precision: 'fp32' }, pino({ level: 'silent' }));
 afterAll(async () => {

@@ -4,8 +4,7 @@
  * whether the next call is as large, smaller (a partial batch reuses a full batch's buffer) or
  * holds an image that fails to decode.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,9 +12,10 @@ import { BlipCaptioner } from '../../../../src/models/blip/captioner.ts';
 import { BlipFilter } from '../../../../src/models/blip/filter.ts';
 import { loadModel, releaseModel, type LoadedModel } from '../../../../src/models/blip/loader.ts';
 import type { GenerationOptions } from '../../../../src/models/runtime/generation/types.ts';
+import { t1ModelDir } from '../../../helpers/t1-model.ts';
 
 const fixtures = fileURLToPath(new URL('../../../fixtures/', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'capfilt-roles-'));
+const dir = t1ModelDir();
 const runtime = { device: 'cpu', threads: 1, precision: 'fp32' as const };
 const options: GenerationOptions = { method: 'beam', maxLength: 10, minLength: 0, numBeams: 3, lengthPenalty: 1, topP: 1, topK: 0, temperature: 1, repetitionPenalty: 1, numReturnSequences: 2, prompt: '', seed: 0 };
 const file = (name: string) => new Uint8Array(readFileSync(join(fixtures, name)));
@@ -30,10 +30,6 @@ let cap: LoadedModel;
 let fil: LoadedModel;
 
 beforeAll(async () => {
-  for (const role of ['captioner', 'filter']) {
-    cpSync(join(fixtures, 'parity/t1', role), join(dir, role), { recursive: true });
-    cpSync(join(fixtures, 'parity/t1-tokenizer'), join(dir, role), { recursive: true });
-  }
   [cap, fil] = await Promise.all([loadModel(join(dir, 'captioner'), runtime), loadModel(join(dir, 'filter'), runtime)]);
 });
 

@@ -12,12 +12,13 @@ import { openThreaded } from '../../../../../src/models/families.ts';
 import type { Captioner, ImageTextEmbedder, ImageTextScorer } from '../../../../../src/models/roles.ts';
 import type { InferenceThread } from '../../../../../src/models/runtime/inference/client.ts';
 import type { GenerationOptions } from '../../../../../src/models/runtime/generation/types.ts';
+import { t1ModelDir } from '../../../../helpers/t1-model.ts';
 
 // The t1 parity checkpoints (tiny BLIP captioner + filter) with a tokenizer over their vocabulary,
 // and a tiny random CLIP with OpenAI's vocabulary.
 const fixtures = fileURLToPath(new URL('../../../../fixtures/parity/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-thread-'));
-const blipDir = join(dir, 'blip');
+const blipDir = t1ModelDir();
 const clipDir = join(dir, 'clip');
 const runtime = { device: 'cpu', threads: 1, precision: 'fp32' as const };
 const options: GenerationOptions = { method: 'greedy', maxLength: 12, minLength: 0, numBeams: 1, lengthPenalty: 1, topP: 1, topK: 0, temperature: 1, repetitionPenalty: 1, numReturnSequences: 1, prompt: '', seed: 0 };
@@ -28,10 +29,6 @@ let direct: BlipModels;
 let directClip: ImageTextEmbedder;
 
 beforeAll(async () => {
-  for (const role of ['captioner', 'filter']) {
-    cpSync(join(fixtures, 't1', role), join(blipDir, role), { recursive: true });
-    cpSync(join(fixtures, 't1-tokenizer'), join(blipDir, role), { recursive: true });
-  }
   writeRandomClip(clipDir, CLIP_SIZES.tiny);
   [blipThread, clipThread, direct, directClip] = await Promise.all([
     openThreaded(blipDir, runtime),
@@ -47,7 +44,7 @@ afterAll(async () => {
   await direct?.captioner?.close();
   await direct?.filter?.close();
   await directClip?.close();
-  rmSync(dir, { recursive: true, force: true });
+  for (const d of [dir, blipDir]) rmSync(d, { recursive: true, force: true });
 });
 
 describe('inference thread', () => {
