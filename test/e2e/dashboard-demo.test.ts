@@ -10,6 +10,7 @@ import { runDemo, type DemoSummary } from '../../src/run/demo.ts';
 import { childLogger } from '../../src/core/logger.ts';
 import { StatsReader } from '../../src/telemetry/stats.ts';
 import { artifactPath, launchChromium } from '../helpers/browser.ts';
+import { testOverrides } from '../helpers/config.ts';
 
 /**
  * The dashboard during `capfilt demo` (its library call): the bundled demo BLIP captions and
@@ -37,10 +38,9 @@ beforeAll(async () => {
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
   page.on('pageerror', (e) => pageErrors.push(e.message));
   await page.goto(dashboard.url);
-  const set = (path: string, value: unknown) => ({ path, value, source: 'test' });
   demo = runDemo({
     rows: ROWS, seed: 4242, out: join(dir, 'out'), size: 160, configFile: null, env: {},
-    overrides: [set('redis.url', REDIS_URL), set('redis.prefix', prefix), set('redis.autoStart', false), set('shards.rows', 20), set('clip.saveEmbeddings', true)],
+    overrides: testOverrides({ 'redis.url': REDIS_URL, 'redis.prefix': prefix, 'redis.autoStart': false, 'shards.rows': 20, 'clip.saveEmbeddings': true }),
     log: childLogger({ test: 'dashboard-demo' }), progress: 'none',
   });
   demo.catch(() => undefined);

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/load.ts';
 import { startDashboard, type Dashboard } from '../../src/dashboard/server.ts';
 import { generateDemoPair, renderScene } from '../../src/demo/index.ts';
 import { runPipeline } from '../../src/run/run.ts';
 import type { RunSummary } from '../../src/run/summary.ts';
 import { childLogger } from '../../src/core/logger.ts';
 import { artifactPath, launchChromium } from '../helpers/browser.ts';
+import { testConfig } from '../helpers/config.ts';
 
 /**
  * The dashboard during a real `capfilt run` (the library call behind the command): demo images
@@ -50,15 +50,11 @@ beforeAll(async () => {
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1440, height: 1600 } });
   await page.goto(dashboard.url);
-  const set = (path: string, value: unknown) => ({ path, value, source: 'test' });
-  const loaded = loadConfig({
-    env: {},
-    overrides: [
-      set('input.path', join(dir, 'pairs.jsonl')), set('output.dir', join(dir, 'out')),
-      set('redis.url', REDIS_URL), set('redis.prefix', prefix), set('redis.autoStart', false),
-      set('pipeline.stages', ['download', 'write']), set('shards.rows', 20),
-      set('input.saveAdditionalColumns', ['noise']), set('download.ssrfAllowlist', ['127.0.0.1']),
-    ],
+  const loaded = testConfig({
+    'input.path': join(dir, 'pairs.jsonl'), 'output.dir': join(dir, 'out'),
+    'redis.url': REDIS_URL, 'redis.prefix': prefix, 'redis.autoStart': false,
+    'pipeline.stages': ['download', 'write'], 'shards.rows': 20,
+    'input.saveAdditionalColumns': ['noise'], 'download.ssrfAllowlist': ['127.0.0.1'],
   });
   run = runPipeline({ loaded, workers: true, progress: 'none', log: childLogger({ test: 'dashboard-run' }) });
   run.catch(() => undefined);

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/load.ts';
 import { writeRunJson } from '../../src/io/writers/run-json.ts';
 import { writeShardFiles } from '../../src/io/writers/shard.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { readTarEntries } from '../../src/io/writers/tar.ts';
+import { testConfig } from '../helpers/config.ts';
 import { startFixtureServer, type FixtureServer } from '../helpers/fixture-server.ts';
 import { fixture } from '../helpers/image-fixtures.ts';
 import { imageOf, record } from '../helpers/records-fixture.ts';
@@ -21,13 +21,8 @@ let srv: FixtureServer;
 
 beforeAll(async () => {
   srv = await startFixtureServer(new Map([['/hopper.jpg', { body: fixture('hopper.jpg'), type: 'image/jpeg' }]]));
-  const { config } = loadConfig({
-    overrides: [
-      { path: 'pipeline.stages', value: ['download', 'write'], source: 'test' },
-      { path: 'download.ssrfAllowlist', value: ['127.0.0.1/32'], source: 'test' },
-      { path: 'download.retries', value: 0, source: 'test' },
-      { path: 'image.size', value: 48, source: 'test' },
-    ],
+  const { config } = testConfig({
+    'pipeline.stages': ['download', 'write'], 'download.ssrfAllowlist': ['127.0.0.1/32'], 'download.retries': 0, 'image.size': 48,
   });
   const images = { get: async () => new Uint8Array([9, 9, 9]) };
   await writeShardFiles(

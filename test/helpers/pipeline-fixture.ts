@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { loadConfig, type LoadedConfig } from '../../src/config/load.ts';
+import type { LoadedConfig } from '../../src/config/load.ts';
+import { testConfig } from './config.ts';
 
 /**
  * A real HTTP server on 127.0.0.1 serving small JPEGs (`/img/<n>.jpg`), plus failing routes
@@ -74,5 +75,5 @@ export function fixtureConfig(fx: PipelineFixture, out: string, options: Record<
     'input.path': fx.input, 'output.dir': out, 'shards.rows': 40, 'pipeline.stages': 'download,write',
     'download.ssrfAllowlist': '127.0.0.1', 'download.retries': 0, ...options,
   };
-  return loadConfig({ env, overrides: Object.entries(values).map(([path, value]) => ({ path, value, source: 'test' })) });
+  return testConfig(values, env);
 }

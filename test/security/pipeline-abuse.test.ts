@@ -7,11 +7,11 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Override } from '../../src/config/load.ts';
 import { readShardParquet } from '../../src/io/writers/shard-parquet.ts';
 import { runPipeline } from '../../src/run/run.ts';
 import { logger } from '../../src/core/logger.ts';
 import { WorkerHost } from '../../src/workers/host.ts';
+import { testConfig } from '../helpers/config.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../helpers/redis-cleanup.ts';
 import { readTarEntries } from '../../src/io/writers/tar.ts';
 
@@ -53,15 +53,10 @@ async function run(name: string, input: string, overrides: Record<string, unknow
   const prefix = uniquePrefix(`sec-${name}`);
   prefixes.push(prefix);
   const out = join(dir, `out-${name}`);
-  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-  const loaded = loadConfig({
-    env: { REDIS_URL },
-    overrides: [
-      set('redis.prefix', prefix), set('input.path', input), set('output.dir', out), set('shards.rows', 10),
-      set('pipeline.stages', 'download,write'), set('download.retries', 0), set('download.timeoutMs', 3000), set('download.connectTimeoutMs', 1000), set('image.size', 32),
-      ...Object.entries(overrides).map(([k, v]) => set(k, v)),
-    ],
-  });
+  const loaded = testConfig({
+    'redis.prefix': prefix, 'input.path': input, 'output.dir': out, 'shards.rows': 10, 'pipeline.stages': 'download,write',
+    'download.retries': 0, 'download.timeoutMs': 3000, 'download.connectTimeoutMs': 1000, 'image.size': 32, ...overrides,
+  }, { REDIS_URL });
   const summary = await runPipeline({ loaded, workers: true, progress: 'none', log });
   const files = readdirSync(out).filter((f) => f.endsWith('.parquet')).sort();
   const rows = (await Promise.all(files.map((f) => readShardParquet(join(out, f))))).flat().sort((a, b) => a.rowIndex - b.rowIndex);
@@ -140,8 +135,7 @@ describe('crafted jobs written straight into Redis', () => {
   it('huge, malformed, traversal and unparseable job payloads end failed with a reason; the worker keeps serving', async () => {
     const prefix = uniquePrefix('sec-jobs');
     prefixes.push(prefix);
-    const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-    const config = loadConfig({ env: { REDIS_URL }, overrides: [set('redis.prefix', prefix), set('output.dir', join(dir, 'out-jobs')), set('pipeline.lockDurationMs', 10_000)] }).config;
+    const config = testConfig({ 'redis.prefix': prefix, 'output.dir': join(dir, 'out-jobs'), 'pipeline.lockDurationMs': 10_000 }, { REDIS_URL }).config;
     const connection = { url: REDIS_URL };
     const q = new Queue('write', { connection, prefix });
     const crafted = [

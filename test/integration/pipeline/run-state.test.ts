@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config/load.ts';
 import { RunState } from '../../../src/pipeline/run-state.ts';
+import { testConfig } from '../../helpers/config.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
 const prefixes: string[] = [];
@@ -17,7 +17,7 @@ describe('RunState done and failed shards', () => {
     const redis = new Redis(REDIS_URL);
     try {
       const run = new RunState(redis, prefix, 'r1');
-      const loaded = loadConfig({ env: { REDIS_URL }, overrides: [{ path: 'redis.prefix', value: prefix, source: 'test' }] });
+      const loaded = testConfig({ 'redis.prefix': prefix }, { REDIS_URL });
       const meta = { input: 'in', out: 'out', stages: ['download', 'write'], totalRows: 80, totalShards: 2, skippedShards: 0, startedAt: Date.now() };
       expect(await run.attempt()).toBe(0);
       expect(await run.begin(loaded.config, meta)).toBe(1);

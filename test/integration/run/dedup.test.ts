@@ -2,14 +2,13 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIP_SIZES, writeRandomClip } from '../../../bench/random-clip.ts';
-import { loadConfig, type Override } from '../../../src/config/load.ts';
 import { logger } from '../../../src/core/logger.ts';
 import type { RowRecord } from '../../../src/core/records.ts';
 import { readEmbeddings } from '../../../src/io/writers/embeddings.ts';
 import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
 import { dedup } from '../../../src/run/dedup.ts';
 import { runPipeline } from '../../../src/run/run.ts';
-import { startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
 /**
@@ -27,15 +26,10 @@ beforeAll(async () => {
   fx = await startFixture(40);
   clip = join(fx.dir, 'clip');
   writeRandomClip(clip, CLIP_SIZES.tiny);
-  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-  const loaded = loadConfig({
-    env: { REDIS_URL },
-    overrides: [
-      set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', join(fx.dir, 'out')), set('shards.rows', 15),
-      set('pipeline.stages', 'download,clip,write'), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
-      set('models.clip', clip), set('clip.minScore', -1), set('clip.saveEmbeddings', true),
-    ],
-  });
+  const loaded = fixtureConfig(fx, join(fx.dir, 'out'), {
+    'redis.prefix': prefix, 'shards.rows': 15, 'pipeline.stages': 'download,clip,write',
+    'models.clip': clip, 'clip.minScore': -1, 'clip.saveEmbeddings': true,
+  }, { REDIS_URL });
   const summary = await runPipeline({ loaded, workers: true, progress: 'none', log });
   expect(summary).toMatchObject({ status: 'done', rows: 40, failed: fx.failing.size });
 });

@@ -4,7 +4,6 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIP_SIZES, writeRandomClip } from '../../../bench/random-clip.ts';
-import { loadConfig, type Override } from '../../../src/config/load.ts';
 import { logger } from '../../../src/core/logger.ts';
 import { scoreOf, type RowRecord } from '../../../src/core/records.ts';
 import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
@@ -15,7 +14,8 @@ import { float16Table } from '../../../src/io/writers/npy.ts';
 import { dedup } from '../../../src/run/dedup.ts';
 import { readEmbeddings } from '../../../src/io/writers/embeddings.ts';
 import { runPipeline } from '../../../src/run/run.ts';
-import { startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
+import { testConfig } from '../../helpers/config.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 import { t1ModelDir } from '../../helpers/t1-model.ts';
 
@@ -42,16 +42,10 @@ async function run(name: string, stages: string, extra: Record<string, unknown> 
   const prefix = uniquePrefix(name);
   prefixes.push(prefix);
   const out = join(fx.dir, `out-${name}`);
-  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-  const loaded = loadConfig({
-    env: { REDIS_URL },
-    overrides: [
-      set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('shards.rows', 20),
-      set('pipeline.stages', stages), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
-      set('models.captioner', blip), set('models.filter', blip), set('models.clip', clip), set('caption.maxLength', 10), set('caption.minLength', 3),
-      ...Object.entries(extra).map(([k, v]) => set(k, v)),
-    ],
-  });
+  const loaded = fixtureConfig(fx, out, {
+    'redis.prefix': prefix, 'shards.rows': 20, 'pipeline.stages': stages,
+    'models.captioner': blip, 'models.filter': blip, 'models.clip': clip, 'caption.maxLength': 10, 'caption.minLength': 3, ...extra,
+  }, { REDIS_URL });
   const summary = await runPipeline({ loaded, workers: true, progress: 'none', log });
   const rows = await readRows(out);
   return { summary, rows, out };
@@ -263,6 +257,6 @@ print(json.dumps({"dtype": str(i.dtype), "shape": list(i.shape), "tshape": list(
   });
 
   it('refuses a clip stage without a CLIP model as a config error', () => {
-    expect(() => loadConfig({ env: {}, overrides: [{ path: 'pipeline.stages', value: 'download,clip,write', source: 'test' }] })).toThrow(/models\.clip/);
+    expect(() => testConfig({ 'pipeline.stages': 'download,clip,write' })).toThrow(/models\.clip/);
   });
 });

@@ -1,12 +1,11 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Override } from '../../../src/config/load.ts';
 import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
 import { passes } from '../../../src/pipeline/decisions.ts';
 import { runPipeline } from '../../../src/run/run.ts';
 import { logger } from '../../../src/core/logger.ts';
-import { startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
+import { fixtureConfig, startFixture, type PipelineFixture } from '../../helpers/pipeline-fixture.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 import { t1ModelDir } from '../../helpers/t1-model.ts';
 
@@ -30,16 +29,10 @@ async function run(name: string, stages: string, extra: Record<string, unknown> 
   const prefix = uniquePrefix(name);
   prefixes.push(prefix);
   const out = join(fx.dir, `out-${name}`);
-  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-  const loaded = loadConfig({
-    env: { REDIS_URL },
-    overrides: [
-      set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('shards.rows', 25),
-      set('pipeline.stages', stages), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
-      set('models.captioner', model), set('models.filter', model), set('caption.maxLength', 10), set('caption.minLength', 3),
-      ...Object.entries(extra).map(([k, v]) => set(k, v)),
-    ],
-  });
+  const loaded = fixtureConfig(fx, out, {
+    'redis.prefix': prefix, 'shards.rows': 25, 'pipeline.stages': stages,
+    'models.captioner': model, 'models.filter': model, 'caption.maxLength': 10, 'caption.minLength': 3, ...extra,
+  }, { REDIS_URL });
   const summary = await runPipeline({ loaded, workers: true, progress: 'none', log });
   const files = readdirSync(out).filter((f) => f.endsWith('.parquet')).sort();
   const rows = (await Promise.all(files.map((f) => readShardParquet(join(out, f))))).flat();
@@ -104,15 +97,9 @@ describe('shards whose stage fails for good', () => {
     const prefix = uniquePrefix('settle');
     prefixes.push(prefix);
     const out = join(fx.dir, 'out-settle');
-    const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-    const loaded = loadConfig({
-      env: { REDIS_URL },
-      overrides: [
-        set('redis.prefix', prefix), set('input.path', fx.input), set('output.dir', out), set('shards.rows', 25),
-        set('pipeline.stages', 'download,caption,write'), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0),
-        set('models.captioner', join(fx.dir, 'no-such-model')),
-      ],
-    });
+    const loaded = fixtureConfig(fx, out, {
+      'redis.prefix': prefix, 'shards.rows': 25, 'pipeline.stages': 'download,caption,write', 'models.captioner': join(fx.dir, 'no-such-model'),
+    }, { REDIS_URL });
     const { WorkerHost } = await import('../../../src/workers/host.ts');
     const host = new WorkerHost({ config: loaded.config, stages: loaded.config.pipeline.stages, log });
     await host.start();

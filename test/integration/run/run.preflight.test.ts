@@ -3,9 +3,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config/load.ts';
 import { logger } from '../../../src/core/logger.ts';
 import { runPipeline } from '../../../src/run/run.ts';
+import { testConfig } from '../../helpers/config.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-run-preflight-'));
@@ -29,7 +29,7 @@ function loaded(input: string, out: string, redisUrl: string, extra: Record<stri
   const prefix = uniquePrefix('preflight');
   prefixes.push(prefix);
   const values = { 'input.path': input, 'output.dir': out, 'pipeline.stages': 'download,write', 'redis.prefix': prefix, 'redis.url': redisUrl, ...extra };
-  return loadConfig({ env: {}, overrides: Object.entries(values).map(([path, value]) => ({ path, value, source: 'test' })) });
+  return testConfig(values);
 }
 
 describe('runPipeline checks before it starts', () => {

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Override } from '../../../src/config/load.ts';
 import { logger } from '../../../src/core/logger.ts';
 import { DEMO_MODEL_DIR, PACKAGE_ROOT, serveDemoImages, writeDemoInput } from '../../../src/run/demo.ts';
 import { finishTopFraction, rethreshold, shardImages } from '../../../src/run/rethreshold.ts';
@@ -14,6 +13,7 @@ import { listShards, shardPaths, writeShardFiles } from '../../../src/io/writers
 import { readShardParquet } from '../../../src/io/writers/shard-parquet.ts';
 import { runPipeline } from '../../../src/run/run.ts';
 import { cli } from '../../helpers/cli.ts';
+import { testConfig } from '../../helpers/config.ts';
 import { REDIS_URL, deletePrefix, uniquePrefix } from '../../helpers/redis-cleanup.ts';
 
 /**
@@ -47,16 +47,11 @@ async function run(name: string, stages: string, extra: Record<string, unknown>)
   const prefix = uniquePrefix(name);
   prefixes.push(prefix);
   const out = join(dir, `out-${name}`);
-  const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
-  const loaded = loadConfig({
-    env: { REDIS_URL },
-    overrides: [
-      set('redis.prefix', prefix), set('input.path', input), set('input.format', 'jsonl'), set('output.dir', out), set('shards.rows', 15),
-      set('pipeline.stages', stages), set('download.ssrfAllowlist', '127.0.0.1'), set('download.retries', 0), set('image.size', 96),
-      set('models.captioner', DEMO_MODEL_DIR), set('models.filter', DEMO_MODEL_DIR), set('models.clip', CLIP_DIR),
-      ...Object.entries(extra).map(([k, v]) => set(k, v)),
-    ],
-  });
+  const loaded = testConfig({
+    'redis.prefix': prefix, 'input.path': input, 'input.format': 'jsonl', 'output.dir': out, 'shards.rows': 15,
+    'pipeline.stages': stages, 'download.ssrfAllowlist': '127.0.0.1', 'download.retries': 0, 'image.size': 96,
+    'models.captioner': DEMO_MODEL_DIR, 'models.filter': DEMO_MODEL_DIR, 'models.clip': CLIP_DIR, ...extra,
+  }, { REDIS_URL });
   const summary = await runPipeline({ loaded, workers: true, progress: 'none', log });
   return { summary, out };
 }

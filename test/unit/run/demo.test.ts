@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import type { Override } from '../../../src/config/load.ts';
 import { logger } from '../../../src/core/logger.ts';
 import type { RowRecord, ScoredText } from '../../../src/core/records.ts';
 import { generateDemoPair } from '../../../src/demo/index.ts';
 import { DEMO_CLIP_DIR, DEMO_CLIP_MIN_SCORE, demoConfig, demoQuality, type DemoOptions } from '../../../src/run/demo.ts';
+import { testOverrides } from '../../helpers/config.ts';
 
 const options = (over: Partial<DemoOptions> = {}): DemoOptions => ({
   rows: 100, seed: 1, out: '/nonexistent/out', size: 160, configFile: null, overrides: [], env: {},
   log: logger(), progress: 'none', ...over,
 });
-const set = (path: string, value: unknown): Override => ({ path, value, source: 'test' });
 
 describe('capfilt demo config', () => {
   it('runs the clip stage with the bundled demo CLIP, its card threshold and the shape labels by default', () => {
@@ -27,10 +26,10 @@ describe('capfilt demo config', () => {
   });
 
   it('a CLIP model the user names gets neither the demo threshold nor its labels; the user\'s settings win', () => {
-    const c = demoConfig(options({ overrides: [set('models.clip', '/some/clip')] }), 'in.jsonl', 'http://127.0.0.1:1', 'labels.txt').config;
+    const c = demoConfig(options({ overrides: testOverrides({ 'models.clip': '/some/clip' }) }), 'in.jsonl', 'http://127.0.0.1:1', 'labels.txt').config;
     expect(c.pipeline.stages).toContain('clip');
     expect([c.models.clip, c.clip.minScore, c.clip.labels]).toEqual(['/some/clip', null, null]);
-    const mine = demoConfig(options({ overrides: [set('clip.minScore', 0.2)] }), 'in.jsonl', 'http://127.0.0.1:1').config;
+    const mine = demoConfig(options({ overrides: testOverrides({ 'clip.minScore': 0.2 }) }), 'in.jsonl', 'http://127.0.0.1:1').config;
     expect(mine.clip.minScore).toBe(0.2);
   });
 });

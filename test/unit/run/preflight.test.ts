@@ -5,8 +5,8 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config/load.ts';
 import { preflight } from '../../../src/run/preflight.ts';
+import { testConfig } from '../../helpers/config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-preflight-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -20,7 +20,7 @@ function captureLog() {
 
 function configFor(input: string, extra: Record<string, unknown> = {}) {
   const values = { 'input.path': input, 'output.dir': join(dir, 'out'), 'pipeline.stages': 'download,write', ...extra };
-  return loadConfig({ env: {}, overrides: Object.entries(values).map(([path, value]) => ({ path, value, source: 'test' })) }).config;
+  return testConfig(values).config;
 }
 
 function file(name: string, body: string): string {

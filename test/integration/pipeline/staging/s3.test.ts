@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCapfiltError, retryKindOf } from '../../../../src/core/errors.ts';
-import { loadConfig } from '../../../../src/config/load.ts';
 import { closeS3Clients } from '../../../../src/io/storage/s3-client.ts';
 import { S3ObjectStore } from '../../../../src/io/storage/object-store.ts';
 import { checkStaging } from '../../../../src/pipeline/staging/index.ts';
 import { S3StagingStore } from '../../../../src/pipeline/staging/s3.ts';
+import { testConfig } from '../../../helpers/config.ts';
 import { stagingContract } from '../../../helpers/staging-contract.ts';
 import { startS3Server, type TestS3 } from '../../../helpers/s3-server.ts';
 
@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 const config = (values: Record<string, unknown>) =>
-  loadConfig({ env: {}, overrides: Object.entries({ 's3.endpoint': s3.endpoint, 's3.maxAttempts': 2, ...values }).map(([path, value]) => ({ path, value, source: 'test' })) }).config;
+  testConfig({ 's3.endpoint': s3.endpoint, 's3.maxAttempts': 2, ...values }).config;
 
 describe('S3StagingStore on a real S3-compatible server (s3rver)', () => {
   stagingContract(() => new S3StagingStore(PREFIX, s3.options));

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../../src/config/load.ts';
 import { MemoryDuplicateIndex } from '../../../../src/io/duplicates.ts';
 import { Fetcher } from '../../../../src/io/fetch.ts';
 import { closeDownloadResources, downloadRows, downloadShard, type DownloadContext } from '../../../../src/pipeline/stages/download.ts';
 import { FsStagingStore } from '../../../../src/pipeline/staging/fs.ts';
 import type { ShardState } from '../../../../src/core/shard.ts';
+import { testConfig } from '../../../helpers/config.ts';
 import { startFixtureServer, type FixtureServer, type StaticRoutes } from '../../../helpers/fixture-server.ts';
 import { HTML_PAGE, SVG, exifRotatedJpeg, fixture, hugePng } from '../../../helpers/image-fixtures.ts';
 import { record } from '../../../helpers/records-fixture.ts';
@@ -112,13 +112,8 @@ describe('downloadRows', () => {
 
 describe('downloadShard (worker-facing)', () => {
   it('uses the run config slices and the staging store', async () => {
-    const { config } = loadConfig({
-      overrides: [
-        { path: 'download.ssrfAllowlist', value: ['127.0.0.1/32'], source: 'test' },
-        { path: 'image.size', value: 32, source: 'test' },
-        { path: 'image.resizeMode', value: 'keep_ratio_largest', source: 'test' },
-        { path: 'image.format', value: 'webp', source: 'test' },
-      ],
+    const { config } = testConfig({
+      'download.ssrfAllowlist': ['127.0.0.1/32'], 'image.size': 32, 'image.resizeMode': 'keep_ratio_largest', 'image.format': 'webp',
     });
     const state: ShardState = {
       shard: { runId: 'run2', shardId: 'abc-00000', number: 0, outputName: '00000', inputFile: 'x.csv', indexInFile: 0, rowStart: 0, rowCount: 2 },

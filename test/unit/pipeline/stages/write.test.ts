@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../../src/config/load.ts';
 import { readShardParquet } from '../../../../src/io/writers/shard-parquet.ts';
 import { readTarEntries } from '../../../../src/io/writers/tar.ts';
 import { FsStagingStore } from '../../../../src/pipeline/staging/fs.ts';
 import { writeShard } from '../../../../src/pipeline/stages/write.ts';
 import type { ShardState } from '../../../../src/core/shard.ts';
+import { testConfig } from '../../../helpers/config.ts';
 import { record, scored } from '../../../helpers/records-fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-write-'));
@@ -18,7 +18,7 @@ describe('writeShard (worker-facing)', () => {
   it('writes the shard from staged images into output.dir, idempotently', async () => {
     const staging = new FsStagingStore(join(dir, 'staging'));
     const out = join(dir, 'out');
-    const { config } = loadConfig({ overrides: [{ path: 'output.dir', value: out, source: 'test' }] });
+    const { config } = testConfig({ 'output.dir': out });
     const kept = scored(0, 0.9, 0.1, 'kept');
     const filtered = scored(1, 0.1, 0.1, 'filtered');
     kept.image!.ref = await staging.putBlob('run', 's0', `${kept.key}.jpg`, new Uint8Array([1, 2, 3]));

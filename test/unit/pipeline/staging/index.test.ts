@@ -2,11 +2,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isCapfiltError } from '../../../../src/core/errors.ts';
-import { loadConfig } from '../../../../src/config/load.ts';
 import { stagingDir } from '../../../../src/pipeline/staging/index.ts';
+import { testConfig } from '../../../helpers/config.ts';
 
-const config = (values: Record<string, unknown>) =>
-  loadConfig({ env: {}, overrides: Object.entries(values).map(([path, value]) => ({ path, value, source: 'test' })) }).config;
+const config = (values: Record<string, unknown>) => testConfig(values).config;
 
 function mismatch(values: Record<string, unknown>): Error {
   let err: unknown = null;
