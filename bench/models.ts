@@ -167,7 +167,7 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
   const pool = new Float32Pool();
   const run = async (method: GenerationOptions['method']): Promise<{ steps: number[]; totalS: number; tokenWallMs: number; others: number | null }> => {
     const t = performance.now();
-    const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds!, pool));
+    const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds!, pool, cap.logSumExp));
     const opened = performance.now();
     const { others } = await othersShare(() => generate(timed, Array.from({ length: B }, () => prefix), { ...base, method }, cap.special, Array.from({ length: B }, (_, i) => `k${i}`)));
     const end = performance.now();

@@ -3,7 +3,19 @@ import type { DecoderSession } from '../src/models/runtime/generation/types.ts';
 /** A DecoderSession that records each step's wall time in ms (step 0 is the prompt's prefix). */
 export class TimedSession implements DecoderSession {
   readonly ms: number[] = [];
-  constructor(private readonly inner: DecoderSession) {}
+  /** Timed as a step, present where the inner session has it (beam search takes it then). */
+  readonly stepWithLogSumExp?: DecoderSession['stepWithLogSumExp'];
+  constructor(private readonly inner: DecoderSession) {
+    const scored = inner.stepWithLogSumExp?.bind(inner);
+    if (scored) {
+      this.stepWithLogSumExp = async (tokens) => {
+        const t = performance.now();
+        const out = await scored(tokens);
+        this.ms.push(performance.now() - t);
+        return out;
+      };
+    }
+  }
   get vocabSize(): number {
     return this.inner.vocabSize;
   }

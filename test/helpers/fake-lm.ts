@@ -66,3 +66,23 @@ export function hashedLM(vocab: number, eos: number, eosBias = 0): LogitsFn {
     });
   };
 }
+
+/**
+ * A TableLM that also gives each row's log Σ exp with its logits (`stepWithLogSumExp`), as the
+ * BLIP decoder graph does; counts the calls, so a test can tell which path a search took.
+ */
+export class LogSumExpLM extends TableLM {
+  scoredSteps = 0;
+
+  async stepWithLogSumExp(tokens: number[][]): Promise<{ logits: Float32Array; logSumExp: Float32Array }> {
+    const logits = await this.step(tokens);
+    this.scoredSteps++;
+    const V = this.vocabSize;
+    const logSumExp = Float32Array.from({ length: tokens.length }, (_, r) => {
+      const row = logits.subarray(r * V, (r + 1) * V);
+      const max = Math.max(...row);
+      return max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+    });
+    return { logits, logSumExp };
+  }
+}

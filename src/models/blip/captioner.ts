@@ -3,7 +3,7 @@ import { OrtDecoderSession } from './decoder-session.ts';
 import { generate, generatedIds } from '../runtime/generation/index.ts';
 import { promptPrefix } from './prompt.ts';
 import { encodeImages } from './images.ts';
-import type { LoadedModel } from './loader.ts';
+import { releaseModel, type LoadedModel } from './loader.ts';
 import { f32 } from '../runtime/sessions.ts';
 import { Float32Pool } from '../runtime/buffers.ts';
 import type { Captioner } from '../roles.ts';
@@ -50,7 +50,7 @@ export class BlipCaptioner implements Captioner {
         const embeds = this.buffers.take(chunk.length * perImage);
         chunk.forEach((i, k) => embeds.set((encoded[i] as { embeds: Float32Array }).embeds, k * perImage));
         try {
-          session = await OrtDecoderSession.open(m.cfg, m.sessions.cross_kv, m.sessions.decoder, f32(embeds, [chunk.length, seqLen, hiddenSize]), this.buffers);
+          session = await OrtDecoderSession.open(m.cfg, m.sessions.cross_kv, m.sessions.decoder, f32(embeds, [chunk.length, seqLen, hiddenSize]), this.buffers, m.logSumExp);
         } finally {
           this.buffers.give(embeds);
         }
@@ -71,6 +71,6 @@ export class BlipCaptioner implements Captioner {
 
   async close(): Promise<void> {
     this.buffers.clear();
-    await Promise.all(Object.values(this.model.sessions).map((s) => s.release()));
+    await releaseModel(this.model);
   }
 }

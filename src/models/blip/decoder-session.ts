@@ -2,6 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { CapfiltError } from '../../core/errors.ts';
 import type { BlipConfig } from './config.ts';
 import { Float32Pool } from '../runtime/buffers.ts';
+import type { RowLogSumExp } from '../runtime/log-sum-exp.ts';
 import { GraphSession, f32, type Feeds } from '../runtime/sessions.ts';
 import type { DecoderSession } from '../runtime/generation/types.ts';
 
@@ -14,7 +15,15 @@ import type { DecoderSession } from '../runtime/generation/types.ts';
  * decoder reads it as it is (empty slots masked) and returns only the step's new K/V, which
  * are written into their slots; so a step copies nothing that grows with the length, and
  * `cap` is reserved once (`reserve`, from generate's max length) instead of growing per step.
- * `select` gathers rows into a second set of buffers (only the filled slots) and swaps.
+ *
+ * Rows and places: the caches hold one place (a [N, cap, D] block per layer) per row, and
+ * `place[r]` says which place holds row r. A `select` that keeps the row count (beam search's
+ * re-ordering, every step) moves no cache: a row continuing a parent nobody else continues takes
+ * over the parent's place, and only a parent's second and later children are copied, into the
+ * places of parents nobody continues, of the same image (so the cross K/V layout holds). The
+ * decoder runs over places, so a step feeds tokens and returns logits through `place`. A
+ * `select` that changes the row count, or finds no free place of the right image, gathers the
+ * rows in order into a second set of buffers (only the filled slots) and swaps.
  *
  * Outputs are not preallocated: onnxruntime-node copies every output into a new ArrayBuffer
  * after the run, into a preallocated tensor too (which ORT has then written as well), so
@@ -29,7 +38,12 @@ import type { DecoderSession } from '../runtime/generation/types.ts';
  */
 export class OrtDecoderSession implements DecoderSession {
   readonly vocabSize: number;
-  private rowImage: number[];
+  /** The image of the row each place holds, in place order (what the decoder's rows see). */
+  private placeImage: number[];
+  /** place[r]: the cache place holding row r (see the class comment). */
+  private place: number[];
+  /** Logits in row order when places are not in row order, reused across steps. */
+  private ordered: Float32Array = new Float32Array(0);
   private cache: Float32Array[];
   private spare: Float32Array[] = [];
   private cap = 0;
@@ -48,30 +62,40 @@ export class OrtDecoderSession implements DecoderSession {
     /** cross_key_0, cross_value_0, cross_key_1, … for all images, [images, N, Tv, D]. */
     private readonly crossAll: ort.Tensor[],
     images: number,
+    logSumExp?: RowLogSumExp,
   ) {
     this.vocabSize = cfg.text.vocabSize;
     this.N = cfg.text.heads;
     this.D = cfg.text.hiddenSize / this.N;
-    this.rowImage = Array.from({ length: images }, (_, i) => i);
+    this.placeImage = Array.from({ length: images }, (_, i) => i);
+    this.place = Array.from({ length: images }, (_, i) => i);
     this.cache = Array.from({ length: 2 * cfg.text.layers }, () => new Float32Array(0));
     this.crossFeed = crossAll;
-    this.crossKey = this.rowImage.join(',');
+    this.crossKey = this.placeImage.join(',');
+    if (logSumExp) {
+      this.stepWithLogSumExp = async (tokens) => {
+        const logits = await this.step(tokens);
+        return { logits, logSumExp: await logSumExp.run(logits, this.rows, this.vocabSize) };
+      };
+    }
   }
 
   /**
    * `imageEmbeds` is the vision encoder output [images, Tv, Hv]; it is read here only, so the
    * caller may reuse it once `open` resolves. `pool`: where the caches come from and return to
-   * (a fresh pool by default, which frees them with the session).
+   * (a fresh pool by default, which frees them with the session). `logSumExp`: where
+   * `stepWithLogSumExp` computes each row's log-sum-exp (absent: no such method, and beam
+   * search computes its log-softmax in JS).
    */
-  static async open(cfg: BlipConfig, crossKv: GraphSession, decoder: GraphSession, imageEmbeds: ort.Tensor, pool = new Float32Pool()): Promise<OrtDecoderSession> {
+  static async open(cfg: BlipConfig, crossKv: GraphSession, decoder: GraphSession, imageEmbeds: ort.Tensor, pool = new Float32Pool(), logSumExp?: RowLogSumExp): Promise<OrtDecoderSession> {
     const out = await crossKv.run({ image_embeds: imageEmbeds });
     const cross: ort.Tensor[] = [];
     for (let l = 0; l < cfg.text.layers; l++) cross.push(out[`cross_key_${l}`], out[`cross_value_${l}`]);
-    return new OrtDecoderSession(cfg, decoder, pool, cross, imageEmbeds.dims[0]);
+    return new OrtDecoderSession(cfg, decoder, pool, cross, imageEmbeds.dims[0], logSumExp);
   }
 
   get rows(): number {
-    return this.rowImage.length;
+    return this.placeImage.length;
   }
 
   reserve(length: number): void {
@@ -97,6 +121,9 @@ export class OrtDecoderSession implements DecoderSession {
     this.cap = cap;
   }
 
+  /** Present where `open` was given a RowLogSumExp: the step's logits and each row's log-sum-exp. */
+  readonly stepWithLogSumExp?: (tokens: number[][]) => Promise<{ logits: Float32Array; logSumExp: Float32Array }>;
+
   /** Returns each row's last-position logits [rows, V]. */
   async step(tokens: number[][]): Promise<Float32Array> {
     if (this.closed) throw new CapfiltError('SESSION_RUN_FAILED', 'decoder session used after close');
@@ -107,13 +134,13 @@ export class OrtDecoderSession implements DecoderSession {
     }
     const past = this.pastLen;
     this.ensureCapacity(past + seq);
-    const { cap, N, D } = this;
+    const { cap, N, D, place } = this;
     const ids = new BigInt64Array(rows * seq);
     const positions = new BigInt64Array(rows * seq);
     const mask = new BigInt64Array(rows * (cap + seq));
     for (let r = 0; r < rows; r++) {
       for (let s = 0; s < seq; s++) {
-        ids[r * seq + s] = BigInt(tokens[r][s]);
+        ids[place[r] * seq + s] = BigInt(tokens[r][s]);
         positions[r * seq + s] = BigInt(past + s);
       }
       // Generation attends to every filled position, as HF generate does (mask all ones).
@@ -146,11 +173,22 @@ export class OrtDecoderSession implements DecoderSession {
       }
     }
     this.pastLen = past + seq;
-    if (seq === 1) return logits;
+    const inOrder = place.every((p, r) => p === r);
+    if (seq === 1 && inOrder) return logits;
     const V = this.vocabSize;
-    const last = new Float32Array(rows * V);
-    for (let r = 0; r < rows; r++) last.set(logits.subarray((r * seq + seq - 1) * V, (r * seq + seq) * V), r * V);
+    // Each row's last position, in row order.
+    const last = inOrder ? new Float32Array(rows * V) : this.orderedLogits(rows * V);
+    for (let r = 0; r < rows; r++) last.set(logits.subarray((place[r] * seq + seq - 1) * V, (place[r] * seq + seq) * V), r * V);
     return last;
+  }
+
+  /** The reused buffer for logits put back in row order (from the pool, returned on close). */
+  private orderedLogits(size: number): Float32Array {
+    if (this.ordered.length !== size) {
+      if (this.ordered.length > 0) this.pool.give(this.ordered);
+      this.ordered = this.pool.take(size);
+    }
+    return this.ordered;
   }
 
   select(indices: number[]): void {
@@ -159,8 +197,11 @@ export class OrtDecoderSession implements DecoderSession {
       throw new CapfiltError('SESSION_INPUT_MISMATCH', `decoder select: indices must lie in [0, ${old}), got ${JSON.stringify(indices)}`);
     }
     if (indices.length === old && indices.every((i, k) => i === k)) return;
-    this.rowImage = indices.map((i) => this.rowImage[i]);
     const { N, D, cap } = this;
+    if (cap > 0 && indices.length === old && this.reassign(indices)) return;
+    const from = indices.map((i) => this.place[i]);
+    this.placeImage = from.map((p) => this.placeImage[p]);
+    this.place = indices.map((_, r) => r);
     const size = indices.length * N * cap * D;
     const filled = this.pastLen * D;
     // Before the first step there is no cache yet: the first step sizes it for the rows chosen here.
@@ -171,25 +212,52 @@ export class OrtDecoderSession implements DecoderSession {
         // Zeros beyond the filled slots, as in ensureCapacity.
         dst = this.pool.take(size).fill(0);
       }
-      indices.forEach((from, to) => {
-        for (let n = 0; n < N; n++) dst.set(src.subarray((from * N + n) * cap * D, (from * N + n) * cap * D + filled), (to * N + n) * cap * D);
-      });
+      from.forEach((p, to) => copyPlace(src, p, dst, to, N, cap * D, filled));
       this.spare[c] = src;
       return dst;
     });
     this.updateCross();
   }
 
-  /** Picks the cross K/V layout for the current rows (see the class comment). */
+  /**
+   * The same row count re-indexed without moving caches where it can (see the class comment):
+   * false, with nothing changed, when a copied row finds no free place of its image.
+   */
+  private reassign(indices: number[]): boolean {
+    const next = new Array<number>(indices.length).fill(-1);
+    const taken = new Array<boolean>(indices.length).fill(false);
+    indices.forEach((parent, r) => {
+      const p = this.place[parent];
+      if (!taken[p]) { taken[p] = true; next[r] = p; }
+    });
+    const copies: [number, number][] = [];
+    for (let r = 0; r < indices.length; r++) {
+      if (next[r] >= 0) continue;
+      const src = this.place[indices[r]];
+      const free = taken.findIndex((t, q) => !t && this.placeImage[q] === this.placeImage[src]);
+      if (free < 0) return false;
+      taken[free] = true;
+      next[r] = free;
+      copies.push([src, free]);
+    }
+    // Sources are places some row keeps, destinations places no row keeps: no copy reads a
+    // place another has written.
+    const filled = this.pastLen * this.D;
+    for (const cache of this.cache) for (const [src, dst] of copies) copyPlace(cache, src, cache, dst, this.N, this.cap * this.D, filled);
+    this.place = next;
+    return true;
+  }
+
+  /** Picks the cross K/V layout for the places' images (see the class comment). */
   private updateCross(): void {
     const runs: { image: number; length: number }[] = [];
-    for (const img of this.rowImage) {
+    for (const img of this.placeImage) {
       const lastRun = runs[runs.length - 1];
       if (lastRun && lastRun.image === img) lastRun.length++;
       else runs.push({ image: img, length: 1 });
     }
     const equal = runs.every((r) => r.length === runs[0].length);
-    const images = equal ? runs.map((r) => r.image) : this.rowImage;
+    const images = equal ? runs.map((r) => r.image) : this.placeImage;
     const key = images.join(',');
     if (key === this.crossKey) return;
     this.crossKey = key;
@@ -200,9 +268,18 @@ export class OrtDecoderSession implements DecoderSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.pool.give(...this.cache.filter((c) => c.length > 0), ...this.spare);
+    this.pool.give(...this.cache.filter((c) => c.length > 0), ...this.spare, ...(this.ordered.length > 0 ? [this.ordered] : []));
     this.cache = [];
     this.spare = [];
+    this.ordered = new Float32Array(0);
+  }
+}
+
+/** The filled part of place `from` of `src` into place `to` of `dst`: per head, `filled` of a head's `perHead` floats. */
+function copyPlace(src: Float32Array, from: number, dst: Float32Array, to: number, heads: number, perHead: number, filled: number): void {
+  for (let n = 0; n < heads; n++) {
+    const at = (from * heads + n) * perHead;
+    dst.set(src.subarray(at, at + filled), (to * heads + n) * perHead);
   }
 }
 

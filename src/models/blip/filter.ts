@@ -1,6 +1,6 @@
 import { CapfiltError, describeError } from '../../core/errors.ts';
 import { encodeImages } from './images.ts';
-import type { LoadedModel } from './loader.ts';
+import { releaseModel, type LoadedModel } from './loader.ts';
 import { f32, i64 } from '../runtime/sessions.ts';
 import { Float32Pool } from '../runtime/buffers.ts';
 import type { ImageTextScorer, TextScore } from '../roles.ts';
@@ -93,6 +93,6 @@ export class BlipFilter implements ImageTextScorer {
 
   async close(): Promise<void> {
     this.buffers.clear();
-    await Promise.all(Object.values(this.model.sessions).map((s) => s.release()));
+    await releaseModel(this.model);
   }
 }

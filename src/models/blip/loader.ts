@@ -7,6 +7,7 @@ import { graphDataBuffer } from '../runtime/graph/builder.ts';
 import { buildGraphs, graphNames, layerOptions } from './graphs.ts';
 import { MANIFEST, graphFile, isConverted, manifestGraphs, readManifest } from '../runtime/manifest.ts';
 import { GraphSession } from '../runtime/sessions.ts';
+import { RowLogSumExp } from '../runtime/log-sum-exp.ts';
 import { loadTokenizer, type BlipTokenizer } from './tokenizer.ts';
 import type { RuntimeOptions } from '../runtime/types.ts';
 import type { SpecialIds } from '../runtime/generation/types.ts';
@@ -31,6 +32,8 @@ export interface LoadedModel {
   special: SpecialIds;
   /** For run.json: architecture, source hashes, precision. */
   info: Record<string, unknown>;
+  /** The captioner's: beam search's log-sum-exp over each row of logits (decoder-session.ts). */
+  logSumExp?: RowLogSumExp;
 }
 
 /**
@@ -94,10 +97,17 @@ export async function loadModel(dir: string, opts: RuntimeOptions): Promise<Load
     await Promise.all(Object.values(sessions).map((s) => s.release()));
     throw e;
   }
+  let logSumExp: RowLogSumExp | undefined;
+  try {
+    if (sessions.decoder) logSumExp = await RowLogSumExp.create(1);
+  } catch (e) {
+    await Promise.all(Object.values(sessions).map((s) => s.release()));
+    throw e;
+  }
   log.info({ architecture: cfg.architecture, ms: Date.now() - started }, 'BLIP model loaded');
-  return { dir, cfg, pre, sessions, tokenizer, special, info };
+  return { dir, cfg, pre, sessions, tokenizer, special, info, logSumExp };
 }
 
 export async function releaseModel(m: LoadedModel): Promise<void> {
-  await Promise.all(Object.values(m.sessions).map((s) => s.release()));
+  await Promise.all([...Object.values(m.sessions).map((s) => s.release()), m.logSumExp?.release()]);
 }

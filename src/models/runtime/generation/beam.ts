@@ -19,7 +19,7 @@
  */
 import { CapfiltError } from '../../../core/errors.ts';
 import type { DecoderSession, GenerationOptions, SpecialIds } from './types.ts';
-import { applyAll, logSoftmaxInto, minLength, repetitionPenalty, type LogitsProcessor } from './processors.ts';
+import { applyAll, logProbsInto, logSoftmaxInto, minLength, repetitionPenalty, type LogitsProcessor } from './processors.ts';
 
 interface Hypothesis { score: number; tokens: number[] }
 
@@ -66,7 +66,11 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
   // sequence, so the other rows would be wasted work. The first `select` fans them out.
   let active = images;
   let rowsPerImage = 1;
-  let logits = await session.step(prefix.map((p) => [...p]));
+  // log_softmax over each row: from the decoder's log-sum-exp where it gives one (a subtraction
+  // per token), else computed here (a pass of exp per token, the larger part of the search).
+  const step = async (tokens: number[][]): Promise<{ logits: Float32Array; logSumExp: Float32Array | null }> =>
+    session.stepWithLogSumExp ? session.stepWithLogSumExp(tokens) : { logits: await session.step(tokens), logSumExp: null };
+  let { logits, logSumExp } = await step(prefix.map((p) => [...p]));
   // Each row's log-probabilities in one reused array (consumed before the next row's).
   const scratch = new Float32Array(session.vocabSize);
   for (;;) {
@@ -81,7 +85,8 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
         // them behind beam 0 unless beam 0 has too few finite continuations, as in HF).
         if (rowsPerImage > 1 || scores === null) {
           const row = a * rowsPerImage + (rowsPerImage > 1 ? j : 0);
-          scores = logSoftmaxInto(logits.subarray(row * v, (row + 1) * v), scratch);
+          const rowLogits = logits.subarray(row * v, (row + 1) * v);
+          scores = logSumExp ? logProbsInto(rowLogits, logSumExp[row], scratch) : logSoftmaxInto(rowLogits, scratch);
           applyAll(processors, scores, { tokens: im.rows[j] });
         }
         topCandidates(scores, im.scores[j], j, 2 * nb, candidates);
@@ -116,7 +121,7 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
     session.select(indices);
     active = next;
     rowsPerImage = nb;
-    logits = await session.step(active.flatMap((im) => im.rows.map((r) => [r[r.length - 1]])));
+    ({ logits, logSumExp } = await step(active.flatMap((im) => im.rows.map((r) => [r[r.length - 1]]))));
   }
 
   return images.map((im) => {

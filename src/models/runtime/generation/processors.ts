@@ -206,6 +206,12 @@ export function logSoftmaxInto(scores: Float32Array, out: Float32Array): Float32
   return out;
 }
 
+/** log_softmax from a row's log Σ exp computed elsewhere (the decoder graph): scores − lse into `out`. */
+export function logProbsInto(scores: Float32Array, logSumExp: number, out: Float32Array): Float32Array {
+  for (let i = 0; i < scores.length; i++) out[i] = scores[i] - logSumExp;
+  return out;
+}
+
 /** First index of the largest score (torch.argmax on CPU picks the first). */
 export function argmax(scores: Float32Array): number {
   let best = 0;

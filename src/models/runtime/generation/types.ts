@@ -21,6 +21,12 @@ export interface DecoderSession {
    */
   step(tokens: number[][]): Promise<Float32Array>;
   /**
+   * Optional, for beam search: `step` that also returns each row's log Σ exp of its logits over
+   * the vocabulary, [rows] (log-softmax = logits − logSumExp), computed where the logits are, so
+   * the search needs no pass of exp over every row. Absent where the decoder cannot.
+   */
+  stepWithLogSumExp?(tokens: number[][]): Promise<{ logits: Float32Array; logSumExp: Float32Array }>;
+  /**
    * Optional hint before the first step: sequences will reach at most `length` positions, so
    * a cache can be sized once.
    */

@@ -89,6 +89,46 @@ describe('OrtDecoderSession', () => {
     }
   });
 
+  it('re-orders beams within their images by moving places, not caches: the same logits and log-sum-exps as fresh rows', async () => {
+    const bos = model.special.bos;
+    const pool = new Float32Pool();
+    const s = await OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds, pool, model.logSumExp);
+    // Room for every step from the start: the caches never grow, so the pool's count shows gathers.
+    s.reserve(8);
+    await s.step([[bos, 5], [bos, 7], [bos, 9]]);
+    // Three beams for images 0 and 2 (image 1 is done and dropped): a gather, places in row order.
+    s.select([0, 0, 0, 2, 2, 2]);
+    let seqs = [[bos, 5], [bos, 5], [bos, 5], [bos, 9], [bos, 9], [bos, 9]];
+    const images = [0, 0, 0, 2, 2, 2];
+    let next = [[20], [21], [22], [23], [24], [25]];
+    // Within each image: a parent continued twice, a swap, a cycle, every row from one parent.
+    const selections = [[1, 1, 0, 3, 5, 4], [2, 0, 1, 4, 4, 4], [0, 2, 2, 5, 3, 4], [1, 1, 1, 3, 4, 5]];
+    let held = 0;
+    for (const [k, select] of [[], ...selections].entries()) {
+      if (select.length) {
+        s.select(select);
+        seqs = select.map((i) => seqs[i]);
+      }
+      const { logits: got, logSumExp } = await s.stepWithLogSumExp!(next);
+      // Each row's log-sum-exp (computed in the graph over places) is its own logits'.
+      for (let r = 0; r < 6; r++) {
+        const x = row(got, r);
+        const max = Math.max(...x);
+        expect(Math.abs(logSumExp[r] - (max + Math.log(x.reduce((a, v) => a + Math.exp(v - max), 0))))).toBeLessThan(1e-4);
+      }
+      // A gather would take a second set of caches from the pool; all a re-order may take is
+      // the buffer that puts the logits back in row order.
+      if (k === 0) held = pool.outstandingBytes;
+      else expect([0, 6 * V() * 4]).toContain(pool.outstandingBytes - held);
+      seqs = seqs.map((q, r) => [...q, next[r][0]]);
+      const fresh = await open();
+      fresh.select(images);
+      const ref = await fresh.step(seqs);
+      for (let r = 0; r < 6; r++) expectClose(row(got, r), row(ref, r));
+      next = next.map(([t]) => [t + 10 + k]);
+    }
+  });
+
   it('draws its buffers from a pool: stale contents never reach the logits, and close gives every buffer back', async () => {
     const bos = model.special.bos;
     const { layers, heads, hiddenSize } = model.cfg.text;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { generate } from '../../../../../src/models/runtime/generation/index.ts';
 import type { GenerationOptions, SpecialIds } from '../../../../../src/models/runtime/generation/types.ts';
-import { TableLM, hashedLM, lastTokenTable } from '../../../../helpers/fake-lm.ts';
+import { LogSumExpLM, TableLM, hashedLM, lastTokenTable } from '../../../../helpers/fake-lm.ts';
 
 // vocab: 0 pad, 1 cls, 2 sep (= eos), 3 bos, 4.. words
 const special: SpecialIds = { pad: 0, cls: 1, sep: 2, eos: 2, bos: 3 };
@@ -66,6 +66,19 @@ describe('beam search', () => {
       const g = await generate(new TableLM(12, 1, fn), [[3]], { ...greedy, maxLength: 9 }, special, ['a']);
       const b = await generate(new TableLM(12, 1, fn), [[3]], { ...base, numBeams: 1, maxLength: 9 }, special, ['a']);
       expect(b).toEqual(g);
+    }
+  });
+
+  it('takes log-softmax from the decoder\'s log-sum-exp where it gives one: the same beams', async () => {
+    const lm = hashedLM(12, 2, 0.8);
+    for (const opts of [
+      { ...base, numBeams: 3, numReturnSequences: 2, maxLength: 12 },
+      { ...base, numBeams: 2, maxLength: 10, minLength: 5, repetitionPenalty: 1.3, lengthPenalty: 0.6 },
+    ]) {
+      const scored = new LogSumExpLM(12, 3, lm);
+      const got = await generate(scored, [[3], [3], [3]], opts, special, ['a', 'b', 'c']);
+      expect(got).toEqual(await generate(new TableLM(12, 3, lm), [[3], [3], [3]], opts, special, ['a', 'b', 'c']));
+      expect(scored.scoredSteps).toBe(scored.stepRows.length);
     }
   });
 
