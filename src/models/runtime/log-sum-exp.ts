@@ -4,12 +4,13 @@ import { GraphBuilder } from './graph/builder.ts';
 import { sessionOptions } from './sessions.ts';
 
 /**
- * Each row's log Σ exp of a row-major float32 matrix, as one ONNX ReduceLogSumExp run by ONNX
- * Runtime's CPU kernels: beam search's log-softmax is logits − logSumExp. A pass of Math.exp
- * over beam search's 24 rows × 30,524 logits took 8.5 ms per token in JS where this node takes
- * about 2 (docs/performance.md). Its own session, not an output of the decoder graph: ORT runs
- * every node of a graph on every run, fetched or not, and greedy and nucleus steps have no use
- * for it (0.7 ms a step at batch 8).
+ * Each row's log Σ exp of a row-major float32 matrix, run by ONNX Runtime's CPU kernels (their
+ * exp is vectorised): beam search's log-softmax is logits − logSumExp. JS's log-softmax over beam
+ * search's 24 rows × 30,524 logits (a pass of Math.exp) took 8.5 ms per token where this graph
+ * takes about 0.5 (docs/performance.md). Its own session, not an output of the decoder graph: ORT
+ * runs every node of a graph on every run, fetched or not, and greedy and nucleus steps have no
+ * use for it. One thread: the decoder's intra-op threads have just finished when it runs, and a
+ * second pool of them on the same cores made beam steps slower, not faster.
  *   in:  x    float32 [rows, cols]
  *   out: lse  float32 [rows]
  */
@@ -20,7 +21,11 @@ export class RowLogSumExp {
   static async create(threads: number): Promise<RowLogSumExp> {
     const g = new GraphBuilder('row_log_sum_exp');
     const x = g.input('x', 'float32', ['rows', 'cols']);
-    g.output(g.o('ReduceLogSumExp', [x], { axes: [1], keepdims: 0 }), 'lse', 'float32', ['rows']);
+    // max + log Σ exp(x − max), spelled out: ORT's ReduceLogSumExp node computes the same about
+    // ten times slower (4.4 against 0.45 ms for 24 × 30,524, one thread), its exp not vectorised.
+    const max = g.o('ReduceMax', [x], { axes: [1], keepdims: 1 });
+    const sum = g.o('ReduceSum', [g.o('Exp', [g.o('Sub', [x, max])]), g.i64([1])], { keepdims: 0 });
+    g.output(g.o('Add', [g.o('Log', [sum]), g.o('Squeeze', [max, g.i64([1])])]), 'lse', 'float32', ['rows']);
     // No weights, so no external data (GraphSession would hand ORT an empty data buffer, which it refuses).
     const { model } = g.build('row_log_sum_exp.onnx.data');
     try {
