@@ -206,7 +206,7 @@ export function logSoftmaxInto(scores: Float32Array, out: Float32Array): Float32
   return out;
 }
 
-/** log_softmax from a row's log Σ exp computed elsewhere (the decoder graph): scores − lse into `out`. */
+/** log_softmax from a row's log Σ exp computed elsewhere (RowLogSumExp, in ORT): scores − lse into `out`. */
 export function logProbsInto(scores: Float32Array, logSumExp: number, out: Float32Array): Float32Array {
   for (let i = 0; i < scores.length; i++) out[i] = scores[i] - logSumExp;
   return out;
