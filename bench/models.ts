@@ -8,7 +8,8 @@
  * --quiet-wait S (wait up to S seconds for the machine to go quiet before each timed section),
  * --decode-rounds N (timed generations per decoding method after an untimed one, default 3;
  * the step figures are per-position medians over them; `token_ms_wall_mean` is a cached token's
- * whole time, the step plus the search around it, and `search_ms_per_token` the difference),
+ * whole time, the step plus the search around it, and `search_ms_per_token` the difference;
+ * a beam step also holds the RowLogSumExp run its log-softmax is read from, about 2 ms at 24 rows),
  * --clip (append bench/clip.ts's CLIP section as `clip`; its own flags such as --quick, --large,
  * --hf pass through — see bench/clip.ts, also runnable alone as `npm run bench:clip`).
  */
