@@ -70,6 +70,7 @@ export async function loadModel(dir: string, opts: RuntimeOptions): Promise<Load
   const special = resolveSpecialIds(cfg, tokenizer, join(dir, 'config.json'));
   const sessions: Record<string, GraphSession> = {};
   let info: Record<string, unknown>;
+  let logSumExp: RowLogSumExp | undefined;
   try {
     if (isConverted(dir)) {
       const manifest = readManifest(dir, [MANIFEST_FORMAT]);
@@ -93,12 +94,7 @@ export async function loadModel(dir: string, opts: RuntimeOptions): Promise<Load
       }
       info = { dir, architecture: cfg.architecture, precision: opts.precision, converted: false, weights: weights.source.file, weightDtypes: weights.sourceDtypes() };
     }
-  } catch (e) {
-    await Promise.all(Object.values(sessions).map((s) => s.release()));
-    throw e;
-  }
-  let logSumExp: RowLogSumExp | undefined;
-  try {
+    // One thread, beside the decoder's own pool (log-sum-exp.ts says why).
     if (sessions.decoder) logSumExp = await RowLogSumExp.create(1);
   } catch (e) {
     await Promise.all(Object.values(sessions).map((s) => s.release()));

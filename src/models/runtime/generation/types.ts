@@ -22,8 +22,8 @@ export interface DecoderSession {
   step(tokens: number[][]): Promise<Float32Array>;
   /**
    * Optional, for beam search: `step` that also returns each row's log Σ exp of its logits over
-   * the vocabulary, [rows] (log-softmax = logits − logSumExp), computed where the logits are, so
-   * the search needs no pass of exp over every row. Absent where the decoder cannot.
+   * the vocabulary, [rows] (log-softmax = logits − logSumExp), computed by the decoder's runtime
+   * (ONNX Runtime for BLIP), so the search needs no pass of exp in JS. Absent where it cannot.
    */
   stepWithLogSumExp?(tokens: number[][]): Promise<{ logits: Float32Array; logSumExp: Float32Array }>;
   /**
