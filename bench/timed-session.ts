@@ -7,14 +7,13 @@ export class TimedSession implements DecoderSession {
   readonly stepWithLogSumExp?: DecoderSession['stepWithLogSumExp'];
   constructor(private readonly inner: DecoderSession) {
     const scored = inner.stepWithLogSumExp?.bind(inner);
-    if (scored) {
-      this.stepWithLogSumExp = async (tokens) => {
-        const t = performance.now();
-        const out = await scored(tokens);
-        this.ms.push(performance.now() - t);
-        return out;
-      };
-    }
+    if (scored) this.stepWithLogSumExp = (tokens) => this.timed(() => scored(tokens));
+  }
+  private async timed<T>(run: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    const out = await run();
+    this.ms.push(performance.now() - t);
+    return out;
   }
   get vocabSize(): number {
     return this.inner.vocabSize;
@@ -22,11 +21,8 @@ export class TimedSession implements DecoderSession {
   get rows(): number {
     return this.inner.rows;
   }
-  async step(tokens: number[][]): Promise<Float32Array> {
-    const t = performance.now();
-    const out = await this.inner.step(tokens);
-    this.ms.push(performance.now() - t);
-    return out;
+  step(tokens: number[][]): Promise<Float32Array> {
+    return this.timed(() => this.inner.step(tokens));
   }
   reserve(length: number): void {
     this.inner.reserve?.(length);

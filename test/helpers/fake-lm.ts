@@ -3,6 +3,7 @@
  * the decoding algorithms: their logits are a pure function of (image, tokens so far), so
  * every expected result can be worked out by hand or by brute force.
  */
+import { logSumExp } from '../../src/models/runtime/generation/processors.ts';
 import type { DecoderSession } from '../../src/models/runtime/generation/types.ts';
 
 export type LogitsFn = (image: number, tokens: number[]) => number[];
@@ -69,7 +70,7 @@ export function hashedLM(vocab: number, eos: number, eosBias = 0): LogitsFn {
 
 /**
  * A TableLM that also gives each row's log Σ exp with its logits (`stepWithLogSumExp`), as the
- * BLIP decoder graph does; counts the calls, so a test can tell which path a search took.
+ * BLIP decoder session does; counts the calls, so a test can tell which path a search took.
  */
 export class LogSumExpLM extends TableLM {
   scoredSteps = 0;
@@ -78,11 +79,6 @@ export class LogSumExpLM extends TableLM {
     const logits = await this.step(tokens);
     this.scoredSteps++;
     const V = this.vocabSize;
-    const logSumExp = Float32Array.from({ length: tokens.length }, (_, r) => {
-      const row = logits.subarray(r * V, (r + 1) * V);
-      const max = Math.max(...row);
-      return max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
-    });
-    return { logits, logSumExp };
+    return { logits, logSumExp: Float32Array.from({ length: tokens.length }, (_, r) => logSumExp(logits.subarray(r * V, (r + 1) * V))) };
   }
 }

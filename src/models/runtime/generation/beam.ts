@@ -66,7 +66,7 @@ export async function beamSearch(session: DecoderSession, prefix: number[][], op
   // sequence, so the other rows would be wasted work. The first `select` fans them out.
   let active = images;
   let rowsPerImage = 1;
-  // log_softmax over each row: from the decoder's log-sum-exp where it gives one (a subtraction
+  // log_softmax over each row: from the session's log-sum-exp where it gives one (a subtraction
   // per token), else computed here (a pass of exp per token, the larger part of the search).
   const step = async (tokens: number[][]): Promise<{ logits: Float32Array; logSumExp: Float32Array | null }> =>
     session.stepWithLogSumExp ? session.stepWithLogSumExp(tokens) : { logits: await session.step(tokens), logSumExp: null };

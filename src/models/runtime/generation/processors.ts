@@ -195,18 +195,21 @@ export function logSoftmax(scores: Float32Array): Float32Array {
   return logSoftmaxInto(scores, new Float32Array(scores.length));
 }
 
-/** logSoftmax written into `out` (as long as `scores`), which it returns. */
-export function logSoftmaxInto(scores: Float32Array, out: Float32Array): Float32Array {
+/** log Σ exp(scores) in float64, shifted by the row's max so no exp overflows. */
+export function logSumExp(scores: ArrayLike<number>): number {
   let max = -Infinity;
   for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
   let sum = 0;
   for (let i = 0; i < scores.length; i++) sum += Math.exp(scores[i] - max);
-  const lse = max + Math.log(sum);
-  for (let i = 0; i < scores.length; i++) out[i] = scores[i] - lse;
-  return out;
+  return max + Math.log(sum);
 }
 
-/** log_softmax from a row's log Σ exp computed elsewhere (RowLogSumExp, in ORT): scores − lse into `out`. */
+/** logSoftmax written into `out` (as long as `scores`), which it returns. */
+export function logSoftmaxInto(scores: Float32Array, out: Float32Array): Float32Array {
+  return logProbsInto(scores, logSumExp(scores), out);
+}
+
+/** log_softmax from a row's log Σ exp (`logSumExp`, or RowLogSumExp in ORT): scores − lse into `out`. */
 export function logProbsInto(scores: Float32Array, logSumExp: number, out: Float32Array): Float32Array {
   for (let i = 0; i < scores.length; i++) out[i] = scores[i] - logSumExp;
   return out;

@@ -1,20 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RowLogSumExp } from '../../../../src/models/runtime/log-sum-exp.ts';
+// The float64 reference: the JS log-sum-exp beam search falls back to.
+import { logSumExp as reference } from '../../../../src/models/runtime/generation/processors.ts';
 
 let lse: RowLogSumExp;
 beforeAll(async () => {
   lse = await RowLogSumExp.create(1);
 });
 afterAll(async () => lse.release());
-
-/** log Σ exp in float64, shifted by the row's max. */
-function reference(row: Float32Array): number {
-  let max = -Infinity;
-  for (const x of row) max = Math.max(max, x);
-  let sum = 0;
-  for (const x of row) sum += Math.exp(x - max);
-  return max + Math.log(sum);
-}
 
 describe('RowLogSumExp', () => {
   it('gives each row its log Σ exp: flat, peaked and far-from-zero rows, as wide as a BLIP vocabulary', async () => {
