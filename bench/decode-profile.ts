@@ -94,7 +94,7 @@ try {
     method, maxLength: total, minLength: total, numBeams: 3, lengthPenalty: 1, topP: 0.9, topK: 0,
     temperature: 1, repetitionPenalty: 1.1, numReturnSequences: 1, prompt: 'a picture of ', seed: 0,
   };
-  const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, profiled, embeds, undefined, cap.logSumExp));
+  const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, profiled, embeds, undefined, cap.rowGraphs));
   const { others } = await othersShare(() => generate(timed, Array.from({ length: B }, () => prefix), gen, cap.special, Array.from({ length: B }, (_, i) => `k${i}`)));
   timed.close();
   profiled.endProfiling();

@@ -9,7 +9,8 @@
  * --decode-rounds N (timed generations per decoding method after an untimed one, default 3;
  * the step figures are per-position medians over them; `token_ms_wall_mean` is a cached token's
  * whole time, the step plus the search around it, and `search_ms_per_token` the difference;
- * a beam step also holds the RowLogSumExp run its log-softmax is read from, about 2 ms at 24 rows),
+ * a beam step also holds the log-sum-exp graph's run its log-softmax is read from, about 2 ms at 24 rows;
+ * nucleus's softmax graph runs in the search, not the step: src/models/runtime/row-graphs.ts),
  * --clip (append bench/clip.ts's CLIP section as `clip`; its own flags such as --quick, --large,
  * --hf pass through — see bench/clip.ts, also runnable alone as `npm run bench:clip`).
  */
@@ -168,7 +169,7 @@ async function benchPrecision(converted: string, precision: RuntimeOptions['prec
   const pool = new Float32Pool();
   const run = async (method: GenerationOptions['method']): Promise<{ steps: number[]; totalS: number; tokenWallMs: number; others: number | null }> => {
     const t = performance.now();
-    const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds!, pool, cap.logSumExp));
+    const timed = new TimedSession(await OrtDecoderSession.open(cap.cfg, cap.sessions.cross_kv, cap.sessions.decoder, embeds!, pool, cap.rowGraphs));
     const opened = performance.now();
     const { others } = await othersShare(() => generate(timed, Array.from({ length: B }, () => prefix), { ...base, method }, cap.special, Array.from({ length: B }, (_, i) => `k${i}`)));
     const end = performance.now();

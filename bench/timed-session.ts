@@ -5,9 +5,12 @@ export class TimedSession implements DecoderSession {
   readonly ms: number[] = [];
   /** Timed as a step, present where the inner session has it (beam search takes it then). */
   readonly stepWithLogSumExp?: DecoderSession['stepWithLogSumExp'];
+  /** Not timed: sampling's softmax is search work around the step, present where the inner session has it. */
+  readonly softmax?: DecoderSession['softmax'];
   constructor(private readonly inner: DecoderSession) {
     const scored = inner.stepWithLogSumExp?.bind(inner);
     if (scored) this.stepWithLogSumExp = (tokens) => this.timed(() => scored(tokens));
+    this.softmax = inner.softmax?.bind(inner);
   }
   private async timed<T>(run: () => Promise<T>): Promise<T> {
     const t = performance.now();

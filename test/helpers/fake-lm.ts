@@ -3,7 +3,7 @@
  * the decoding algorithms: their logits are a pure function of (image, tokens so far), so
  * every expected result can be worked out by hand or by brute force.
  */
-import { logSumExp } from '../../src/models/runtime/generation/processors.ts';
+import { logSumExp, softmax } from '../../src/models/runtime/generation/processors.ts';
 import type { DecoderSession } from '../../src/models/runtime/generation/types.ts';
 
 export type LogitsFn = (image: number, tokens: number[]) => number[];
@@ -80,5 +80,21 @@ export class LogSumExpLM extends TableLM {
     this.scoredSteps++;
     const V = this.vocabSize;
     return { logits, logSumExp: Float32Array.from({ length: tokens.length }, (_, r) => logSumExp(logits.subarray(r * V, (r + 1) * V))) };
+  }
+}
+
+/**
+ * A TableLM that also gives each row's softmax (`softmax`), as the BLIP decoder session does
+ * from ONNX Runtime; here from the JS softmax. Counts the calls and the rows they held.
+ */
+export class SoftmaxLM extends TableLM {
+  softmaxRows: number[] = [];
+
+  async softmax(scores: Float32Array, rows: number): Promise<Float32Array> {
+    this.softmaxRows.push(rows);
+    const V = this.vocabSize;
+    const out = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) out.set(softmax(scores.subarray(r * V, (r + 1) * V)), r * V);
+    return out;
   }
 }

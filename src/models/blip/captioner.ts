@@ -50,7 +50,7 @@ export class BlipCaptioner implements Captioner {
         const embeds = this.buffers.take(chunk.length * perImage);
         chunk.forEach((i, k) => embeds.set((encoded[i] as { embeds: Float32Array }).embeds, k * perImage));
         try {
-          session = await OrtDecoderSession.open(m.cfg, m.sessions.cross_kv, m.sessions.decoder, f32(embeds, [chunk.length, seqLen, hiddenSize]), this.buffers, m.logSumExp);
+          session = await OrtDecoderSession.open(m.cfg, m.sessions.cross_kv, m.sessions.decoder, f32(embeds, [chunk.length, seqLen, hiddenSize]), this.buffers, m.rowGraphs);
         } finally {
           this.buffers.give(embeds);
         }

@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { CapfiltError } from '../../core/errors.ts';
 import type { BlipConfig } from './config.ts';
 import { Float32Pool } from '../runtime/buffers.ts';
-import type { RowLogSumExp } from '../runtime/log-sum-exp.ts';
+import type { RowGraphs } from '../runtime/row-graphs.ts';
 import { GraphSession, f32, type Feeds } from '../runtime/sessions.ts';
 import type { DecoderSession } from '../runtime/generation/types.ts';
 
@@ -62,7 +62,7 @@ export class OrtDecoderSession implements DecoderSession {
     /** cross_key_0, cross_value_0, cross_key_1, … for all images, [images, N, Tv, D]. */
     private readonly crossAll: ort.Tensor[],
     images: number,
-    logSumExp?: RowLogSumExp,
+    rowGraphs: Partial<RowGraphs>,
   ) {
     this.vocabSize = cfg.text.vocabSize;
     this.N = cfg.text.heads;
@@ -72,26 +72,28 @@ export class OrtDecoderSession implements DecoderSession {
     this.cache = Array.from({ length: 2 * cfg.text.layers }, () => new Float32Array(0));
     this.crossFeed = crossAll;
     this.crossKey = this.placeImage.join(',');
+    const { logSumExp, softmax } = rowGraphs;
     if (logSumExp) {
       this.stepWithLogSumExp = async (tokens) => {
         const logits = await this.step(tokens);
         return { logits, logSumExp: await logSumExp.run(logits, this.rows, this.vocabSize) };
       };
     }
+    if (softmax) this.softmax = (scores, rows) => softmax.run(scores, rows, this.vocabSize);
   }
 
   /**
    * `imageEmbeds` is the vision encoder output [images, Tv, Hv]; it is read here only, so the
    * caller may reuse it once `open` resolves. `pool`: where the caches come from and return to
-   * (a fresh pool by default, which frees them with the session). `logSumExp`: where
-   * `stepWithLogSumExp` computes each row's log-sum-exp (absent: no such method, and beam
-   * search computes its log-softmax in JS).
+   * (a fresh pool by default, which frees them with the session). `rowGraphs`: where
+   * `stepWithLogSumExp` computes each row's log-sum-exp and `softmax` its probabilities (each
+   * absent without its graph, and the search computes the same in JS).
    */
-  static async open(cfg: BlipConfig, crossKv: GraphSession, decoder: GraphSession, imageEmbeds: ort.Tensor, pool = new Float32Pool(), logSumExp?: RowLogSumExp): Promise<OrtDecoderSession> {
+  static async open(cfg: BlipConfig, crossKv: GraphSession, decoder: GraphSession, imageEmbeds: ort.Tensor, pool = new Float32Pool(), rowGraphs: Partial<RowGraphs> = {}): Promise<OrtDecoderSession> {
     const out = await crossKv.run({ image_embeds: imageEmbeds });
     const cross: ort.Tensor[] = [];
     for (let l = 0; l < cfg.text.layers; l++) cross.push(out[`cross_key_${l}`], out[`cross_value_${l}`]);
-    return new OrtDecoderSession(cfg, decoder, pool, cross, imageEmbeds.dims[0], logSumExp);
+    return new OrtDecoderSession(cfg, decoder, pool, cross, imageEmbeds.dims[0], rowGraphs);
   }
 
   get rows(): number {
@@ -121,8 +123,11 @@ export class OrtDecoderSession implements DecoderSession {
     this.cap = cap;
   }
 
-  /** Present where `open` was given a RowLogSumExp: the step's logits and each row's log-sum-exp. */
+  /** Present where `open` was given the log-sum-exp graph: the step's logits and each row's log-sum-exp. */
   readonly stepWithLogSumExp?: (tokens: number[][]) => Promise<{ logits: Float32Array; logSumExp: Float32Array }>;
+
+  /** Present where `open` was given the softmax graph: each row's softmax of `scores` [rows, V]. */
+  readonly softmax?: (scores: Float32Array, rows: number) => Promise<Float32Array>;
 
   /** Returns each row's last-position logits [rows, V]. */
   async step(tokens: number[][]): Promise<Float32Array> {

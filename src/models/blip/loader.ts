@@ -7,7 +7,7 @@ import { graphDataBuffer } from '../runtime/graph/builder.ts';
 import { buildGraphs, graphNames, layerOptions } from './graphs.ts';
 import { MANIFEST, graphFile, isConverted, manifestGraphs, readManifest } from '../runtime/manifest.ts';
 import { GraphSession } from '../runtime/sessions.ts';
-import { RowLogSumExp } from '../runtime/log-sum-exp.ts';
+import { createRowGraphs, releaseRowGraphs, type RowGraphs } from '../runtime/row-graphs.ts';
 import { loadTokenizer, type BlipTokenizer } from './tokenizer.ts';
 import type { RuntimeOptions } from '../runtime/types.ts';
 import type { SpecialIds } from '../runtime/generation/types.ts';
@@ -32,8 +32,8 @@ export interface LoadedModel {
   special: SpecialIds;
   /** For run.json: architecture, source hashes, precision. */
   info: Record<string, unknown>;
-  /** The captioner's: beam search's log-sum-exp over each row of logits (decoder-session.ts). */
-  logSumExp?: RowLogSumExp;
+  /** The captioner's: each row's log-sum-exp (beam search) and softmax (sampling) of its logits (decoder-session.ts). */
+  rowGraphs?: RowGraphs;
 }
 
 /**
@@ -70,7 +70,7 @@ export async function loadModel(dir: string, opts: RuntimeOptions): Promise<Load
   const special = resolveSpecialIds(cfg, tokenizer, join(dir, 'config.json'));
   const sessions: Record<string, GraphSession> = {};
   let info: Record<string, unknown>;
-  let logSumExp: RowLogSumExp | undefined;
+  let rowGraphs: RowGraphs | undefined;
   try {
     if (isConverted(dir)) {
       const manifest = readManifest(dir, [MANIFEST_FORMAT]);
@@ -94,16 +94,16 @@ export async function loadModel(dir: string, opts: RuntimeOptions): Promise<Load
       }
       info = { dir, architecture: cfg.architecture, precision: opts.precision, converted: false, weights: weights.source.file, weightDtypes: weights.sourceDtypes() };
     }
-    // One thread, beside the decoder's own pool (log-sum-exp.ts says why).
-    if (sessions.decoder) logSumExp = await RowLogSumExp.create(1);
+    // One thread, beside the decoder's own pool (row-graphs.ts says why).
+    if (sessions.decoder) rowGraphs = await createRowGraphs(1);
   } catch (e) {
     await Promise.all(Object.values(sessions).map((s) => s.release()));
     throw e;
   }
   log.info({ architecture: cfg.architecture, ms: Date.now() - started }, 'BLIP model loaded');
-  return { dir, cfg, pre, sessions, tokenizer, special, info, logSumExp };
+  return { dir, cfg, pre, sessions, tokenizer, special, info, rowGraphs };
 }
 
 export async function releaseModel(m: LoadedModel): Promise<void> {
-  await Promise.all([...Object.values(m.sessions).map((s) => s.release()), m.logSumExp?.release()]);
+  await Promise.all([...Object.values(m.sessions).map((s) => s.release()), releaseRowGraphs(m.rowGraphs)]);
 }

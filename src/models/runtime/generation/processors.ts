@@ -57,15 +57,13 @@ export function topK(k: number): LogitsProcessor | null {
 export function topP(p: number): LogitsProcessor | null {
   if (p >= 1) return null;
   return (scores) => {
-    const { kept } = topPKept(scores, p);
+    const kept = topPKept(softmax(scores), p);
     const keep = new Uint8Array(scores.length);
     for (const i of kept) keep[i] = 1;
     for (let i = 0; i < scores.length; i++) if (!keep[i]) scores[i] = -Infinity;
   };
 }
 
-let probsScratch = new Float32Array(0);
-let expsScratch = new Float64Array(0);
 let keptScratch = new Int32Array(0);
 
 /** Probability buckets by the float32's top 16 bits (sign, exponent, 7 mantissa bits): ordered as the values. */
@@ -74,10 +72,8 @@ const bucketSum = new Float64Array(1 << (32 - BUCKET_SHIFT));
 const bucketCount = new Uint32Array(1 << (32 - BUCKET_SHIFT));
 
 /**
- * The tokens topP keeps (in no particular order), the scores' maximum and each token's
- * exp(score − max) as the softmax computed it (float64; 0 for −inf), so that a sampler can
- * renormalise over the nucleus without a second pass of exp over it. `kept` and `exps` are
- * views of scratch arrays that the next call overwrites; `scores` is not changed.
+ * The tokens topP keeps, in no particular order, from a row's softmax `probs` (float32, 0 for a
+ * forbidden token); a view of a scratch array that the next call overwrites.
  *
  * No sort of the vocabulary: an uncertain step (a flat distribution) puts most of it in the
  * nucleus, and sorting 30k ids per row per step cost more than the decoder step. Tokens are
@@ -86,15 +82,7 @@ const bucketCount = new Uint32Array(1 << (32 - BUCKET_SHIFT));
  * p kept before it), and only the bucket where the total reaches p is sorted and walked token by
  * token.
  */
-export function topPKept(scores: Float32Array, p: number): { kept: Int32Array; max: number; exps: Float64Array } {
-  // One scratch array for every row and step (this runs rows × steps times per batch).
-  if (probsScratch.length < scores.length) {
-    probsScratch = new Float32Array(scores.length);
-    expsScratch = new Float64Array(scores.length);
-  }
-  const probs = probsScratch.subarray(0, scores.length);
-  const exps = expsScratch.subarray(0, scores.length);
-  const max = softmaxFill(scores, probs, exps);
+export function topPKept(probs: Float32Array, p: number): Int32Array {
   const bits = new Uint32Array(probs.buffer, probs.byteOffset, probs.length);
   let top = 0;
   for (let i = 0; i < probs.length; i++) {
@@ -116,7 +104,7 @@ export function topPKept(scores: Float32Array, p: number): { kept: Int32Array; m
   }
   // Typed scratch, not JS arrays: a nucleus of most of the vocabulary is a large object per
   // row and step (a fresh mapping, page faults, a collection).
-  if (keptScratch.length < scores.length) keptScratch = new Int32Array(scores.length);
+  if (keptScratch.length < probs.length) keptScratch = new Int32Array(probs.length);
   const kept = keptScratch;
   let n = 0;
   const edge: number[] = [];
@@ -134,7 +122,7 @@ export function topPKept(scores: Float32Array, p: number): { kept: Int32Array; m
     cum += probs[i];
     kept[n++] = i;
   }
-  return { kept: kept.subarray(0, n), max, exps };
+  return kept.subarray(0, n);
 }
 
 /**
@@ -175,9 +163,10 @@ export function softmaxInto(scores: Float32Array, out: Float32Array): Float32Arr
 
 /**
  * softmax into `out` (float32: each exp rounded, then divided by the float64 sum), keeping each
- * exp(score − max) in `exps` when given; returns the max.
+ * exp(score − max) in `exps` when given (float64; 0 for −∞), so that a sampler can renormalise
+ * over the nucleus without a second pass of exp over it; returns the max.
  */
-function softmaxFill(scores: Float32Array, out: Float32Array, exps: Float64Array | null): number {
+export function softmaxFill(scores: Float32Array, out: Float32Array, exps: Float64Array | null): number {
   let max = -Infinity;
   for (let i = 0; i < scores.length; i++) if (scores[i] > max) max = scores[i];
   let sum = 0;
@@ -209,7 +198,7 @@ export function logSoftmaxInto(scores: Float32Array, out: Float32Array): Float32
   return logProbsInto(scores, logSumExp(scores), out);
 }
 
-/** log_softmax from a row's log Σ exp (`logSumExp`, or RowLogSumExp in ORT): scores − lse into `out`. */
+/** log_softmax from a row's log Σ exp (`logSumExp`, or `RowGraph.logSumExp` in ORT): scores − lse into `out`. */
 export function logProbsInto(scores: Float32Array, logSumExp: number, out: Float32Array): Float32Array {
   for (let i = 0; i < scores.length; i++) out[i] = scores[i] - logSumExp;
   return out;

@@ -6,7 +6,7 @@
  * counts the prefix (bos + prompt), and at least one token is generated, as in HF.
  */
 import type { DecoderSession, GenerationOptions, SpecialIds } from './types.ts';
-import { applyAll, argmax, minLength, repetitionPenalty, softmax, temperature, topK, topPKept, type LogitsProcessor } from './processors.ts';
+import { applyAll, argmax, minLength, repetitionPenalty, softmaxFill, temperature, topK, topPKept, type LogitsProcessor } from './processors.ts';
 import { sampleRng, type Rng } from './rng.ts';
 
 interface Row {
@@ -26,8 +26,12 @@ export async function decodeRows(
   const k = sampling ? options.numReturnSequences : 1;
   const processors: (LogitsProcessor | null)[] = [repetitionPenalty(options.repetitionPenalty), minLength(options.minLength, special.eos)];
   if (sampling) processors.push(temperature(options.temperature), topK(options.topK));
-  const pick = (scores: Float32Array, rng: Rng): number => (options.topP < 1 ? sampleTopP(scores, options.topP, rng) : sample(scores, rng));
-
+  // Sampling's probabilities: softmax of the processed scores, with weights proportional to them
+  // that the nucleus is renormalised by. In JS each row's exps are the weights (exact as HF's
+  // second softmax over the nucleus); from the session's runtime the probabilities are.
+  const draw = (probs: Float32Array, weights: ArrayLike<number>, rng: Rng): number =>
+    options.topP < 1 ? sampleTopP(probs, weights, options.topP, rng) : sample(probs, rng);
+  const fromRuntime = sampling && session.softmax !== undefined;
   const rows: Row[] = [];
   for (let i = 0; i < prefix.length; i++) {
     for (let r = 0; r < k; r++) rows.push({ image: i, tokens: [...prefix[i]], rng: sampling ? sampleRng(options.seed, sampleKeys[i], r) : null });
@@ -38,16 +42,39 @@ export async function decodeRows(
   let logitsRow = (j: number) => rows[j].image;
   if (k > 1) session.select(rows.map((r) => r.image));
   let active = rows;
-  // Each row's scores are edited in place by the processors, in one reused array.
-  const scores = new Float32Array(session.vocabSize);
+  // Each row's scores are edited in place by the processors, in one reused array; with the
+  // runtime's softmax, in one matrix of all rows, whose softmax is then one run.
+  let scores = new Float32Array(fromRuntime ? rows.length * session.vocabSize : session.vocabSize);
+  const probs = new Float32Array(fromRuntime ? 0 : session.vocabSize);
+  const exps = new Float64Array(fromRuntime ? 0 : session.vocabSize);
   for (;;) {
     const v = session.vocabSize;
-    for (let j = 0; j < active.length; j++) {
-      const row = active[j];
-      const at = logitsRow(j);
-      scores.set(logits.subarray(at * v, (at + 1) * v));
-      applyAll(processors, scores, row);
-      row.tokens.push(row.rng ? pick(scores, row.rng) : argmax(scores));
+    if (fromRuntime) {
+      if (scores.length < active.length * v) scores = new Float32Array(active.length * v);
+      for (let j = 0; j < active.length; j++) {
+        const at = logitsRow(j);
+        const row = scores.subarray(j * v, (j + 1) * v);
+        row.set(logits.subarray(at * v, (at + 1) * v));
+        applyAll(processors, row, active[j]);
+      }
+      const all = await session.softmax!(scores, active.length);
+      for (let j = 0; j < active.length; j++) {
+        const p = all.subarray(j * v, (j + 1) * v);
+        active[j].tokens.push(draw(p, p, active[j].rng!));
+      }
+    } else {
+      for (let j = 0; j < active.length; j++) {
+        const row = active[j];
+        const at = logitsRow(j);
+        scores.set(logits.subarray(at * v, (at + 1) * v));
+        applyAll(processors, scores, row);
+        if (row.rng) {
+          softmaxFill(scores, probs, exps);
+          row.tokens.push(draw(probs, exps, row.rng));
+        } else {
+          row.tokens.push(argmax(scores));
+        }
+      }
     }
     const keep: number[] = [];
     for (let j = 0; j < active.length; j++) {
@@ -68,9 +95,8 @@ export async function decodeRows(
   return out;
 }
 
-/** torch.multinomial over softmax(scores): the first token whose cumulative probability passes u. */
-function sample(scores: Float32Array, rng: Rng): number {
-  const probs = softmax(scores);
+/** torch.multinomial over a row's softmax `probs`: the first token whose cumulative probability passes u. */
+function sample(probs: Float32Array, rng: Rng): number {
   const u = rng.next();
   let cum = 0;
   let last = 0;
@@ -87,24 +113,25 @@ let maskScratch = new Uint8Array(0);
 let orderScratch = new Int32Array(0);
 
 /**
- * topP then sample, as the topP processor followed by `sample` computes them (the same
- * float32 probabilities, sums in the same order, so the same token), without a second
- * softmax over the vocabulary or writing −inf into it: after the nucleus is chosen only its
- * tokens are visited, and their exps are the ones topPKept's softmax computed (exp(s − max)
- * with the same max is the same number), not computed again.
+ * topP then sample, as the topP processor followed by `sample` computes them, without a second
+ * softmax over the vocabulary or writing −inf into it: after the nucleus is chosen (from
+ * `probs`) only its tokens are visited, each drawn with probability weights[i] / Σ weights over
+ * the nucleus, rounded to float32 as a softmax over the nucleus would be. `weights` are the
+ * row's exp(s − max) as its softmax computed them (then these are HF's numbers: exp(s − max)
+ * with the same max is the same number) or the probabilities themselves.
  */
-function sampleTopP(scores: Float32Array, p: number, rng: Rng): number {
-  const { kept: unordered, exps } = topPKept(scores, p);
+function sampleTopP(probs: Float32Array, weights: ArrayLike<number>, p: number, rng: Rng): number {
+  const unordered = topPKept(probs, p);
   // Ascending ids (the order `sample` visits the vocabulary in), read off a mask: a sort of a
   // nucleus that holds most of the vocabulary costs milliseconds per row.
-  if (maskScratch.length < scores.length) {
-    maskScratch = new Uint8Array(scores.length);
-    orderScratch = new Int32Array(scores.length);
+  if (maskScratch.length < probs.length) {
+    maskScratch = new Uint8Array(probs.length);
+    orderScratch = new Int32Array(probs.length);
   }
   const mask = maskScratch;
   for (const i of unordered) mask[i] = 1;
   let n = 0;
-  for (let i = 0; i < scores.length; i++) {
+  for (let i = 0; i < probs.length; i++) {
     if (mask[i]) {
       orderScratch[n++] = i;
       mask[i] = 0;
@@ -112,19 +139,19 @@ function sampleTopP(scores: Float32Array, p: number, rng: Rng): number {
   }
   const kept = orderScratch.subarray(0, n);
   let sum = 0;
-  for (const i of kept) sum += exps[i];
+  for (const i of kept) sum += weights[i];
   const u = rng.next();
   let cum = 0;
   const f = new Float32Array(1);
   for (const i of kept) {
-    f[0] = exps[i];
+    f[0] = weights[i];
     f[0] = f[0] / sum;
     if (f[0] === 0) continue;
     cum += f[0];
     if (u < cum) return i;
   }
   for (let k = kept.length - 1; k >= 0; k--) {
-    f[0] = exps[kept[k]];
+    f[0] = weights[kept[k]];
     if (f[0] / sum !== 0) return kept[k];
   }
   return kept[kept.length - 1];

@@ -27,6 +27,13 @@ export interface DecoderSession {
    */
   stepWithLogSumExp?(tokens: number[][]): Promise<{ logits: Float32Array; logSumExp: Float32Array }>;
   /**
+   * Optional, for sampling: each row's softmax of `scores` ([rows, vocabSize]: logits the
+   * processors have edited, −∞ for forbidden tokens, which get exactly 0), computed by the
+   * decoder's runtime, so sampling needs no pass of exp in JS. The result may be a buffer the
+   * next call reuses. Absent where it cannot.
+   */
+  softmax?(scores: Float32Array, rows: number): Promise<Float32Array>;
+  /**
    * Optional hint before the first step: sequences will reach at most `length` positions, so
    * a cache can be sized once.
    */

@@ -5,7 +5,9 @@ import { OrtDecoderSession } from '../../../../src/models/blip/decoder-session.t
 import { loadModel, releaseModel, type LoadedModel } from '../../../../src/models/blip/loader.ts';
 import { f32 } from '../../../../src/models/runtime/sessions.ts';
 import { Float32Pool } from '../../../../src/models/runtime/buffers.ts';
-import { logSumExp as logSumExpOf } from '../../../../src/models/runtime/generation/processors.ts';
+import { logSumExp as logSumExpOf, softmax as softmaxOf } from '../../../../src/models/runtime/generation/processors.ts';
+import { generate } from '../../../../src/models/runtime/generation/index.ts';
+import type { GenerationOptions } from '../../../../src/models/runtime/generation/types.ts';
 
 const t1 = new URL('../../../fixtures/parity/t1/', import.meta.url).pathname;
 let model: LoadedModel;
@@ -93,7 +95,7 @@ describe('OrtDecoderSession', () => {
   it('re-orders beams within their images by moving places, not caches: the same logits and log-sum-exps as fresh rows', async () => {
     const bos = model.special.bos;
     const pool = new Float32Pool();
-    const s = await OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds, pool, model.logSumExp);
+    const s = await OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds, pool, model.rowGraphs);
     // Room for every step from the start: the caches never grow, so the pool's count shows gathers.
     s.reserve(8);
     await s.step([[bos, 5], [bos, 7], [bos, 9]]);
@@ -111,7 +113,7 @@ describe('OrtDecoderSession', () => {
         seqs = select.map((i) => seqs[i]);
       }
       const { logits: got, logSumExp } = await s.stepWithLogSumExp!(next);
-      // Each row's log-sum-exp (RowLogSumExp over the logits in row order) is its own logits'.
+      // Each row's log-sum-exp (the log-sum-exp graph over the logits in row order) is its own logits'.
       for (let r = 0; r < 6; r++) expect(Math.abs(logSumExp[r] - logSumExpOf(row(got, r)))).toBeLessThan(1e-4);
       // A gather would take a second set of caches from the pool; all a re-order may take is
       // the buffer that puts the logits back in row order.
@@ -124,6 +126,26 @@ describe('OrtDecoderSession', () => {
       for (let r = 0; r < 6; r++) expectClose(row(got, r), row(ref, r));
       next = next.map(([t]) => [t + 10 + k]);
     }
+  });
+
+  it('gives each row\'s softmax from ONNX Runtime, and nucleus samples the same with it as without', async () => {
+    const bos = model.special.bos;
+    const s = await OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds, new Float32Pool(), model.rowGraphs);
+    const logits = await s.step([[bos, 5], [bos, 7], [bos, 9]]);
+    const probs = await s.softmax!(logits, 3);
+    for (let r = 0; r < 3; r++) expectClose(row(probs, r), Array.from(softmaxOf(logits.subarray(r * V(), (r + 1) * V()))));
+    s.close();
+    expect((await open()).softmax).toBeUndefined();
+
+    const opts: GenerationOptions = {
+      method: 'nucleus', maxLength: 12, minLength: 3, numBeams: 1, lengthPenalty: 1, topP: 0.9, topK: 0,
+      temperature: 0.9, repetitionPenalty: 1.1, numReturnSequences: 4, prompt: '', seed: 5,
+    };
+    const keys = ['a', 'b', 'c'];
+    const prefix = keys.map(() => [bos]);
+    const withOrt = await generate(await OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds, new Float32Pool(), model.rowGraphs), prefix, opts, model.special, keys);
+    const inJs = await generate(await open(), prefix, opts, model.special, keys);
+    expect(withOrt).toEqual(inJs);
   });
 
   it('draws its buffers from a pool: stale contents never reach the logits, and close gives every buffer back', async () => {

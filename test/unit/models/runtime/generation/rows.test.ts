@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { generate } from '../../../../../src/models/runtime/generation/index.ts';
 import type { GenerationOptions, SpecialIds } from '../../../../../src/models/runtime/generation/types.ts';
-import { TableLM, hashedLM, lastTokenTable } from '../../../../helpers/fake-lm.ts';
+import { SoftmaxLM, TableLM, hashedLM, lastTokenTable } from '../../../../helpers/fake-lm.ts';
 import { applyAll, minLength, repetitionPenalty, softmax, temperature, topK, topP } from '../../../../../src/models/runtime/generation/processors.ts';
 import { sampleRng } from '../../../../../src/models/runtime/generation/rng.ts';
 
@@ -136,6 +136,36 @@ describe('nucleus sampling', () => {
       return tokens;
     });
     expect(got).toEqual(want);
+  });
+
+  it('takes the probabilities from the decoder\'s softmax where it gives one: the same samples, one call per step for all rows', async () => {
+    const V = 3000;
+    const fn = hashedLM(V, special.eos, -1);
+    for (const o of [
+      { ...opts, topP: 0.8, temperature: 0.7, repetitionPenalty: 1.2, maxLength: 9, minLength: 4 },
+      { ...opts, topP: 1, topK: 40, maxLength: 8 },
+    ]) {
+      const lm = new SoftmaxLM(V, 2, fn);
+      const got = await generate(lm, [[3, 9], [3, 9]], o, special, ['a', 'b']);
+      expect(got).toEqual(await generate(new TableLM(V, 2, fn), [[3, 9], [3, 9]], o, special, ['a', 'b']));
+      // One softmax per step after the prefix, over every row still decoding.
+      expect(lm.softmaxRows).toEqual(lm.stepRows.map((rows, i) => (i === 0 ? 6 : rows)));
+    }
+    // Greedy never asks for probabilities.
+    const greedyLm = new SoftmaxLM(V, 1, fn);
+    await generate(greedyLm, [[3]], { ...base, maxLength: 6 }, special, ['g']);
+    expect(greedyLm.softmaxRows).toEqual([]);
+  });
+
+  it('never samples a token the processors forbid, with the decoder\'s softmax too', async () => {
+    // Until length 4 eos is the likeliest token by far; min length forbids it (−∞, probability 0).
+    const table = lastTokenTable(8, { 3: { 2: 5, 4: 0, 5: 0 }, 4: { 2: 5, 5: 0 }, 5: { 2: 5, 4: 0 } }, -Infinity);
+    for (const lm of [new SoftmaxLM(8, 1, table), new TableLM(8, 1, table)]) {
+      const [seqs] = await generate(lm, [[3]], { ...opts, topP: 1, repetitionPenalty: 1, minLength: 4, numReturnSequences: 100 }, special, ['m']);
+      const eosAt = seqs.map((s) => s.indexOf(2));
+      expect(eosAt.every((at) => at === -1 || at >= 4)).toBe(true);
+      expect(eosAt.filter((at) => at === 4).length).toBeGreaterThan(90);
+    }
   });
 
   it('never samples outside top-p and top-k', async () => {
