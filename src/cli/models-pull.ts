@@ -5,8 +5,10 @@
  *
  * Only the files the runtime reads are downloaded: config.json first, then the family's list
  * (chosen by the alias, else by config.json: a CLIP config is model_type "clip" or a CLIPModel
- * architecture) — preprocessor_config.json, the tokenizer files, and model.safetensors
- * (pytorch_model.bin only when a repo has no model.safetensors). Other weights a repo may carry
+ * architecture) — preprocessor_config.json, the tokenizer files, and one checkpoint, in the
+ * order transformers looks for one: model.safetensors, a sharded model.safetensors.index.json
+ * (the index, then every shard it names), pytorch_model.bin, pytorch_model.bin.index.json. Other
+ * weights a repo may carry
  * (open_clip_*, flax/tf/onnx exports) are never fetched. Each file is streamed to
  * `<name>.part` and renamed when complete, so an interrupted pull never leaves a truncated file
  * under the real name.
@@ -25,6 +27,7 @@ import type { Command } from 'commander';
 import { CapfiltError } from '../core/errors.ts';
 import { isClipConfig } from '../models/clip/config.ts';
 import { readJson } from '../models/runtime/config-files.ts';
+import { shardFilesOf } from '../models/runtime/weights/source.ts';
 
 export type Family = 'blip' | 'clip';
 
@@ -39,6 +42,8 @@ export const ALIASES: Record<string, Alias> = {
   'clip-vit-large-patch14-336': { family: 'clip', repo: 'openai/clip-vit-large-patch14-336' },
   'clip-vit-b-32-laion2b': { family: 'clip', repo: 'laion/CLIP-ViT-B-32-laion2B-s34B-b79K' },
   'clip-vit-h-14-laion2b': { family: 'clip', repo: 'laion/CLIP-ViT-H-14-laion2B-s32B-b79K' },
+  // Stored as safetensors shards and an index: past transformers' default shard size.
+  'clip-vit-bigg-14-laion2b': { family: 'clip', repo: 'laion/CLIP-ViT-bigG-14-laion2B-39B-b160k' },
 };
 
 const REQUIRED = ['config.json'];
@@ -53,7 +58,7 @@ const FILES: Record<Family, { optional: string[]; tokenizers: string[][] }> = {
     tokenizers: [['tokenizer.json'], ['vocab.json', 'merges.txt']],
   },
 };
-const WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
+const WEIGHTS = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'];
 
 export interface PullOptions {
   /** Repo id (`org/name`) or an alias from ALIASES. */
@@ -121,7 +126,7 @@ async function pullRepo(repo: string, dir: string, expected: Family | undefined,
   const missing = REQUIRED.filter((f) => !sizes.has(f));
   if (missing.length) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no ${missing.join(', ')}; is it a BLIP or CLIP model?`, { repo });
   const weights = WEIGHTS.find((f) => sizes.has(f));
-  if (!weights) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has neither model.safetensors nor pytorch_model.bin`, { repo });
+  if (!weights) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no model.safetensors, pytorch_model.bin or sharded index (*.index.json)`, { repo });
 
   const checkTokenizer = (family: Family): void => {
     const { tokenizers } = FILES[family];
@@ -138,8 +143,24 @@ async function pullRepo(repo: string, dir: string, expected: Family | undefined,
   const family = familyOf(join(dir, 'config.json'), expected, where, repo);
   checkTokenizer(family);
   const { optional } = FILES[family];
-  const wanted = [...optional.filter((f) => sizes.has(f)), weights];
-  log(`pulling ${family.toUpperCase()} ${where} → ${dir} (${wanted.length + 1} files, ${formatBytes(wanted.reduce((a, f) => a + sizes.get(f)!, sizes.get('config.json')!))})`);
+  const wanted = [...optional.filter((f) => sizes.has(f))];
+  if (weights.endsWith('.index.json')) {
+    // A sharded checkpoint: the index says which shards to fetch; each must be in the listing.
+    files.push({ path: weights, bytes: await downloadTo(hub, weights, join(dir, weights), sizes.get(weights)!, where, log) });
+    let shards: string[];
+    try {
+      ({ shards } = shardFilesOf(join(dir, weights)));
+    } catch (e) {
+      throw new CapfiltError('MODEL_PULL_FAILED', `${where}: ${weights}: ${(e as Error).message}`, { repo, file: weights }, { cause: e });
+    }
+    const unlisted = shards.filter((f) => !sizes.has(f));
+    if (unlisted.length) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: ${weights} names shard(s) the repository does not hold: ${unlisted.join(', ')}`, { repo, file: weights });
+    wanted.push(...shards);
+  } else {
+    wanted.push(weights);
+  }
+  const total = wanted.reduce((a, f) => a + sizes.get(f)!, files.reduce((a, f) => a + f.bytes, 0));
+  log(`pulling ${family.toUpperCase()} ${where} → ${dir} (${wanted.length + files.length} files, ${formatBytes(total)})`);
   for (const path of wanted) {
     const bytes = await downloadTo(hub, path, join(dir, path), sizes.get(path)!, where, log);
     files.push({ path, bytes });

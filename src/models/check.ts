@@ -6,7 +6,7 @@ import { CLIP_ARCHITECTURE, loadClipConfig } from './clip/config.ts';
 import { familyOf } from './families.ts';
 import { readJson } from './runtime/config-files.ts';
 import { MANIFEST, isConverted } from './runtime/manifest.ts';
-import { weightFileOf } from './runtime/weights/source.ts';
+import { checkWeightFiles } from './runtime/weights/source.ts';
 
 /**
  * Whether a model folder can serve a role, judged from its files alone (config.json, the weights
@@ -43,7 +43,7 @@ export function checkModelFolder(dir: string, role: CheckedRole, option: string)
   }
   if (!tokenizer) throw new CapfiltError('TOKENIZER_INVALID', `${where}: no tokenizer files (tokenizer.json${role === 'embedder' ? ', or vocab.json + merges.txt' : ' or vocab.txt'})`, { dir, option });
   if (isConverted(folder)) checkConverted(folder, where);
-  else withOption(where, () => weightFileOf(folder));
+  else withOption(where, () => checkWeightFiles(folder));
   return { dir: folder, architecture };
 }
 

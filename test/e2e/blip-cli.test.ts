@@ -1,9 +1,11 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli as capfilt } from '../helpers/cli.ts';
 import { t1ModelDir } from '../helpers/t1-model.ts';
+import { readEntries, writeShardedSafetensors } from '../helpers/safetensors-writer.ts';
+import { openSafetensors } from '../../src/models/runtime/weights/safetensors.ts';
 
 const repo = new URL('../../', import.meta.url).pathname;
 const fixtures = join(repo, 'test/fixtures/parity');
@@ -56,6 +58,24 @@ describe('capfilt models / caption / score on the t1 checkpoints', () => {
     const beam = await capfilt('caption', '--model', join(converted, 'captioner'), '--json', '--method', 'beam', '--num-beams', '3', '--max-length', '10', '--min-length', '0', image);
     expect(beam.code, beam.stderr).toBe(0);
     expect(JSON.parse(beam.stdout)[0].ok).toBe(true);
+  });
+
+  it('captions and converts from a sharded checkpoint as from the single file; the manifest hashes every shard', async () => {
+    const sharded = join(tmp, 'sharded-captioner');
+    cpSync(join(hf, 'captioner'), sharded, { recursive: true });
+    const entries = readEntries(join(sharded, 'model.safetensors'), openSafetensors);
+    rmSync(join(sharded, 'model.safetensors'));
+    writeShardedSafetensors(sharded, entries, 2);
+    const args = (model: string) => ['caption', '--model', model, '--json', '--method', 'nucleus', '-k', '3', '--seed', '3', '--max-length', '10', '--min-length', '0', image];
+    const a = await capfilt(...args(sharded));
+    expect(a.code, a.stderr).toBe(0);
+    const b = await capfilt(...args(join(hf, 'captioner')));
+    expect(JSON.parse(a.stdout)).toEqual(JSON.parse(b.stdout));
+    const out = join(tmp, 'sharded-converted');
+    const c = await capfilt('models', 'convert', sharded, out);
+    expect(c.code, c.stderr).toBe(0);
+    const files = JSON.parse(readFileSync(join(out, 'captioner/manifest.json'), 'utf8')).source.files;
+    for (const f of ['model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']) expect(files[f]).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('scores texts with ITM probabilities and ITC cosines', async () => {

@@ -19,6 +19,8 @@ interface Repo { sha: string; files: Map<string, Buffer>; private?: boolean; bro
 const TOKEN = 'hf_standin_token';
 const big = randomBytes(3 * 1024 * 1024 + 17);
 const clipWeights = randomBytes(4096 + 3);
+const shards = [randomBytes(2048 + 5), randomBytes(1024 + 9)];
+const shardIndex = (map: Record<string, string>) => JSON.stringify({ metadata: { total_size: 3072 }, weight_map: map });
 const repos = new Map<string, Repo>([
   ['Salesforce/blip-image-captioning-base', { sha: 'a'.repeat(40), files: files({
     'config.json': '{"architectures":["BlipForConditionalGeneration"]}',
@@ -61,6 +63,27 @@ const repos = new Map<string, Repo>([
     'vocab.txt': 'a BLIP file a CLIP pull leaves alone\n',
     'pytorch_model.bin': randomBytes(1500),
     'open_clip_pytorch_model.bin': 'never needed',
+  }) }],
+  ['org/clip-sharded', { sha: '3'.repeat(40), files: files({
+    'config.json': '{"model_type":"clip"}',
+    'tokenizer.json': '{}',
+    'model.safetensors.index.json': shardIndex({ 'text_model.a': 'model-00001-of-00002.safetensors', 'text_model.b': 'model-00002-of-00002.safetensors', 'vision_model.c': 'model-00001-of-00002.safetensors' }),
+    'model-00001-of-00002.safetensors': shards[0],
+    'model-00002-of-00002.safetensors': shards[1],
+    'pytorch_model-00001-of-00001.bin': 'never needed: safetensors shards exist',
+    'pytorch_model.bin.index.json': 'never needed',
+    'open_clip_pytorch_model.bin': 'never needed',
+  }) }],
+  ['org/sharded-escape', { sha: '4'.repeat(40), files: files({
+    'config.json': '{"model_type":"clip"}',
+    'tokenizer.json': '{}',
+    'model.safetensors.index.json': shardIndex({ 'text_model.a': '../../etc/passwd' }),
+  }) }],
+  ['org/sharded-missing', { sha: '5'.repeat(40), files: files({
+    'config.json': '{"model_type":"clip"}',
+    'tokenizer.json': '{}',
+    'model.safetensors.index.json': shardIndex({ 'text_model.a': 'model-00001-of-00002.safetensors', 'text_model.b': 'model-00002-of-00002.safetensors' }),
+    'model-00001-of-00002.safetensors': shards[0],
   }) }],
   ['org/clip-no-tokenizer', { sha: '2'.repeat(40), files: files({ 'config.json': '{"model_type":"clip"}', 'vocab.txt': '[PAD]\n', 'model.safetensors': 'x' }) }],
   ['org/private-blip', { sha: 'c'.repeat(40), private: true, files: files({ 'config.json': '{}', 'tokenizer.json': '{}', 'model.safetensors': 'x' }) }],
@@ -177,6 +200,22 @@ describe('capfilt models pull against a stand-in hub', () => {
     expect(readFileSync(join(out, 'pytorch_model.bin')).equals(repos.get('org/clip-bin-only')!.files.get('pytorch_model.bin')!)).toBe(true);
   });
 
+  it('pulls a sharded checkpoint: the index, then every shard it names, nothing else', async () => {
+    const out = join(tmp, 'clip-sharded');
+    requested.length = 0;
+    const { stderr } = await runCli(['org/clip-sharded', '--out', out], { HF_ENDPOINT: hubUrl, HF_TOKEN: undefined });
+    const want = ['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'tokenizer.json'];
+    expect(readdirSync(out).sort()).toEqual(want);
+    expect(requested.map((r) => r.replace('org/clip-sharded/', '')).sort()).toEqual(want);
+    expect(readFileSync(join(out, 'model-00002-of-00002.safetensors')).equals(shards[1])).toBe(true);
+    expect(stderr).toMatch(/\(5 files, /);
+  });
+
+  it('refuses a shard index that points outside the folder or names a shard the repo lacks', async () => {
+    expect(await pullError('org/sharded-escape')).toMatch(/^MODEL_PULL_FAILED .*model\.safetensors\.index\.json: .*"\.\.\/\.\.\/etc\/passwd", which is not a file name beside the index/);
+    expect(await pullError('org/sharded-missing')).toMatch(/^MODEL_PULL_FAILED .*names shard\(s\) the repository does not hold: model-00002-of-00002\.safetensors/);
+  });
+
   it('honours --revision and HF_TOKEN for a private repo', async () => {
     const out = join(tmp, 'private');
     await runCli(['org/private-blip', '--out', out, '--revision', 'c'.repeat(40)], { HF_ENDPOINT: hubUrl, HF_TOKEN: TOKEN });
@@ -200,7 +239,7 @@ describe('capfilt models pull against a stand-in hub', () => {
   });
 
   it('fails for a repo without weights and for a download that breaks, leaving no partial file', async () => {
-    expect(await pullError('org/no-weights')).toMatch(/^MODEL_PULL_FAILED .*neither model\.safetensors nor pytorch_model\.bin/);
+    expect(await pullError('org/no-weights')).toMatch(/^MODEL_PULL_FAILED .*no model\.safetensors, pytorch_model\.bin or sharded index/);
     expect(await pullError('org/broken')).toMatch(/^MODEL_PULL_FAILED .*downloading model\.safetensors failed/);
     expect(await pullError('org/clip-no-tokenizer')).toMatch(/^MODEL_PULL_FAILED .*no CLIP tokenizer \(tokenizer\.json or vocab\.json \+ merges\.txt\)/);
     const dir = join(tmp, 'org_broken');

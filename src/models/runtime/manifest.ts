@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CapfiltError } from '../../core/errors.ts';
 import { writeGraph, type BuiltGraph } from './graph/builder.ts';
 import { readJson } from './config-files.ts';
 import type { RuntimeOptions } from './types.ts';
+import { shardFilesOf } from './weights/source.ts';
 
 /**
  * A converted model folder: `<graph>.onnx` + `<graph>.onnx.data` per graph, the source folder's
@@ -101,6 +102,10 @@ export async function writeConvertedFolder(spec: ConvertedFolderSpec): Promise<M
     }
     const files: Record<string, string> = {};
     files[basename(spec.weightFile)] = await sha256(spec.weightFile);
+    // A sharded checkpoint's provenance is its index and every shard the index names.
+    if (spec.weightFile.endsWith('.index.json')) {
+      for (const shard of shardFilesOf(spec.weightFile).shards) files[shard] = await sha256(join(dirname(spec.weightFile), shard));
+    }
     for (const f of ['config.json', ...spec.copyFiles]) {
       const p = join(spec.inDir, f);
       if (!existsSync(p)) continue;

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runParity } from '../../../tools/parity.ts';
+import { openSafetensors } from '../../../src/models/runtime/weights/safetensors.ts';
+import { readEntries, writeShardedSafetensors } from '../../helpers/safetensors-writer.ts';
 
 const t1 = new URL('../../fixtures/parity/t1/', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'capfilt-parity-test-'));
@@ -41,6 +43,20 @@ describe('BLIP parity with other weight formats', () => {
     cpSync(t1, dir, { recursive: true });
     rmSync(join(dir, 'captioner/model.safetensors'));
     cpSync(new URL('../../fixtures/pickle/t1_captioner.bin', import.meta.url).pathname, join(dir, 'captioner/pytorch_model.bin'));
+    const lines: string[] = [];
+    const report = await runParity(dir, (l) => lines.push(l));
+    expect(report.ok, lines.join('\n')).toBe(true);
+  });
+
+  it('passes with the captioner and the filter given as sharded safetensors (index + shards)', async () => {
+    const dir = join(tmp, 'sharded');
+    cpSync(t1, dir, { recursive: true });
+    for (const role of ['captioner', 'filter']) {
+      const file = join(dir, role, 'model.safetensors');
+      const entries = readEntries(file, openSafetensors);
+      rmSync(file);
+      writeShardedSafetensors(join(dir, role), entries, role === 'captioner' ? 2 : 3);
+    }
     const lines: string[] = [];
     const report = await runParity(dir, (l) => lines.push(l));
     expect(report.ok, lines.join('\n')).toBe(true);

@@ -1,29 +1,120 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { CapfiltError } from '../../../core/errors.ts';
 import type { WeightSource, WeightTensor } from '../types.ts';
 import { openPytorchBin } from './pickle.ts';
 import { openSafetensors } from './safetensors.ts';
 
+export type WeightFormat = 'safetensors' | 'pytorch';
+
 /**
- * The checkpoint file of a Hugging Face folder: model.safetensors preferred, else
- * pytorch_model.bin; `file` names one explicitly (format from its extension).
+ * The checkpoint of a Hugging Face folder, in the order transformers looks for one:
+ * model.safetensors, model.safetensors.index.json (sharded), pytorch_model.bin,
+ * pytorch_model.bin.index.json. `file` names one explicitly (format from its name). `sharded`:
+ * `file` is an index whose `weight_map` names the shard holding each tensor.
  */
-export function weightFileOf(dir: string, file?: string): { file: string; format: 'safetensors' | 'pytorch' } {
+export function weightFileOf(dir: string, file?: string): { file: string; format: WeightFormat; sharded: boolean } {
   if (file) {
     if (!existsSync(file)) throw new CapfiltError('MODEL_DIR_INVALID', `${file}: weights file not found`, { file });
-    return { file, format: file.endsWith('.safetensors') ? 'safetensors' : 'pytorch' };
+    const sharded = file.endsWith('.index.json');
+    const name = sharded ? file.slice(0, -'.index.json'.length) : file;
+    return { file, format: name.endsWith('.safetensors') ? 'safetensors' : 'pytorch', sharded };
   }
-  const st = join(dir, 'model.safetensors');
-  if (existsSync(st)) return { file: st, format: 'safetensors' };
-  const bin = join(dir, 'pytorch_model.bin');
-  if (existsSync(bin)) return { file: bin, format: 'pytorch' };
-  throw new CapfiltError('MODEL_DIR_INVALID', `${dir}: neither model.safetensors nor pytorch_model.bin found`, { dir });
+  const candidates: [string, WeightFormat, boolean][] = [
+    ['model.safetensors', 'safetensors', false],
+    ['model.safetensors.index.json', 'safetensors', true],
+    ['pytorch_model.bin', 'pytorch', false],
+    ['pytorch_model.bin.index.json', 'pytorch', true],
+  ];
+  for (const [name, format, sharded] of candidates) {
+    if (existsSync(join(dir, name))) return { file: join(dir, name), format, sharded };
+  }
+  throw new CapfiltError('MODEL_DIR_INVALID', `${dir}: no model.safetensors, pytorch_model.bin or sharded index (*.index.json) found`, { dir });
+}
+
+/**
+ * The folder's checkpoint files are all there, without reading any tensor: the file, or a
+ * sharded checkpoint's index (parsed and checked) and every shard it names. For preflight.
+ */
+export function checkWeightFiles(dir: string): void {
+  const { file, sharded } = weightFileOf(dir);
+  if (!sharded) return;
+  const absent = shardFilesOf(file).shards.filter((s) => !existsSync(join(dirname(file), s)));
+  if (absent.length) throw new CapfiltError('MODEL_DIR_INVALID', `${file}: shard(s) not in ${dirname(file)}: ${listed(absent)}`, { file, missing: absent });
 }
 
 export function openWeightFolder(dir: string, weightsFile?: string): WeightSource {
-  const { file, format } = weightFileOf(dir, weightsFile);
+  const { file, format, sharded } = weightFileOf(dir, weightsFile);
+  if (sharded) return openShardedWeights(file, format);
   return format === 'safetensors' ? openSafetensors(file) : openPytorchBin(file);
+}
+
+/**
+ * A sharded checkpoint's shard file names, from its index (`{"weight_map": {tensor: shard}}`):
+ * each must be a plain file name beside the index, so an index cannot point a read elsewhere.
+ */
+export function shardFilesOf(indexFile: string): { weightMap: Map<string, string>; shards: string[] } {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(indexFile, 'utf8'));
+  } catch (e) {
+    throw new CapfiltError('MODEL_DIR_INVALID', `${indexFile}: not a readable JSON index (${(e as Error).message})`, { file: indexFile }, { cause: e });
+  }
+  const map = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+    throw new CapfiltError('MODEL_DIR_INVALID', `${indexFile}: no "weight_map" object (tensor name → shard file)`, { file: indexFile });
+  }
+  const weightMap = new Map<string, string>();
+  for (const [name, shard] of Object.entries(map)) {
+    if (typeof shard !== 'string' || shard === '' || shard !== basename(shard) || shard === '.' || shard === '..' || shard.includes('\\')) {
+      throw new CapfiltError('MODEL_DIR_INVALID', `${indexFile}: tensor "${name}" names shard ${JSON.stringify(shard)}, which is not a file name beside the index`, { file: indexFile, tensor: name });
+    }
+    weightMap.set(name, shard);
+  }
+  if (weightMap.size === 0) throw new CapfiltError('MODEL_DIR_INVALID', `${indexFile}: "weight_map" lists no tensors`, { file: indexFile });
+  return { weightMap, shards: [...new Set(weightMap.values())].sort() };
+}
+
+/**
+ * The tensors of a sharded checkpoint as one source. The index is authoritative, as in
+ * transformers: it lists every tensor and the shard that holds it; opening checks that each
+ * shard exists and holds what the index says. Each shard is read as its single-file format is
+ * (positioned reads for safetensors; the restricted unpickler for .bin).
+ */
+export function openShardedWeights(indexFile: string, format: WeightFormat): WeightSource {
+  const { weightMap, shards } = shardFilesOf(indexFile);
+  const dir = dirname(indexFile);
+  const open = new Map<string, WeightSource>();
+  const closeAll = (): void => {
+    for (const s of open.values()) s.close();
+  };
+  try {
+    for (const shard of shards) {
+      const path = join(dir, shard);
+      if (!existsSync(path)) throw new CapfiltError('MODEL_DIR_INVALID', `${indexFile}: shard ${shard} is not in ${dir}`, { file: indexFile, shard });
+      open.set(shard, format === 'safetensors' ? openSafetensors(path) : openPytorchBin(path));
+    }
+    const absent = [...weightMap].filter(([name, shard]) => !open.get(shard)!.has(name)).map(([name, shard]) => `${name} (${shard})`);
+    if (absent.length) {
+      throw new CapfiltError('WEIGHTS_MISSING_KEYS', `${indexFile}: ${absent.length} tensor(s) the index places in a shard that does not hold them: ${listed(absent)}`, { file: indexFile, missing: absent });
+    }
+  } catch (e) {
+    closeAll();
+    throw e;
+  }
+  const sourceOf = (name: string): WeightSource => {
+    const shard = weightMap.get(name);
+    if (shard === undefined) throw new CapfiltError('WEIGHTS_MISSING_KEYS', `${indexFile}: no tensor "${name}"`, { file: indexFile, missing: [name] });
+    return open.get(shard)!;
+  };
+  return {
+    file: indexFile,
+    keys: () => [...weightMap.keys()],
+    has: (name) => weightMap.has(name),
+    shape: (name) => sourceOf(name).shape(name),
+    get: (name) => sourceOf(name).get(name),
+    close: closeAll,
+  };
 }
 
 /**

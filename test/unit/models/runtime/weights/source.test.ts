@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { loadBlipConfig } from '../../../../../src/models/blip/config.ts';
 import { expectedWeights, LM_HEAD } from '../../../../../src/models/blip/weights/names.ts';
 import { openSafetensors } from '../../../../../src/models/runtime/weights/safetensors.ts';
 import { CheckedWeights, openWeightFolder } from '../../../../../src/models/runtime/weights/source.ts';
-import { writeSafetensors, type StEntry } from '../../../../helpers/safetensors-writer.ts';
+import { readEntries, shardName, writeSafetensors, writeShardedSafetensors, type StEntry } from '../../../../helpers/safetensors-writer.ts';
 
 const fixtures = new URL('../../../../fixtures/', import.meta.url).pathname;
 const t1 = join(fixtures, 'parity/t1/captioner');
@@ -19,13 +19,7 @@ function variant(name: string, edit: (m: Map<string, StEntry>) => void): string 
   const out = join(dir, name);
   mkdirSync(out);
   copyFileSync(join(t1, 'config.json'), join(out, 'config.json'));
-  const st = openSafetensors(join(t1, 'model.safetensors'));
-  const m = new Map<string, StEntry>();
-  for (const k of st.keys().sort()) {
-    const t = st.get(k);
-    m.set(k, { dtype: 'F32', shape: t.shape, bytes: new Uint8Array(t.data.buffer) });
-  }
-  st.close();
+  const m = readEntries(join(t1, 'model.safetensors'), openSafetensors);
   edit(m);
   writeSafetensors(join(out, 'model.safetensors'), Object.fromEntries(m));
   return out;
@@ -148,5 +142,90 @@ describe('checked weight folders', () => {
     const empty = join(dir, 'empty');
     mkdirSync(empty);
     expect(caught(() => openWeightFolder(empty)).code).toBe('MODEL_DIR_INVALID');
+  });
+});
+
+describe('sharded checkpoints (*.index.json)', () => {
+  /** The t1 captioner as `shards` safetensors shards and an index; `edit` may change the index. */
+  function sharded(name: string, shards: number, edit?: (index: { weight_map: Record<string, string> }) => void): string {
+    const out = join(dir, name);
+    mkdirSync(out);
+    copyFileSync(join(t1, 'config.json'), join(out, 'config.json'));
+    writeShardedSafetensors(out, readEntries(join(t1, 'model.safetensors'), openSafetensors), shards);
+    if (edit) {
+      const file = join(out, 'model.safetensors.index.json');
+      const index = JSON.parse(readFileSync(file, 'utf8'));
+      edit(index);
+      writeFileSync(file, JSON.stringify(index));
+    }
+    return out;
+  }
+
+  it('reads every tensor of a 3-shard safetensors checkpoint as the single file holds it', () => {
+    const w = check(sharded('st3', 3));
+    const ref = check(t1);
+    expect(w.source.file).toMatch(/model\.safetensors\.index\.json$/);
+    expect(w.source.keys().sort()).toEqual(ref.source.keys().sort());
+    for (const k of ref.source.keys()) expect(w.source.get(k).data).toEqual(ref.source.get(k).data);
+    w.close();
+    ref.close();
+  });
+
+  it('reads a sharded pytorch_model.bin checkpoint, each tensor from the shard the index names', () => {
+    const folder = join(dir, 'bin-sharded');
+    mkdirSync(folder);
+    copyFileSync(join(t1, 'config.json'), join(folder, 'config.json'));
+    // Two copies of the whole state dict; the index takes each tensor from one of them.
+    for (const f of ['pytorch_model-00001-of-00002.bin', 'pytorch_model-00002-of-00002.bin']) copyFileSync(join(fixtures, 'pickle/t1_captioner.bin'), join(folder, f));
+    const ref = check(t1);
+    const names = ref.source.keys().sort();
+    const weightMap = Object.fromEntries(names.map((n, i) => [n, `pytorch_model-0000${(i % 2) + 1}-of-00002.bin`]));
+    writeFileSync(join(folder, 'pytorch_model.bin.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    const w = check(folder);
+    expect(w.source.keys().sort()).toEqual(names);
+    for (const k of names) expect(w.source.get(k).data).toEqual(ref.source.get(k).data);
+    w.close();
+    ref.close();
+  });
+
+  it('prefers model.safetensors to an index beside it, as transformers does', () => {
+    const folder = sharded('both', 2);
+    copyFileSync(join(t1, 'model.safetensors'), join(folder, 'model.safetensors'));
+    const w = openWeightFolder(folder);
+    expect(w.file).toMatch(/model\.safetensors$/);
+    w.close();
+  });
+
+  it('refuses an index that points outside its folder, names a missing shard or misplaces a tensor', () => {
+    const name = 'vision_model.post_layernorm.weight';
+    const escaped = sharded('escape', 2, (ix) => { ix.weight_map[name] = '../model.safetensors'; });
+    const e1 = caught(() => openWeightFolder(escaped));
+    expect(e1.code).toBe('MODEL_DIR_INVALID');
+    expect(e1.message).toMatch(/"\.\.\/model\.safetensors", which is not a file name beside the index/);
+    const absolute = sharded('absolute', 2, (ix) => { ix.weight_map[name] = join(t1, 'model.safetensors'); });
+    expect(caught(() => openWeightFolder(absolute)).code).toBe('MODEL_DIR_INVALID');
+    const missing = sharded('missing-shard', 2);
+    rmSync(join(missing, shardName(1, 2)));
+    expect(caught(() => openWeightFolder(missing)).message).toMatch(/shard model-00002-of-00002\.safetensors is not in/);
+    const moved = sharded('misplaced', 2, (ix) => {
+      const other = Object.values(ix.weight_map).find((f) => f !== ix.weight_map[name])!;
+      ix.weight_map[name] = other;
+    });
+    const e4 = caught(() => openWeightFolder(moved));
+    expect(e4.code).toBe('WEIGHTS_MISSING_KEYS');
+    expect(e4.message).toContain(name);
+  });
+
+  it('refuses an index that is not JSON or has no weight map, and checks an index against the model like any checkpoint', () => {
+    const broken = sharded('not-json', 2);
+    writeFileSync(join(broken, 'model.safetensors.index.json'), '{"weight_map": ');
+    expect(caught(() => openWeightFolder(broken)).message).toMatch(/not a readable JSON index/);
+    const noMap = sharded('no-map', 2, (ix) => { (ix as { weight_map?: unknown }).weight_map = ['a']; });
+    expect(caught(() => openWeightFolder(noMap)).message).toMatch(/no "weight_map" object/);
+    // A tensor the index leaves out is missing, even though its shard holds it.
+    const dropped = sharded('dropped', 2, (ix) => { delete ix.weight_map['vision_model.post_layernorm.weight']; });
+    const e = caught(() => check(dropped));
+    expect(e.code).toBe('WEIGHTS_MISSING_KEYS');
+    expect(e.message).toMatch(/index\.json: 1 tensor\(s\) missing: vision_model\.post_layernorm\.weight/);
   });
 });
