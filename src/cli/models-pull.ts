@@ -8,10 +8,9 @@
  * architecture) — preprocessor_config.json, the tokenizer files, and one checkpoint, in the
  * order transformers looks for one: model.safetensors, a sharded model.safetensors.index.json
  * (the index, then every shard it names), pytorch_model.bin, pytorch_model.bin.index.json. Other
- * weights a repo may carry
- * (open_clip_*, flax/tf/onnx exports) are never fetched. Each file is streamed to
- * `<name>.part` and renamed when complete, so an interrupted pull never leaves a truncated file
- * under the real name.
+ * weights a repo may carry (open_clip_*, flax/tf/onnx exports) are never fetched. Each file is
+ * streamed to `<name>.part` and renamed when complete, so an interrupted pull never leaves a
+ * truncated file under the real name.
  *
  * BLIP aliases pull a captioner + filter pair into `<out>/captioner` and `<out>/filter`, the
  * layout `capfilt caption/score --model` and `capfilt models convert` take; CLIP aliases pull
