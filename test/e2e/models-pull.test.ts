@@ -64,6 +64,18 @@ const repos = new Map<string, Repo>([
     'pytorch_model.bin': randomBytes(1500),
     'open_clip_pytorch_model.bin': 'never needed',
   }) }],
+  ['laion/CLIP-ViT-bigG-14-laion2B-39B-b160k', { sha: '6'.repeat(40), files: files({
+    'config.json': '{"architectures":["CLIPModel"],"model_type":"clip"}',
+    'preprocessor_config.json': '{"crop_size":224}',
+    'tokenizer.json': '{}',
+    'model.safetensors.index.json': shardIndex({ 'text_model.a': 'model-00001-of-00002.safetensors', 'vision_model.b': 'model-00002-of-00002.safetensors' }),
+    'model-00001-of-00002.safetensors': shards[0],
+    'model-00002-of-00002.safetensors': shards[1],
+    'open_clip_pytorch_model.bin': 'never needed',
+    'pytorch_model-00001-of-00002.bin': 'never needed',
+    'pytorch_model-00002-of-00002.bin': 'never needed',
+    'pytorch_model.bin.index.json': 'never needed',
+  }) }],
   ['org/clip-sharded', { sha: '3'.repeat(40), files: files({
     'config.json': '{"model_type":"clip"}',
     'tokenizer.json': '{}',
@@ -209,6 +221,10 @@ describe('capfilt models pull against a stand-in hub', () => {
     expect(requested.map((r) => r.replace('org/clip-sharded/', '')).sort()).toEqual(want);
     expect(readFileSync(join(out, 'model-00002-of-00002.safetensors')).equals(shards[1])).toBe(true);
     expect(stderr).toMatch(/\(5 files, /);
+    // The bigG alias names such a repo.
+    const bigG = join(tmp, 'clip-bigg');
+    await runCli(['clip-vit-bigg-14-laion2b', '--out', bigG], { HF_ENDPOINT: hubUrl, HF_TOKEN: undefined });
+    expect(readdirSync(bigG).sort()).toEqual(['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'preprocessor_config.json', 'tokenizer.json']);
   });
 
   it('refuses a shard index that points outside the folder or names a shard the repo lacks', async () => {
