@@ -45,7 +45,7 @@ import { WorkerHost } from '../src/workers/host.ts';
 import { startPrivateRedis } from '../src/workers/private-redis.ts';
 import { writeRandomBlip } from './random-blip.ts';
 import { othersShare, waitQuiet } from './clip.ts';
-import { round } from './timing.ts';
+import { machine, round } from './timing.ts';
 
 const { values } = parseArgs({
   options: {
@@ -148,7 +148,7 @@ try {
   for (const t of threadList) for (const sp of spinningList) runs.push(await runOurs(t, sp));
   const ours = runs.reduce((a, b) => ((b.rows_per_s as number) > (a.rows_per_s as number) ? b : a));
   const result: Record<string, unknown> = {
-    bench: 'capfilt', rows, new_tokens: newTokens, prefix_tokens: prefix.length,
+    bench: 'capfilt', machine: machine(), rows, new_tokens: newTokens, prefix_tokens: prefix.length,
     dims: 'BLIP base (random weights): vision 768/12 layers/384 px, text 768/12 layers, vocab 30524',
     ours,
     ...(runs.length > 1 ? { variants: runs.map((r) => ({ threads: r.threads, spinning: r.spinning, rows_per_s: r.rows_per_s, stage_seconds: r.stage_seconds, others_cpu_share: r.others_cpu_share })) } : {}),

@@ -91,7 +91,7 @@ import type { RuntimeOptions } from '../src/models/runtime/types.ts';
 import { CheckedWeights, openWeightFolder } from '../src/models/runtime/weights/source.ts';
 import { altTextCaptions } from './captions.ts';
 import { CLIP_SIZES, writeRandomClip } from './random-clip.ts';
-import { machineCpu, othersShare, round, timeBest } from './timing.ts';
+import { machine, machineCpu, othersShare, round, timeBest } from './timing.ts';
 
 /** Kept here too for the benchmarks that import it from this module. */
 export { othersShare };
@@ -161,6 +161,37 @@ export async function matmulPeak(runtime: RuntimeOptions, [M, K, N] = [32 * 50, 
   const input = f32(new Float32Array(M * K).fill(0.5), [M, K]);
   await s.run({ a: input });
   const sec = await timeBest(6, () => s.run({ a: input }));
+  await s.release();
+  return (pairs * 2 * 2 * M * K * N) / sec / 1e9;
+}
+
+/**
+ * int8 product peak in G ops/s (multiply-add = 2), the counterpart of `matmulPeak` for the int8
+ * graphs: a chain of DynamicQuantizeMatMul nodes (activations quantised per call, 7-bit weights
+ * as layers.ts stores them) over [M, K]·[K, N] and back. Pseudo-random weights: constant-filled
+ * memory reads faster on these VMs than real weights.
+ */
+export async function int8MatmulPeak(runtime: RuntimeOptions, [M, K, N] = [8 * 577, 768, 3072], pairs = 2): Promise<number> {
+  const g = new GraphBuilder('int8_matmul_peak');
+  let y = g.input('a', 'float32', [M, K]);
+  const int8Weight = (name: string, rows: number, cols: number): string[] => {
+    g.weight(`${name}_q`, Int8Array.from({ length: rows * cols }, (_, i) => ((i * 7919) % 127) - 63), [rows, cols], 'int8');
+    // Scales keep every activation near 1: no overflow to infinity across the chain.
+    g.weight(`${name}_s`, new Float32Array(cols).fill(1 / (32 * rows)), [cols]);
+    g.weight(`${name}_z`, new Int8Array(cols), [cols], 'int8');
+    return [`${name}_q`, `${name}_s`, `${name}_z`];
+  };
+  const w1 = int8Weight('w1', K, N);
+  const w2 = int8Weight('w2', N, K);
+  for (let i = 0; i < pairs; i++) {
+    y = g.o('DynamicQuantizeMatMul', [g.o('DynamicQuantizeMatMul', [y, ...w1], {}, 'com.microsoft'), ...w2], {}, 'com.microsoft');
+  }
+  g.output(g.o('Slice', [y, g.i64([0]), g.i64([1]), g.i64([0])]), 'y', 'float32', [1, K]);
+  const built = g.build('int8_peak.data');
+  const s = await GraphSession.create('int8_matmul_peak', { model: built.model, dataFile: built.dataFile, data: graphDataBuffer(built) }, runtime);
+  const input = f32(Float32Array.from({ length: M * K }, (_, i) => Math.cos(i)), [M, K]);
+  await s.run({ a: input });
+  const sec = await timeBest(4, () => s.run({ a: input }));
   await s.release();
   return (pairs * 2 * 2 * M * K * N) / sec / 1e9;
 }
@@ -532,6 +563,7 @@ export async function runClipBench(o: ClipBenchOptions): Promise<Record<string, 
     const { value: peakStart, others: peakOthers } = await othersShare(() => matmulPeak(runtime));
     const result: Record<string, unknown> = {
       bench: 'clip',
+      machine: machine(),
       threads: o.threads,
       load_average_at_start: load,
       matmul_peak_gflops: 0,

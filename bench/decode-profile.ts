@@ -26,7 +26,7 @@ import type { GenerationOptions } from '../src/models/runtime/generation/types.t
 import type { RuntimeOptions } from '../src/models/runtime/types.ts';
 import { writeRandomBlip } from './random-blip.ts';
 import { othersShare } from './clip.ts';
-import { round } from './timing.ts';
+import { machine, round } from './timing.ts';
 import { TimedSession } from './timed-session.ts';
 import { streamBandwidth } from './bandwidth.ts';
 
@@ -132,6 +132,7 @@ try {
   const stepMs = timed.ms.slice(1);
   process.stdout.write(`${JSON.stringify({
     bench: 'decode-profile',
+    machine: machine(),
     precision,
     threads,
     method,

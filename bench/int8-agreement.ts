@@ -16,6 +16,7 @@ import { loadBlip } from '../src/models/blip/index.ts';
 import type { BlipModels } from '../src/models/blip/types.ts';
 import type { GenerationOptions } from '../src/models/runtime/generation/types.ts';
 import type { ImageInput } from '../src/models/runtime/types.ts';
+import { machine } from './timing.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, def: number): number => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : def);
@@ -80,6 +81,7 @@ const b = results.int8;
 const same = (xs: boolean[]): number => Number((xs.filter(Boolean).length / xs.length).toFixed(4));
 process.stdout.write(`${JSON.stringify({
   bench: 'int8-agreement',
+  machine: machine(),
   model: dir,
   pairs: n,
   threads,

@@ -13,7 +13,7 @@
 import { generate } from '../src/models/runtime/generation/index.ts';
 import type { DecoderSession, GenerationOptions, SpecialIds } from '../src/models/runtime/generation/types.ts';
 import { createRowGraphs, releaseRowGraphs, type RowGraphs } from '../src/models/runtime/row-graphs.ts';
-import { othersShare, round } from './timing.ts';
+import { machine, othersShare, round } from './timing.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: number): number => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : def);
@@ -100,4 +100,4 @@ try {
 } finally {
   await releaseRowGraphs(graphs);
 }
-console.log(JSON.stringify({ bench: 'search', batch: B, vocab: V, new_tokens: NEW, rounds, note: 'ms per token: a generation\'s wall time over its new tokens, the decoder costing nothing; js: softmax / log-sum-exp in JS, ort: from the row graphs', ...results }, null, 2));
+console.log(JSON.stringify({ bench: 'search', machine: machine(), batch: B, vocab: V, new_tokens: NEW, rounds, note: 'ms per token: a generation\'s wall time over its new tokens, the decoder costing nothing; js: softmax / log-sum-exp in JS, ort: from the row graphs', ...results }, null, 2));

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 
 /**
  * Shared by the benchmarks: best-of-N wall time, rounding for the printed JSON, and the CPU share
@@ -59,4 +60,26 @@ export async function othersShare<T>(fn: () => Promise<T>): Promise<{ value: T; 
   if (!m0 || !m1 || m1.total <= m0.total) return { value, others: null };
   const others = Math.max(0, m1.busy - m0.busy - own) / (m1.total - m0.total);
   return { value, others: round(Math.min(1, others), 2) };
+}
+
+/** The SIMD extensions that decide MLAS's kernels (int8 ones above all), as /proc/cpuinfo names them. */
+const ISA_FLAGS = ['avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_int8', 'amx_bf16'];
+
+/**
+ * The CPU a benchmark ran on: figures from machines with and without VNNI differ for int8 by
+ * 1.5–2× (docs/performance.md), so every benchmark's JSON says which this was.
+ */
+export function machine(): { cpu: string; family: number | null; model: number | null; cores: number; isa: string[] } {
+  let text = '';
+  try {
+    text = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    // Not Linux: only what Node knows.
+  }
+  const first = text.split('\n\n')[0] ?? '';
+  const field = (name: string): string | undefined => first.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm'))?.[1]?.trim();
+  const flags = new Set((field('flags') ?? '').split(/\s+/));
+  const num = (v: string | undefined): number | null => (v !== undefined && /^\d+$/.test(v) ? Number(v) : null);
+  const os = cpus();
+  return { cpu: field('model name') ?? os[0]?.model ?? 'unknown', family: num(field('cpu family')), model: num(field('model')), cores: os.length, isa: ISA_FLAGS.filter((f) => flags.has(f)) };
 }
