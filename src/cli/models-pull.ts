@@ -10,13 +10,15 @@
  * (the index, then every shard it names), pytorch_model.bin, pytorch_model.bin.index.json. Other
  * weights a repo may carry (open_clip_*, flax/tf/onnx exports) are never fetched. Each file is
  * streamed to `<name>.part` and renamed when complete, so an interrupted pull never leaves a
- * truncated file under the real name.
+ * truncated file under the real name. Checkpoints (LFS files, whose sha256 the listing gives)
+ * are not fetched twice: a rerun keeps those whose hash matches and resumes an interrupted
+ * `.part` with a ranged request (see `downloadTo`).
  *
  * BLIP aliases pull a captioner + filter pair into `<out>/captioner` and `<out>/filter`, the
  * layout `capfilt caption/score --model` and `capfilt models convert` take; CLIP aliases pull
  * one CLIPModel folder into `<out>` itself (`capfilt embed/clip-score --model`).
  */
-import { createWriteStream, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, type WriteStream } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,6 +28,7 @@ import type { Command } from 'commander';
 import { CapfiltError } from '../core/errors.ts';
 import { isClipConfig } from '../models/clip/config.ts';
 import { readJson } from '../models/runtime/config-files.ts';
+import { sha256 } from '../models/runtime/manifest.ts';
 import { shardFilesOf } from '../models/runtime/weights/source.ts';
 
 export type Family = 'blip' | 'clip';
@@ -115,9 +118,13 @@ async function pullRepo(repo: string, dir: string, expected: Family | undefined,
   const hub = { repo: { type: 'model' as const, name: repo }, revision: o.revision, hubUrl: o.hubUrl, accessToken: o.accessToken };
   const where = `${repo}${o.revision ? `@${o.revision}` : ''} from ${o.hubUrl ?? 'https://huggingface.co'}`;
   const sizes = new Map<string, number>();
+  /** sha256 of the files the hub stores in LFS (weights): what lets a rerun keep or resume them. */
+  const lfs = new Map<string, string>();
   try {
     for await (const entry of listFiles(hub)) {
-      if (entry.type === 'file') sizes.set(entry.path, entry.size);
+      if (entry.type !== 'file') continue;
+      sizes.set(entry.path, entry.size);
+      if (entry.lfs?.oid && /^[0-9a-f]{64}$/.test(entry.lfs.oid)) lfs.set(entry.path, entry.lfs.oid);
     }
   } catch (e) {
     throw new CapfiltError('MODEL_PULL_FAILED', `${where}: cannot list the repository (${(e as Error).message}); check the name, --revision, and HF_TOKEN for private or gated repos`, { repo }, { cause: e });
@@ -138,14 +145,14 @@ async function pullRepo(repo: string, dir: string, expected: Family | undefined,
   mkdirSync(dir, { recursive: true });
   const files: PulledRepo['files'] = [];
   // config.json first: it says which family's files to fetch.
-  files.push({ path: 'config.json', bytes: await downloadTo(hub, 'config.json', join(dir, 'config.json'), sizes.get('config.json')!, where, log) });
+  files.push({ path: 'config.json', bytes: await downloadTo(hub, 'config.json', join(dir, 'config.json'), { size: sizes.get('config.json')!, sha256: lfs.get('config.json') }, where, log) });
   const family = familyOf(join(dir, 'config.json'), expected, where, repo);
   checkTokenizer(family);
   const { optional } = FILES[family];
   const wanted = [...optional.filter((f) => sizes.has(f))];
   if (weights.endsWith('.index.json')) {
     // A sharded checkpoint: the index says which shards to fetch; each must be in the listing.
-    files.push({ path: weights, bytes: await downloadTo(hub, weights, join(dir, weights), sizes.get(weights)!, where, log) });
+    files.push({ path: weights, bytes: await downloadTo(hub, weights, join(dir, weights), { size: sizes.get(weights)!, sha256: lfs.get(weights) }, where, log) });
     let shards: string[];
     try {
       ({ shards } = shardFilesOf(join(dir, weights)));
@@ -161,47 +168,88 @@ async function pullRepo(repo: string, dir: string, expected: Family | undefined,
   const total = wanted.reduce((a, f) => a + sizes.get(f)!, files.reduce((a, f) => a + f.bytes, 0));
   log(`pulling ${family.toUpperCase()} ${where} → ${dir} (${wanted.length + files.length} files, ${formatBytes(total)})`);
   for (const path of wanted) {
-    const bytes = await downloadTo(hub, path, join(dir, path), sizes.get(path)!, where, log);
+    const bytes = await downloadTo(hub, path, join(dir, path), { size: sizes.get(path)!, sha256: lfs.get(path) }, where, log);
     files.push({ path, bytes });
   }
   return { repo, dir, files };
 }
 
+/** A file as the hub lists it: its size and, for LFS files, its sha256. */
+interface RemoteFile {
+  size: number;
+  sha256?: string;
+}
+
+/**
+ * Downloads `path` to `target` through `<target>.part`. A file stored in LFS (every checkpoint)
+ * whose sha256 the listing gives is not fetched twice: one already at `target` with that hash
+ * is kept, and a `.part` left by an interrupted pull is resumed with a ranged request and then
+ * checked against the hash. Other files (configs, tokenizers: small, with no hash to check a
+ * stale copy against) are always fetched whole.
+ */
 async function downloadTo(
   hub: { repo: { type: 'model'; name: string }; revision?: string; hubUrl?: string; accessToken?: string },
   path: string,
   target: string,
-  expected: number,
+  expected: RemoteFile,
   where: string,
   log: (line: string) => void,
 ): Promise<number> {
   const part = `${target}.part`;
   const started = Date.now();
+  const fail = (message: string, cause?: unknown): CapfiltError =>
+    new CapfiltError('MODEL_PULL_FAILED', `${where}: downloading ${path} failed: ${message}`, { repo: hub.repo.name, file: path }, cause === undefined ? undefined : { cause });
+  if (expected.sha256 && existsSync(target)) {
+    if (statSync(target).size === expected.size && (await sha256(target)) === expected.sha256) {
+      log(`  ${path}: already here (${formatBytes(expected.size)}, sha256 matches)`);
+      return expected.size;
+    }
+    rmSync(target);
+  }
+  let have = expected.sha256 && existsSync(part) ? statSync(part).size : 0;
+  if (have >= expected.size) have = 0;
+  let sink: WriteStream | undefined;
   try {
     const blob = await downloadFile({ ...hub, path });
     if (!blob) throw new Error('the hub says the file does not exist');
-    let done = 0;
-    let nextReport = 0.1;
+    if (have > 0) log(`  ${path}: resuming at ${formatBytes(have)} of ${formatBytes(expected.size)}`);
+    let done = have;
+    let nextReport = Math.floor((have / expected.size) * 10) / 10 + 0.1;
     const progress = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         done += chunk.length;
-        if (expected > 8 * 1024 * 1024 && done / expected >= nextReport) {
-          log(`  ${path}: ${Math.floor((done / expected) * 100)}% of ${formatBytes(expected)}`);
+        if (expected.size > 8 * 1024 * 1024 && done / expected.size >= nextReport) {
+          log(`  ${path}: ${Math.floor((done / expected.size) * 100)}% of ${formatBytes(expected.size)}`);
           nextReport += 0.1;
         }
         cb(null, chunk);
       },
     });
-    await pipeline(Readable.fromWeb(blob.stream() as WebReadableStream<Uint8Array>), progress, createWriteStream(part));
-    const got = statSync(part).size;
-    if (got !== expected) throw new Error(`received ${got} bytes, the hub lists ${expected}`);
-    renameSync(part, target);
-    log(`  ${path} ${formatBytes(got)} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    return got;
+    const source = have > 0 ? blob.slice(have) : blob;
+    sink = createWriteStream(part, { flags: have > 0 ? 'a' : 'w' });
+    await pipeline(Readable.fromWeb(source.stream() as WebReadableStream<Uint8Array>), progress, sink);
   } catch (e) {
-    rmSync(part, { force: true });
-    throw new CapfiltError('MODEL_PULL_FAILED', `${where}: downloading ${path} failed: ${messageOf(e)}`, { repo: hub.repo.name, file: path }, { cause: e });
+    // The part file may still be opening when the download fails: let it close first.
+    if (sink && !sink.closed) await new Promise<void>((r) => sink!.once('close', () => r()));
+    // What arrived stays for a rerun to resume, where there is a hash to check it against.
+    if (!expected.sha256 || (existsSync(part) && statSync(part).size === 0)) rmSync(part, { force: true });
+    throw fail(messageOf(e), e);
   }
+  const got = statSync(part).size;
+  if (got !== expected.size) {
+    rmSync(part, { force: true });
+    throw fail(`received ${got} bytes, the hub lists ${expected.size}`);
+  }
+  if (expected.sha256) {
+    const hash = await sha256(part);
+    if (hash !== expected.sha256) {
+      rmSync(part, { force: true });
+      throw fail(`sha256 ${hash} differs from the hub's ${expected.sha256}${have > 0 ? ' (the resumed part was stale; it is removed, pull again)' : ''}`);
+    }
+  }
+  renameSync(part, target);
+  log(`  ${path} ${formatBytes(got)} in ${((Date.now() - started) / 1000).toFixed(1)} s${have > 0 ? ` (${formatBytes(got - have)} of it this time)` : ''}`);
+  return got;
 }
 
 function messageOf(e: unknown): string {

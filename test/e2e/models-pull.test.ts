@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { isCapfiltError } from '../../src/core/errors.ts';
  * @huggingface/hub calls (tree listing, resolve with a bytes=0-0 probe, ranged GETs), with a
  * private repo that needs a token and a file that fails with 500.
  */
-interface Repo { sha: string; files: Map<string, Buffer>; private?: boolean; broken?: string }
+interface Repo { sha: string; files: Map<string, Buffer>; private?: boolean; broken?: string; cut?: { path: string; after: number; times: number } }
 
 const TOKEN = 'hf_standin_token';
 const big = randomBytes(3 * 1024 * 1024 + 17);
@@ -97,15 +97,32 @@ const repos = new Map<string, Repo>([
     'model.safetensors.index.json': shardIndex({ 'text_model.a': 'model-00001-of-00002.safetensors', 'text_model.b': 'model-00002-of-00002.safetensors' }),
     'model-00001-of-00002.safetensors': shards[0],
   }) }],
+  ['org/flaky-blip', { sha: '7'.repeat(40), cut: { path: 'model.safetensors', after: 1024 * 1024 + 5, times: 1 }, files: files({
+    'config.json': '{"architectures":["BlipForConditionalGeneration"]}',
+    'tokenizer.json': '{}',
+    'model.safetensors': big,
+  }) }],
   ['org/clip-no-tokenizer', { sha: '2'.repeat(40), files: files({ 'config.json': '{"model_type":"clip"}', 'vocab.txt': '[PAD]\n', 'model.safetensors': 'x' }) }],
   ['org/private-blip', { sha: 'c'.repeat(40), private: true, files: files({ 'config.json': '{}', 'tokenizer.json': '{}', 'model.safetensors': 'x' }) }],
   ['org/no-weights', { sha: 'd'.repeat(40), files: files({ 'config.json': '{}', 'tokenizer.json': '{}' }) }],
   ['org/broken', { sha: 'e'.repeat(40), broken: 'model.safetensors', files: files({ 'config.json': '{}', 'tokenizer.json': '{}', 'model.safetensors': randomBytes(100) }) }],
 ]);
 const requested: string[] = [];
+/** Every ranged GET of a file's content (beyond the bytes=0-0 probe): "repo/path start-end". */
+const ranged: string[] = [];
+/** Checkpoints live in LFS on the hub: the listing gives their sha256. */
+const inLfs = (path: string) => /\.(safetensors|bin)$/.test(path);
 
 function files(o: Record<string, string | Buffer>): Map<string, Buffer> {
   return new Map(Object.entries(o).map(([k, v]) => [k, Buffer.isBuffer(v) ? v : Buffer.from(v)]));
+}
+
+/** A connection that drops part-way (`repo.cut`, `times` times): the first `after` bytes arrive. */
+function cutShort(repo: Repo, path: string, res: ServerResponse, body: Buffer): boolean {
+  if (repo.cut?.path !== path || repo.cut.times <= 0) return false;
+  repo.cut.times--;
+  res.write(body.subarray(0, repo.cut.after), () => res.destroy());
+  return true;
 }
 
 function handle(req: IncomingMessage, res: ServerResponse): void {
@@ -121,7 +138,10 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   if (rev !== 'main' && rev !== repo.sha) return fail(404, 'RevisionNotFound');
   if (tree) {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify([...repo.files].map(([path, b]) => ({ type: 'file', path, size: b.length, oid: createHash('sha1').update(b).digest('hex') }))));
+    res.end(JSON.stringify([...repo.files].map(([path, b]) => ({
+      type: 'file', path, size: b.length, oid: createHash('sha1').update(b).digest('hex'),
+      ...(inLfs(path) ? { lfs: { oid: createHash('sha256').update(b).digest('hex'), size: b.length, pointerSize: 134 } } : {}),
+    }))));
     return;
   }
   const path = decodeURIComponent(m[3]);
@@ -134,11 +154,14 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   if (range) {
     const a = Number(range[1]);
     const b = Math.min(Number(range[2]), body.length - 1);
+    if (b > 0) ranged.push(`${m[1]}/${path} ${a}-${b}`);
     res.writeHead(206, { 'content-range': `bytes ${a}-${b}/${body.length}`, 'content-length': b - a + 1, etag, 'content-type': 'application/octet-stream' });
+    if (b > 0 && cutShort(repo, path, res, body.subarray(a, b + 1))) return;
     res.end(body.subarray(a, b + 1));
     return;
   }
   res.writeHead(200, { 'content-length': body.length, etag, 'content-type': 'application/octet-stream' });
+  if (cutShort(repo, path, res, body)) return;
   res.end(body);
 }
 
@@ -230,6 +253,47 @@ describe('capfilt models pull against a stand-in hub', () => {
   it('refuses a shard index that points outside the folder or names a shard the repo lacks', async () => {
     expect(await pullError('org/sharded-escape')).toMatch(/^MODEL_PULL_FAILED .*model\.safetensors\.index\.json: .*"\.\.\/\.\.\/etc\/passwd", which is not a file name beside the index/);
     expect(await pullError('org/sharded-missing')).toMatch(/^MODEL_PULL_FAILED .*names shard\(s\) the repository does not hold: model-00002-of-00002\.safetensors/);
+  });
+
+  it('keeps a checkpoint whose sha256 matches, fetches one that differs, and resumes an interrupted one', async () => {
+    const out = join(tmp, 'rerun');
+    const weights = join(out, 'captioner', 'model.safetensors');
+    await runCli(['blip-base', '--out', out], { HF_ENDPOINT: hubUrl, HF_TOKEN: undefined });
+    // A second pull fetches the small files again but not the 3 MiB checkpoint.
+    requested.length = 0;
+    ranged.length = 0;
+    const again = await runCli(['blip-base', '--out', out], { HF_ENDPOINT: hubUrl, HF_TOKEN: undefined });
+    expect(again.stderr).toMatch(/model\.safetensors: already here \(3\.0 MiB, sha256 matches\)/);
+    expect([...requested, ...ranged].filter((r) => r.includes('captioning-base/model.safetensors'))).toEqual([]);
+    expect(requested).toContain('Salesforce/blip-image-captioning-base/config.json');
+    // The same size with one byte changed is fetched again.
+    const bytes = readFileSync(weights);
+    bytes[100] ^= 0xff;
+    writeFileSync(weights, bytes);
+    await runCli(['blip-base', '--out', out], { HF_ENDPOINT: hubUrl, HF_TOKEN: undefined });
+    expect(readFileSync(weights).equals(big)).toBe(true);
+
+    // The connection drops after 1 MiB: the pull fails, the part stays, a rerun fetches only the rest.
+    const flaky = join(tmp, 'flaky');
+    expect(await pullError('org/flaky-blip', { out: flaky })).toMatch(/^MODEL_PULL_FAILED .*downloading model\.safetensors failed/);
+    expect(existsSync(join(flaky, 'model.safetensors'))).toBe(false);
+    const kept = statSync(join(flaky, 'model.safetensors.part')).size;
+    expect(kept).toBeGreaterThan(0);
+    ranged.length = 0;
+    const lines: string[] = [];
+    await pullModel({ spec: 'org/flaky-blip', out: flaky, hubUrl, log: (l) => lines.push(l) });
+    expect(readFileSync(join(flaky, 'model.safetensors')).equals(big)).toBe(true);
+    expect(existsSync(join(flaky, 'model.safetensors.part'))).toBe(false);
+    expect(ranged).toEqual([`org/flaky-blip/model.safetensors ${kept}-${big.length - 1}`]);
+    expect(lines.join('\n')).toMatch(/resuming at/);
+
+    // A stale part (another revision's bytes) fails the hash check, is removed, and the next pull starts over.
+    rmSync(join(flaky, 'model.safetensors'));
+    writeFileSync(join(flaky, 'model.safetensors.part'), randomBytes(2048));
+    expect(await pullError('org/flaky-blip', { out: flaky })).toMatch(/sha256 [0-9a-f]{64} differs from the hub's .*resumed part was stale/);
+    expect(existsSync(join(flaky, 'model.safetensors.part'))).toBe(false);
+    await pullModel({ spec: 'org/flaky-blip', out: flaky, hubUrl, log: () => {} });
+    expect(readFileSync(join(flaky, 'model.safetensors')).equals(big)).toBe(true);
   });
 
   it('honours --revision and HF_TOKEN for a private repo', async () => {
