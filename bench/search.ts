@@ -4,10 +4,12 @@
  * batch 8 for 20 new tokens, so all that is timed is what generation does around a step: the
  * logits processors, the softmax or log-softmax, the nucleus and the draw, the beam candidates.
  * Each variant runs with the row graphs (softmax and log-sum-exp in ONNX Runtime, as the
- * captioner runs) and without (the same in JS), alternately in this one process; figures are
- * medians over the rounds, and `same_sequences` says whether both gave the same tokens.
- * Logits are Gaussian: σ 1 is a flat distribution (a random-weight model's; most of the
- * vocabulary in the nucleus), σ 4 a peaked one (a trained model's; a few tokens in it).
+ * captioner runs) and without (the same in JS), and nucleus also with the softmax graph's
+ * probabilities but not its sorted top tokens, alternately in this one process; figures are
+ * medians over the rounds, and `same_sequences` says whether all gave the same tokens.
+ * Logits are Gaussian: σ 1 is a flat distribution (a random-weight model's: ~18,600 tokens in a
+ * top-p 0.9 nucleus), σ 4 a peaked one (~200 tokens), σ 8 a confident one (~5 tokens, inside the
+ * 64 most likely tokens the softmax graph returns sorted, so the nucleus is read off them).
  * Options: --rounds N (default 8), --batch B (default 8).
  */
 import { generate } from '../src/models/runtime/generation/index.ts';
@@ -33,13 +35,17 @@ class FixedLM implements DecoderSession {
   private n = 0;
   readonly stepWithLogSumExp?: DecoderSession['stepWithLogSumExp'];
   readonly softmax?: DecoderSession['softmax'];
-  constructor(private readonly tables: Float32Array[], graphs: RowGraphs | null) {
+  /** `withTop` false: the softmax graph's probabilities without its sorted most likely tokens. */
+  constructor(private readonly tables: Float32Array[], graphs: RowGraphs | null, withTop = true) {
     if (graphs) {
       this.stepWithLogSumExp = async (tokens) => {
         const logits = await this.step(tokens);
         return { logits, logSumExp: await graphs.logSumExp.run(logits, this.rows, V) };
       };
-      this.softmax = (scores, rows) => graphs.softmax.run(scores, rows, V);
+      this.softmax = async (scores, rows) => {
+        const all = await graphs.softmax.run(scores, rows, V);
+        return withTop ? all : { probs: all.probs };
+      };
     }
   }
   async step(tokens: number[][]): Promise<Float32Array> {
@@ -70,18 +76,22 @@ const base: GenerationOptions = {
 const graphs = await createRowGraphs(1);
 const results: Record<string, unknown> = {};
 try {
-  for (const sigma of [1, 4]) {
+  for (const sigma of [1, 4, 8]) {
     const tables = gaussianTables(sigma, B * base.numBeams);
     for (const method of ['greedy', 'nucleus', 'beam'] as const) {
       const opts = { ...base, method };
-      const ms = { js: [] as number[], ort: [] as number[] };
-      const out: Record<'js' | 'ort', string> = { js: '', ort: '' };
+      const variants = method === 'nucleus' ? (['js', 'ort', 'ort_probs_only'] as const) : (['js', 'ort'] as const);
+      type Variant = (typeof variants)[number];
+      const ms: Record<string, number[]> = Object.fromEntries(variants.map((v) => [v, []]));
+      const out: Record<string, string> = {};
       let others = 0;
-      // One untimed run of each first (JIT, ORT's first runs), then alternating rounds.
+      // One untimed run of each first (JIT, ORT's first runs), then rounds in alternating order.
       for (let r = -1; r < rounds; r++) {
-        for (const variant of r % 2 === 0 ? (['js', 'ort'] as const) : (['ort', 'js'] as const)) {
+        const order: readonly Variant[] = r % 2 === 0 ? variants : [...variants].reverse();
+        for (const variant of order) {
           const t = performance.now();
-          const { value, others: o } = await othersShare(() => generate(new FixedLM(tables, variant === 'ort' ? graphs : null), prefix, opts, special, keys));
+          const lm = new FixedLM(tables, variant === 'js' ? null : graphs, variant === 'ort');
+          const { value, others: o } = await othersShare(() => generate(lm, prefix, opts, special, keys));
           if (r < 0) continue;
           ms[variant].push((performance.now() - t) / NEW);
           out[variant] = JSON.stringify(value);
@@ -91,8 +101,9 @@ try {
       results[`sigma_${sigma}_${method}`] = {
         ms_per_token_js: round(median(ms.js), 2),
         ms_per_token_ort: round(median(ms.ort), 2),
+        ...(ms.ort_probs_only ? { ms_per_token_ort_probs_only: round(median(ms.ort_probs_only), 2) } : {}),
         js_over_ort: round(median(ms.js) / median(ms.ort), 2),
-        same_sequences: out.js === out.ort,
+        same_sequences: Object.values(out).every((o) => o === out.js),
         others_cpu_share: round(others, 2),
       };
     }
@@ -100,4 +111,4 @@ try {
 } finally {
   await releaseRowGraphs(graphs);
 }
-console.log(JSON.stringify({ bench: 'search', machine: machine(), batch: B, vocab: V, new_tokens: NEW, rounds, note: 'ms per token: a generation\'s wall time over its new tokens, the decoder costing nothing; js: softmax / log-sum-exp in JS, ort: from the row graphs', ...results }, null, 2));
+console.log(JSON.stringify({ bench: 'search', machine: machine(), batch: B, vocab: V, new_tokens: NEW, rounds, note: 'ms per token: a generation\'s wall time over its new tokens, the decoder costing nothing; js: softmax / log-sum-exp in JS, ort: from the row graphs, ort_probs_only: the softmax graph\'s probabilities without its sorted top tokens', ...results }, null, 2));

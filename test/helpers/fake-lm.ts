@@ -4,7 +4,7 @@
  * every expected result can be worked out by hand or by brute force.
  */
 import { logSumExp, softmax } from '../../src/models/runtime/generation/processors.ts';
-import type { DecoderSession } from '../../src/models/runtime/generation/types.ts';
+import type { DecoderSession, RowProbabilities } from '../../src/models/runtime/generation/types.ts';
 
 export type LogitsFn = (image: number, tokens: number[]) => number[];
 
@@ -85,16 +85,30 @@ export class LogSumExpLM extends TableLM {
 
 /**
  * A TableLM that also gives each row's softmax (`softmax`), as the BLIP decoder session does
- * from ONNX Runtime; here from the JS softmax. Counts the calls and the rows they held.
+ * from ONNX Runtime; here from the JS softmax, with each row's `top` most likely tokens (by a
+ * sort; 0 = none given). Counts the calls and the rows they held.
  */
 export class SoftmaxLM extends TableLM {
   softmaxRows: number[] = [];
 
-  async softmax(scores: Float32Array, rows: number): Promise<Float32Array> {
+  constructor(vocabSize: number, images: number, fn: LogitsFn, private readonly top = 0) {
+    super(vocabSize, images, fn);
+  }
+
+  async softmax(scores: Float32Array, rows: number): Promise<RowProbabilities> {
     this.softmaxRows.push(rows);
     const V = this.vocabSize;
-    const out = new Float32Array(rows * V);
-    for (let r = 0; r < rows; r++) out.set(softmax(scores.subarray(r * V, (r + 1) * V)), r * V);
-    return out;
+    const probs = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) probs.set(softmax(scores.subarray(r * V, (r + 1) * V)), r * V);
+    if (this.top === 0) return { probs };
+    const k = Math.min(this.top, V);
+    const ids = new Int32Array(rows * k);
+    const topProbs = new Float32Array(rows * k);
+    for (let r = 0; r < rows; r++) {
+      const row = probs.subarray(r * V, (r + 1) * V);
+      const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => row[b] - row[a] || a - b).slice(0, k);
+      order.forEach((id, i) => { ids[r * k + i] = id; topProbs[r * k + i] = row[id]; });
+    }
+    return { probs, top: { k, ids, probs: topProbs } };
   }
 }

@@ -126,8 +126,8 @@ export class OrtDecoderSession implements DecoderSession {
   /** Present where `open` was given the log-sum-exp graph: the step's logits and each row's log-sum-exp. */
   readonly stepWithLogSumExp?: (tokens: number[][]) => Promise<{ logits: Float32Array; logSumExp: Float32Array }>;
 
-  /** Present where `open` was given the softmax graph: each row's softmax of `scores` [rows, V]. */
-  readonly softmax?: (scores: Float32Array, rows: number) => Promise<Float32Array>;
+  /** Present where `open` was given the softmax graph: each row's softmax of `scores` [rows, V], and its most likely tokens. */
+  readonly softmax?: DecoderSession['softmax'];
 
   /** Returns each row's last-position logits [rows, V]. */
   async step(tokens: number[][]): Promise<Float32Array> {

@@ -5,7 +5,7 @@
  * dropped from the session instead (cheaper) and their sequences end at eos. The length cap
  * counts the prefix (bos + prompt), and at least one token is generated, as in HF.
  */
-import type { DecoderSession, GenerationOptions, SpecialIds } from './types.ts';
+import type { DecoderSession, GenerationOptions, RowProbabilities, SpecialIds } from './types.ts';
 import { applyAll, argmax, minLength, repetitionPenalty, softmaxFill, temperature, topK, topPKept, type LogitsProcessor } from './processors.ts';
 import { sampleRng, type Rng } from './rng.ts';
 
@@ -59,8 +59,10 @@ export async function decodeRows(
       }
       const all = await session.softmax!(scores, active.length);
       for (let j = 0; j < active.length; j++) {
-        const p = all.subarray(j * v, (j + 1) * v);
-        active[j].tokens.push(draw(p, p, active[j].rng!));
+        const p = all.probs.subarray(j * v, (j + 1) * v);
+        // A confident step's nucleus lies inside the row's most likely tokens: read it off them.
+        const kept = options.topP < 1 && all.top ? nucleusOfTop(all.top, j, options.topP) : null;
+        active[j].tokens.push(kept ? drawFrom(kept, p, active[j].rng!) : draw(p, p, active[j].rng!));
       }
     } else {
       for (let j = 0; j < active.length; j++) {
@@ -109,16 +111,29 @@ function sample(probs: Float32Array, rng: Rng): number {
   return last;
 }
 
+/**
+ * The nucleus of row `j` from its most likely tokens (`top`, most likely first), in ascending
+ * ids, where they hold it: going down, each token is kept while the probability kept before it
+ * is below p, as `topPKept` decides; null where all k together stay below p.
+ */
+function nucleusOfTop(top: NonNullable<RowProbabilities['top']>, j: number, p: number): Int32Array | null {
+  const { k } = top;
+  let cum = 0;
+  let n = 0;
+  while (n < k && (n === 0 || cum < p)) cum += top.probs[j * k + n++];
+  if (cum < p) return null;
+  return top.ids.slice(j * k, j * k + n).sort();
+}
+
 let maskScratch = new Uint8Array(0);
 let orderScratch = new Int32Array(0);
 
 /**
  * topP then sample, as the topP processor followed by `sample` computes them, without a second
  * softmax over the vocabulary or writing −inf into it: after the nucleus is chosen (from
- * `probs`) only its tokens are visited, each drawn with probability weights[i] / Σ weights over
- * the nucleus, rounded to float32 as a softmax over the nucleus would be. `weights` are the
- * row's exp(s − max) as its softmax computed them (then these are HF's numbers: exp(s − max)
- * with the same max is the same number) or the probabilities themselves.
+ * `probs`) only its tokens are visited (`drawFrom`). `weights` are the row's exp(s − max) as
+ * its softmax computed them (then these are HF's numbers: exp(s − max) with the same max is the
+ * same number) or the probabilities themselves.
  */
 function sampleTopP(probs: Float32Array, weights: ArrayLike<number>, p: number, rng: Rng): number {
   const unordered = topPKept(probs, p);
@@ -137,7 +152,15 @@ function sampleTopP(probs: Float32Array, weights: ArrayLike<number>, p: number, 
       mask[i] = 0;
     }
   }
-  const kept = orderScratch.subarray(0, n);
+  return drawFrom(orderScratch.subarray(0, n), weights, rng);
+}
+
+/**
+ * A draw from the nucleus `kept` (ascending ids, the order `sample` visits the vocabulary in),
+ * each token with probability weights[i] / Σ weights over the nucleus, rounded to float32 as a
+ * softmax over the nucleus would be.
+ */
+function drawFrom(kept: Int32Array, weights: ArrayLike<number>, rng: Rng): number {
   let sum = 0;
   for (const i of kept) sum += weights[i];
   const u = rng.next();

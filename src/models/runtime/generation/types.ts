@@ -32,7 +32,7 @@ export interface DecoderSession {
    * decoder's runtime, so sampling needs no pass of exp in JS. The result may be a buffer the
    * next call reuses. Absent where it cannot.
    */
-  softmax?(scores: Float32Array, rows: number): Promise<Float32Array>;
+  softmax?(scores: Float32Array, rows: number): Promise<RowProbabilities>;
   /**
    * Optional hint before the first step: sequences will reach at most `length` positions, so
    * a cache can be sized once.
@@ -41,6 +41,18 @@ export interface DecoderSession {
   /** Re-index rows: new row i continues old row `indices[i]` (beam reordering, expansion). */
   select(indices: number[]): void;
   close(): void;
+}
+
+/** Each row's softmax, and optionally its `k` most likely tokens in order. */
+export interface RowProbabilities {
+  /** [rows, vocabSize]. */
+  probs: Float32Array;
+  /**
+   * [rows, k] each: the row's k most likely tokens, most likely first (equal probabilities: the
+   * lower id first), and their probabilities as in `probs`. A nucleus inside them is read off
+   * them alone; one that needs more tokens is found from `probs`.
+   */
+  top?: { k: number; ids: Int32Array; probs: Float32Array };
 }
 
 export type DecodingMethod = 'greedy' | 'beam' | 'nucleus';

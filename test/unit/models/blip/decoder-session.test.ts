@@ -132,8 +132,19 @@ describe('OrtDecoderSession', () => {
     const bos = model.special.bos;
     const s = await OrtDecoderSession.open(model.cfg, model.sessions.cross_kv, model.sessions.decoder, embeds, new Float32Pool(), model.rowGraphs);
     const logits = await s.step([[bos, 5], [bos, 7], [bos, 9]]);
-    const probs = await s.softmax!(logits, 3);
-    for (let r = 0; r < 3; r++) expectClose(row(probs, r), Array.from(softmaxOf(logits.subarray(r * V(), (r + 1) * V()))));
+    const { probs, top } = await s.softmax!(logits, 3);
+    for (let r = 0; r < 3; r++) {
+      const want = softmaxOf(logits.subarray(r * V(), (r + 1) * V()));
+      expectClose(row(probs, r), Array.from(want));
+      // The most likely tokens, in order, with their probabilities as in `probs`.
+      const k = top!.k;
+      expect(k).toBe(Math.min(64, V()));
+      const ids = Array.from(top!.ids.subarray(r * k, (r + 1) * k));
+      expect(ids.map((i) => probs[r * V() + i])).toEqual(Array.from(top!.probs.subarray(r * k, (r + 1) * k)));
+      expect(new Set(ids).size).toBe(k);
+      const sorted = Array.from({ length: V() }, (_, i) => i).sort((a, b) => probs[r * V() + b] - probs[r * V() + a] || a - b);
+      expect(ids).toEqual(sorted.slice(0, k));
+    }
     s.close();
     expect((await open()).softmax).toBeUndefined();
 

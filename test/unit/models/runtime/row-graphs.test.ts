@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRowGraphs, releaseRowGraphs, type RowGraphs } from '../../../../src/models/runtime/row-graphs.ts';
+import { RowSoftmax, createRowGraphs, releaseRowGraphs, type RowGraphs } from '../../../../src/models/runtime/row-graphs.ts';
 // The float64 references: the JS log-sum-exp and softmax the search falls back to.
 import { logSumExp as referenceLse } from '../../../../src/models/runtime/generation/processors.ts';
 
@@ -24,7 +24,7 @@ function matrix(fns: ((i: number) => number)[]): Float32Array {
   return x;
 }
 
-describe('RowGraph.logSumExp', () => {
+describe('RowLogSumExp', () => {
   it('gives each row its log Σ exp', async () => {
     const x = matrix(rowFns);
     const got = await graphs.logSumExp.run(x, rowFns.length, cols);
@@ -40,12 +40,12 @@ describe('RowGraph.logSumExp', () => {
   });
 });
 
-describe('RowGraph.softmax', () => {
+describe('RowSoftmax', () => {
   it('gives each row its softmax, a −∞ logit exactly 0 (a forbidden token stays forbidden)', async () => {
     // Forbidden tokens as the processors leave them: min length's eos, top-k's tail.
     const fns = [...rowFns, (i: number) => (i % 3 === 0 ? -Infinity : Math.cos(i * 0.37) * 6)];
     const x = matrix(fns);
-    const got = await graphs.softmax.run(x, fns.length, cols);
+    const got = (await graphs.softmax.run(x, fns.length, cols)).probs;
     expect(got).toHaveLength(fns.length * cols);
     fns.forEach((_, r) => {
       const row = x.subarray(r * cols, (r + 1) * cols);
@@ -66,6 +66,27 @@ describe('RowGraph.softmax', () => {
       expect(worst).toBeLessThan(1e-5);
       expect(Math.abs(sum - 1)).toBeLessThan(1e-5);
     });
+  });
+
+  it('gives each row\'s 64 most likely tokens in order, equal ones by id, −∞ ones never before others', async () => {
+    // Ties (a repeating pattern), a row whose tail is forbidden, a peaked row.
+    const fns = [(i: number) => (i % 7) * 0.5, (i: number) => (i < 30 ? Math.sin(i) : -Infinity), (i: number) => (i === 900 ? 12 : Math.cos(i))];
+    const x = matrix(fns);
+    const { probs, top } = await graphs.softmax.run(x, fns.length, cols);
+    expect(top!.k).toBe(RowSoftmax.TOP);
+    fns.forEach((_, r) => {
+      const row = probs.subarray(r * cols, (r + 1) * cols);
+      const want = Array.from({ length: cols }, (_, i) => i).sort((a, b) => row[b] - row[a] || a - b).slice(0, 64);
+      expect(Array.from(top!.ids.subarray(r * 64, (r + 1) * 64))).toEqual(want);
+      expect(Array.from(top!.probs.subarray(r * 64, (r + 1) * 64))).toEqual(want.map((i) => row[i]));
+    });
+  });
+
+  it('gives all tokens as the top when a row has fewer than 64', async () => {
+    const x = Float32Array.from({ length: 2 * 10 }, (_, i) => (i * 37) % 11);
+    const { top } = await graphs.softmax.run(x, 2, 10);
+    expect(top!.k).toBe(10);
+    expect(new Set(top!.ids.subarray(0, 10)).size).toBe(10);
   });
 
   it('refuses fewer values than rows × cols with a coded error', async () => {

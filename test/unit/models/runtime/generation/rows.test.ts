@@ -157,14 +157,50 @@ describe('nucleus sampling', () => {
     expect(greedyLm.softmaxRows).toEqual([]);
   });
 
+  it('reads a confident step\'s nucleus off the decoder\'s top tokens: the same samples as from the whole vocabulary', async () => {
+    const V = 3000;
+    const fn = hashedLM(V, special.eos, -1);
+    // Temperature 0.15 makes most steps' nuclei fit in 16 tokens; 1.0 makes them need hundreds (the fallback).
+    for (const temperature of [0.15, 1]) {
+      const o = { ...opts, topP: 0.9, temperature, repetitionPenalty: 1.2, maxLength: 10, minLength: 4 };
+      const got = await generate(new SoftmaxLM(V, 2, fn, 16), [[3, 9], [3, 9]], o, special, ['a', 'b']);
+      expect(got).toEqual(await generate(new TableLM(V, 2, fn), [[3, 9], [3, 9]], o, special, ['a', 'b']));
+    }
+    // A nucleus of four tokens (0.3, 0.25, 0.2, 0.15 before 0.75 reaches 0.8), the fourth drawn about one time in six.
+    const four = lastTokenTable(16, { 3: { 4: Math.log(0.3), 5: Math.log(0.25), 6: Math.log(0.2), 7: Math.log(0.15), 8: Math.log(0.1) }, 4: { 2: 0 }, 5: { 2: 0 }, 6: { 2: 0 }, 7: { 2: 0 }, 8: { 2: 0 } }, -Infinity);
+    const o = { ...opts, topP: 0.8, repetitionPenalty: 1, numReturnSequences: 300 };
+    const [got] = await generate(new SoftmaxLM(16, 1, four, 8), [[3]], o, special, ['f']);
+    expect(got).toEqual((await generate(new TableLM(16, 1, four), [[3]], o, special, ['f']))[0]);
+    expect(new Set(got.map((s) => s[1]))).toEqual(new Set([4, 5, 6, 7]));
+  });
+
+  it('takes the nucleus from the top tokens when they hold it, and from the whole vocabulary when not', async () => {
+    // A decoder whose top list claims token 7 has all the probability: sampled wherever used.
+    class Claiming extends SoftmaxLM {
+      async softmax(scores: Float32Array, rows: number) {
+        const { probs } = await super.softmax(scores, rows);
+        return { probs, top: { k: 1, ids: new Int32Array(rows).fill(7), probs: new Float32Array(rows).fill(this.claim) } };
+      }
+      constructor(private readonly claim: number) { super(16, 1, hashedLM(16, 2, -5)); }
+    }
+    const o = { ...opts, topP: 0.9, repetitionPenalty: 1, maxLength: 8, numReturnSequences: 5 };
+    const [used] = await generate(new Claiming(1), [[3]], o, special, ['c']);
+    expect(used.every((s) => s.slice(1).every((t) => t === 7))).toBe(true);
+    // Claiming less than p: the top cannot hold the nucleus, so the whole vocabulary decides.
+    const [notUsed] = await generate(new Claiming(0.5), [[3]], o, special, ['c']);
+    expect(notUsed).toEqual((await generate(new TableLM(16, 1, hashedLM(16, 2, -5)), [[3]], o, special, ['c']))[0]);
+  });
+
   it('never samples a token the processors forbid, with the decoder\'s softmax too', async () => {
     // Until length 4 eos is the likeliest token by far; min length forbids it (−∞, probability 0).
     const table = lastTokenTable(8, { 3: { 2: 5, 4: 0, 5: 0 }, 4: { 2: 5, 5: 0 }, 5: { 2: 5, 4: 0 } }, -Infinity);
-    for (const lm of [new SoftmaxLM(8, 1, table), new TableLM(8, 1, table)]) {
-      const [seqs] = await generate(lm, [[3]], { ...opts, topP: 1, repetitionPenalty: 1, minLength: 4, numReturnSequences: 100 }, special, ['m']);
-      const eosAt = seqs.map((s) => s.indexOf(2));
-      expect(eosAt.every((at) => at === -1 || at >= 4)).toBe(true);
-      expect(eosAt.filter((at) => at === 4).length).toBeGreaterThan(90);
+    for (const lm of [() => new SoftmaxLM(8, 1, table), () => new SoftmaxLM(8, 1, table, 4), () => new TableLM(8, 1, table)]) {
+      for (const topP of [1, 0.95]) {
+        const [seqs] = await generate(lm(), [[3]], { ...opts, topP, repetitionPenalty: 1, minLength: 4, numReturnSequences: 100 }, special, ['m']);
+        const eosAt = seqs.map((s) => s.indexOf(2));
+        expect(eosAt.every((at) => at === -1 || at >= 4)).toBe(true);
+        expect(eosAt.filter((at) => at === 4).length).toBeGreaterThan(90);
+      }
     }
   });
 
