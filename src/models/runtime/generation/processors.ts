@@ -198,7 +198,7 @@ export function logSoftmaxInto(scores: Float32Array, out: Float32Array): Float32
   return logProbsInto(scores, logSumExp(scores), out);
 }
 
-/** log_softmax from a row's log Σ exp (`logSumExp`, or `RowGraph.logSumExp` in ORT): scores − lse into `out`. */
+/** log_softmax from a row's log Σ exp (`logSumExp`, or `RowLogSumExp` in ORT): scores − lse into `out`. */
 export function logProbsInto(scores: Float32Array, logSumExp: number, out: Float32Array): Float32Array {
   for (let i = 0; i < scores.length; i++) out[i] = scores[i] - logSumExp;
   return out;
