@@ -43,14 +43,14 @@ export async function decodeRows(
   if (k > 1) session.select(rows.map((r) => r.image));
   let active = rows;
   // Each row's scores are edited in place by the processors, in one reused array; with the
-  // runtime's softmax, in one matrix of all rows, whose softmax is then one run.
-  let scores = new Float32Array(fromRuntime ? rows.length * session.vocabSize : session.vocabSize);
+  // runtime's softmax, in one matrix of all rows (rows only ever drop out), whose softmax is
+  // then one run.
+  const scores = new Float32Array(fromRuntime ? rows.length * session.vocabSize : session.vocabSize);
   const probs = new Float32Array(fromRuntime ? 0 : session.vocabSize);
   const exps = new Float64Array(fromRuntime ? 0 : session.vocabSize);
   for (;;) {
     const v = session.vocabSize;
     if (fromRuntime) {
-      if (scores.length < active.length * v) scores = new Float32Array(active.length * v);
       for (let j = 0; j < active.length; j++) {
         const at = logitsRow(j);
         const row = scores.subarray(j * v, (j + 1) * v);
