@@ -200,7 +200,10 @@ async function downloadTo(
   const fail = (message: string, cause?: unknown): CapfiltError =>
     new CapfiltError('MODEL_PULL_FAILED', `${where}: downloading ${path} failed: ${message}`, { repo: hub.repo.name, file: path }, cause === undefined ? undefined : { cause });
   if (expected.sha256 && existsSync(target)) {
-    if (statSync(target).size === expected.size && (await sha256(target)) === expected.sha256) {
+    const sameSize = statSync(target).size === expected.size;
+    // Hashing gigabytes takes seconds: say why the pull pauses.
+    if (sameSize && expected.size > 64 * 1024 * 1024) log(`  ${path}: checking the copy already here (sha256)`);
+    if (sameSize && (await sha256(target)) === expected.sha256) {
       log(`  ${path}: already here (${formatBytes(expected.size)}, sha256 matches)`);
       return expected.size;
     }
