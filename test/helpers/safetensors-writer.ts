@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { openSafetensors } from '../../src/models/runtime/weights/safetensors.ts';
 
 /** Test helper: writes a safetensors file; `entries` may override any header field to corrupt it. */
 export interface StEntry {
@@ -54,9 +55,9 @@ export function writeShardedSafetensors(dir: string, entries: Map<string, StEntr
   return weightMap;
 }
 
-/** Every tensor of a safetensors file as writer entries (float32 data as stored). */
-export function readEntries(file: string, open: (f: string) => { keys(): string[]; get(n: string): { shape: number[]; data: Float32Array }; close(): void }): Map<string, StEntry> {
-  const st = open(file);
+/** Every tensor of a safetensors file as writer entries (each dtype widened to float32, as the reader gives it). */
+export function readEntries(file: string): Map<string, StEntry> {
+  const st = openSafetensors(file);
   const m = new Map<string, StEntry>();
   for (const k of st.keys().sort()) {
     const t = st.get(k);

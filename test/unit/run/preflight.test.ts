@@ -8,7 +8,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { preflight } from '../../../src/run/preflight.ts';
 import { testConfig } from '../../helpers/config.ts';
 import { readEntries, shardName, writeShardedSafetensors } from '../../helpers/safetensors-writer.ts';
-import { openSafetensors } from '../../../src/models/runtime/weights/safetensors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'capfilt-preflight-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -137,7 +136,7 @@ describe('preflight: models (when the workers run here)', () => {
     const blip = { ...stages, 'models.captioner': join(MODELS, 'demo'), 'models.filter': join(MODELS, 'demo') };
     const sharded = join(dir, 'sharded');
     cpSync(join(MODELS, 'demo', 'filter'), sharded, { recursive: true, filter: (src) => !src.endsWith('.safetensors') });
-    writeShardedSafetensors(sharded, readEntries(join(MODELS, 'demo', 'filter', 'model.safetensors'), openSafetensors), 2);
+    writeShardedSafetensors(sharded, readEntries(join(MODELS, 'demo', 'filter', 'model.safetensors')), 2);
     await expect(check(input(), { ...blip, 'models.filter': sharded }, true)).resolves.toBeTruthy();
     rmSync(join(sharded, shardName(1, 2)));
     await expect(check(input(), { ...blip, 'models.filter': sharded }, true)).rejects.toMatchObject({ code: 'MODEL_DIR_INVALID', message: expect.stringMatching(/models\.filter.*shard\(s\) not in .*model-00002-of-00002\.safetensors/) });

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runParity } from '../../../tools/parity.ts';
-import { openSafetensors } from '../../../src/models/runtime/weights/safetensors.ts';
 import { readEntries, writeShardedSafetensors } from '../../helpers/safetensors-writer.ts';
 
 const t1 = new URL('../../fixtures/parity/t1/', import.meta.url).pathname;
@@ -53,7 +52,7 @@ describe('BLIP parity with other weight formats', () => {
     cpSync(t1, dir, { recursive: true });
     for (const role of ['captioner', 'filter']) {
       const file = join(dir, role, 'model.safetensors');
-      const entries = readEntries(file, openSafetensors);
+      const entries = readEntries(file);
       rmSync(file);
       writeShardedSafetensors(join(dir, role), entries, role === 'captioner' ? 2 : 3);
     }

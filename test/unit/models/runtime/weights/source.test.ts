@@ -5,7 +5,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CapfiltError } from '../../../../../src/core/errors.ts';
 import { loadBlipConfig } from '../../../../../src/models/blip/config.ts';
 import { expectedWeights, LM_HEAD } from '../../../../../src/models/blip/weights/names.ts';
-import { openSafetensors } from '../../../../../src/models/runtime/weights/safetensors.ts';
 import { CheckedWeights, openWeightFolder } from '../../../../../src/models/runtime/weights/source.ts';
 import { readEntries, shardName, writeSafetensors, writeShardedSafetensors, type StEntry } from '../../../../helpers/safetensors-writer.ts';
 
@@ -19,7 +18,7 @@ function variant(name: string, edit: (m: Map<string, StEntry>) => void): string 
   const out = join(dir, name);
   mkdirSync(out);
   copyFileSync(join(t1, 'config.json'), join(out, 'config.json'));
-  const m = readEntries(join(t1, 'model.safetensors'), openSafetensors);
+  const m = readEntries(join(t1, 'model.safetensors'));
   edit(m);
   writeSafetensors(join(out, 'model.safetensors'), Object.fromEntries(m));
   return out;
@@ -151,7 +150,7 @@ describe('sharded checkpoints (*.index.json)', () => {
     const out = join(dir, name);
     mkdirSync(out);
     copyFileSync(join(t1, 'config.json'), join(out, 'config.json'));
-    writeShardedSafetensors(out, readEntries(join(t1, 'model.safetensors'), openSafetensors), shards);
+    writeShardedSafetensors(out, readEntries(join(t1, 'model.safetensors')), shards);
     if (edit) {
       const file = join(out, 'model.safetensors.index.json');
       const index = JSON.parse(readFileSync(file, 'utf8'));
