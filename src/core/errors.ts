@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   MODEL_CONFIG_INVALID: permanent('model config.json / preprocessor_config.json is invalid'),
   MODEL_UNSUPPORTED: permanent('model uses a feature this runtime does not support'),
   WEIGHTS_TRUNCATED: permanent('weights file is shorter than its header says'),
+  WEIGHTS_LFS_POINTER: permanent('weights file is a Git LFS pointer, not the weights'),
   WEIGHTS_HEADER_INVALID: permanent('weights file header is malformed'),
   WEIGHTS_TENSOR_INVALID: permanent('a tensor entry is inconsistent (dtype, shape, offsets)'),
   WEIGHTS_MISSING_KEYS: permanent('weights file lacks tensors the model needs'),

@@ -16,6 +16,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { inflateSync } from 'fflate';
 import { CapfiltError } from '../../../core/errors.ts';
 import type { WeightSource, WeightTensor } from '../types.ts';
+import { refuseLfsPointer } from './lfs-pointer.ts';
 
 // ---------------------------------------------------------------------------------------------
 // zip (central directory + positioned reads)
@@ -423,11 +424,12 @@ export function openPytorchBin(path: string): WeightSource {
   let head: Uint8Array;
   const fd = openSync(path, 'r');
   try {
-    head = new Uint8Array(4);
-    readSync(fd, head, 0, 4, 0);
+    head = new Uint8Array(64);
+    head = head.subarray(0, readSync(fd, head, 0, head.length, 0));
   } finally {
     closeSync(fd);
   }
+  refuseLfsPointer(path, head);
   if (!(head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04)) {
     const legacy = head[0] === 0x80;
     throw new CapfiltError(

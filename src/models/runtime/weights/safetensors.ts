@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { CapfiltError } from '../../../core/errors.ts';
 import type { WeightSource, WeightTensor } from '../types.ts';
+import { refuseLfsPointer } from './lfs-pointer.ts';
 
 /**
  * safetensors reader. The header is parsed and every entry validated up front (offsets inside
@@ -116,6 +117,7 @@ export class SafetensorsFile implements WeightSource {
     }
     try {
       const size = fstatSync(fd).size;
+      refuseLfsPointer(file, readExactly(fd, Math.min(size, 64), 0));
       if (size < 8) throw new CapfiltError('WEIGHTS_TRUNCATED', `${file}: ${size} bytes, too short for the 8-byte header length`, { file, size });
       const headerLen = readExactly(fd, 8, 0).readBigUInt64LE(0);
       if (headerLen > BigInt(size - 8)) {

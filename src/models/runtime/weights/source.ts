@@ -4,6 +4,7 @@ import { CapfiltError } from '../../../core/errors.ts';
 import type { WeightSource, WeightTensor } from '../types.ts';
 import { openPytorchBin } from './pickle.ts';
 import { openSafetensors } from './safetensors.ts';
+import { refuseLfsPointer } from './lfs-pointer.ts';
 
 export type WeightFormat = 'safetensors' | 'pytorch';
 
@@ -33,14 +34,20 @@ export function weightFileOf(dir: string, file?: string): { file: string; format
 }
 
 /**
- * The folder's checkpoint files are all there, without reading any tensor: the file, or a
- * sharded checkpoint's index (parsed and checked) and every shard it names. For preflight.
+ * The folder's checkpoint files are all there and are not Git LFS pointers, without reading any
+ * tensor: the file, or a sharded checkpoint's index (parsed and checked) and every shard it
+ * names. For preflight.
  */
 export function checkWeightFiles(dir: string): void {
   const { file, sharded } = weightFileOf(dir);
-  if (!sharded) return;
-  const absent = shardFilesOf(file).shards.filter((s) => !existsSync(join(dirname(file), s)));
+  if (!sharded) {
+    refuseLfsPointer(file);
+    return;
+  }
+  const shards = shardFilesOf(file).shards.map((s) => join(dirname(file), s));
+  const absent = shards.filter((s) => !existsSync(s)).map((s) => basename(s));
   if (absent.length) throw new CapfiltError('MODEL_DIR_INVALID', `${file}: shard(s) not in ${dirname(file)}: ${listed(absent)}`, { file, missing: absent });
+  for (const s of shards) refuseLfsPointer(s);
 }
 
 export function openWeightFolder(dir: string, weightsFile?: string): WeightSource {

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CapfiltError } from '../../../../../src/core/errors.ts';
 import { loadBlipConfig } from '../../../../../src/models/blip/config.ts';
 import { expectedWeights, LM_HEAD } from '../../../../../src/models/blip/weights/names.ts';
-import { CheckedWeights, openWeightFolder } from '../../../../../src/models/runtime/weights/source.ts';
+import { CheckedWeights, checkWeightFiles, openWeightFolder } from '../../../../../src/models/runtime/weights/source.ts';
 import { readEntries, shardName, writeSafetensors, writeShardedSafetensors, type StEntry } from '../../../../helpers/safetensors-writer.ts';
 
 const fixtures = new URL('../../../../fixtures/', import.meta.url).pathname;
@@ -226,5 +226,30 @@ describe('sharded checkpoints (*.index.json)', () => {
     const e = caught(() => check(dropped));
     expect(e.code).toBe('WEIGHTS_MISSING_KEYS');
     expect(e.message).toMatch(/index\.json: 1 tensor\(s\) missing: vision_model\.post_layernorm\.weight/);
+  });
+});
+
+describe('Git LFS pointers instead of weights', () => {
+  const pointer = 'version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 247072\n';
+
+  it('is WEIGHTS_LFS_POINTER for model.safetensors, pytorch_model.bin and a shard, when opened and in the preflight check', () => {
+    for (const [name, file] of [['lfs-st', 'model.safetensors'], ['lfs-bin', 'pytorch_model.bin']]) {
+      const folder = join(dir, name);
+      mkdirSync(folder);
+      copyFileSync(join(t1, 'config.json'), join(folder, 'config.json'));
+      writeFileSync(join(folder, file), pointer);
+      const e = caught(() => openWeightFolder(folder));
+      expect(e.code).toBe('WEIGHTS_LFS_POINTER');
+      expect(e.message).toMatch(/git lfs pull/);
+      expect(caught(() => checkWeightFiles(folder)).code).toBe('WEIGHTS_LFS_POINTER');
+    }
+    const sharded = join(dir, 'lfs-shard');
+    mkdirSync(sharded);
+    copyFileSync(join(t1, 'config.json'), join(sharded, 'config.json'));
+    writeShardedSafetensors(sharded, readEntries(join(t1, 'model.safetensors')), 2);
+    checkWeightFiles(sharded);
+    writeFileSync(join(sharded, shardName(1, 2)), pointer);
+    expect(caught(() => openWeightFolder(sharded)).message).toMatch(/model-00002-of-00002\.safetensors: a Git LFS pointer/);
+    expect(caught(() => checkWeightFiles(sharded)).code).toBe('WEIGHTS_LFS_POINTER');
   });
 });
