@@ -117,26 +117,25 @@ async function pullRepo(repo: string, dir: string, expected: Family | undefined,
   const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const hub = { repo: { type: 'model' as const, name: repo }, revision: o.revision, hubUrl: o.hubUrl, accessToken: o.accessToken };
   const where = `${repo}${o.revision ? `@${o.revision}` : ''} from ${o.hubUrl ?? 'https://huggingface.co'}`;
-  const sizes = new Map<string, number>();
-  /** sha256 of the files the hub stores in LFS (weights): what lets a rerun keep or resume them. */
-  const lfs = new Map<string, string>();
+  /** The repo's files; the sha256 of those the hub stores in LFS (weights) lets a rerun keep or resume them. */
+  const listed = new Map<string, RemoteFile>();
   try {
     for await (const entry of listFiles(hub)) {
       if (entry.type !== 'file') continue;
-      sizes.set(entry.path, entry.size);
-      if (entry.lfs?.oid && /^[0-9a-f]{64}$/.test(entry.lfs.oid)) lfs.set(entry.path, entry.lfs.oid);
+      const sha256 = entry.lfs?.oid && /^[0-9a-f]{64}$/.test(entry.lfs.oid) ? entry.lfs.oid : undefined;
+      listed.set(entry.path, { size: entry.size, sha256 });
     }
   } catch (e) {
     throw new CapfiltError('MODEL_PULL_FAILED', `${where}: cannot list the repository (${(e as Error).message}); check the name, --revision, and HF_TOKEN for private or gated repos`, { repo }, { cause: e });
   }
-  const missing = REQUIRED.filter((f) => !sizes.has(f));
+  const missing = REQUIRED.filter((f) => !listed.has(f));
   if (missing.length) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no ${missing.join(', ')}; is it a BLIP or CLIP model?`, { repo });
-  const weights = WEIGHTS.find((f) => sizes.has(f));
+  const weights = WEIGHTS.find((f) => listed.has(f));
   if (!weights) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no model.safetensors, pytorch_model.bin or sharded index (*.index.json)`, { repo });
 
   const checkTokenizer = (family: Family): void => {
     const { tokenizers } = FILES[family];
-    if (!tokenizers.some((set) => set.every((f) => sizes.has(f)))) {
+    if (!tokenizers.some((set) => set.every((f) => listed.has(f)))) {
       throw new CapfiltError('MODEL_PULL_FAILED', `${where}: repository has no ${family.toUpperCase()} tokenizer (${tokenizers.map((set) => set.join(' + ')).join(' or ')})`, { repo });
     }
   };
@@ -145,30 +144,30 @@ async function pullRepo(repo: string, dir: string, expected: Family | undefined,
   mkdirSync(dir, { recursive: true });
   const files: PulledRepo['files'] = [];
   // config.json first: it says which family's files to fetch.
-  files.push({ path: 'config.json', bytes: await downloadTo(hub, 'config.json', join(dir, 'config.json'), { size: sizes.get('config.json')!, sha256: lfs.get('config.json') }, where, log) });
+  files.push({ path: 'config.json', bytes: await downloadTo(hub, 'config.json', join(dir, 'config.json'), listed.get('config.json')!, where, log) });
   const family = familyOf(join(dir, 'config.json'), expected, where, repo);
   checkTokenizer(family);
   const { optional } = FILES[family];
-  const wanted = [...optional.filter((f) => sizes.has(f))];
+  const wanted = [...optional.filter((f) => listed.has(f))];
   if (weights.endsWith('.index.json')) {
     // A sharded checkpoint: the index says which shards to fetch; each must be in the listing.
-    files.push({ path: weights, bytes: await downloadTo(hub, weights, join(dir, weights), { size: sizes.get(weights)!, sha256: lfs.get(weights) }, where, log) });
+    files.push({ path: weights, bytes: await downloadTo(hub, weights, join(dir, weights), listed.get(weights)!, where, log) });
     let shards: string[];
     try {
       ({ shards } = shardFilesOf(join(dir, weights)));
     } catch (e) {
       throw new CapfiltError('MODEL_PULL_FAILED', `${where}: ${weights}: ${(e as Error).message}`, { repo, file: weights }, { cause: e });
     }
-    const unlisted = shards.filter((f) => !sizes.has(f));
+    const unlisted = shards.filter((f) => !listed.has(f));
     if (unlisted.length) throw new CapfiltError('MODEL_PULL_FAILED', `${where}: ${weights} names shard(s) the repository does not hold: ${unlisted.join(', ')}`, { repo, file: weights });
     wanted.push(...shards);
   } else {
     wanted.push(weights);
   }
-  const total = wanted.reduce((a, f) => a + sizes.get(f)!, files.reduce((a, f) => a + f.bytes, 0));
+  const total = wanted.reduce((a, f) => a + listed.get(f)!.size, files.reduce((a, f) => a + f.bytes, 0));
   log(`pulling ${family.toUpperCase()} ${where} → ${dir} (${wanted.length + files.length} files, ${formatBytes(total)})`);
   for (const path of wanted) {
-    const bytes = await downloadTo(hub, path, join(dir, path), { size: sizes.get(path)!, sha256: lfs.get(path) }, where, log);
+    const bytes = await downloadTo(hub, path, join(dir, path), listed.get(path)!, where, log);
     files.push({ path, bytes });
   }
   return { repo, dir, files };
