@@ -117,9 +117,10 @@ export class SafetensorsFile implements WeightSource {
     }
     try {
       const size = fstatSync(fd).size;
-      refuseLfsPointer(file, readExactly(fd, Math.min(size, 64), 0));
+      const head = readExactly(fd, Math.min(size, 64), 0);
+      refuseLfsPointer(file, head);
       if (size < 8) throw new CapfiltError('WEIGHTS_TRUNCATED', `${file}: ${size} bytes, too short for the 8-byte header length`, { file, size });
-      const headerLen = readExactly(fd, 8, 0).readBigUInt64LE(0);
+      const headerLen = head.readBigUInt64LE(0);
       if (headerLen > BigInt(size - 8)) {
         throw new CapfiltError('WEIGHTS_TRUNCATED', `${file}: header length ${headerLen} runs past the end of the file (${size} bytes)`, { file, size, headerLen: Number(headerLen) });
       }
